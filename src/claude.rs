@@ -1,0 +1,610 @@
+//! The `claude` child: its command line (the prompt goes to stdin, never argv), stream-json parsing into
+//! typed events, and the stop ladder (SIGINT, SIGTERM, SIGKILL to its process group).
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// The environment variable that marks every process of a turn, so what the CLI orphans can be found.
+pub const TURN_MARKER: &str = "REMOTE_AGENT_TURN_ID";
+
+/// How long each rung of the stop ladder waits for the process to exit.
+pub const LADDER_GRACE: Duration = Duration::from_secs(3);
+
+/// How much of the child's stderr is kept for error messages.
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// Everything needed to start one run of the CLI.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub bin: String,
+    pub cwd: PathBuf,
+    pub prompt: String,
+    pub resume: Option<String>,
+    /// Options passed as `--name=value`, so a value can never be read as another flag.
+    pub options: Vec<(&'static str, String)>,
+    /// Marks the child and its descendants (see [`TURN_MARKER`]).
+    pub turn_id: String,
+}
+
+/// Why the CLI could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("claude executable not found: {0:?} (set CLAUDE_BIN or --claude-bin)")]
+    NotFound(String),
+    #[error("could not start claude ({bin:?}): {err}")]
+    Io {
+        bin: String,
+        #[source]
+        err: std::io::Error,
+    },
+}
+
+/// The final `result` line of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub subtype: String,
+    pub is_error: bool,
+    pub text: Option<String>,
+    pub session_id: Option<String>,
+    pub cost: Option<f64>,
+    pub num_turns: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub errors: Vec<String>,
+}
+
+impl Outcome {
+    /// Success is decided here, never by the exit code (claude-cli.md §6.4).
+    pub fn succeeded(&self) -> bool {
+        !self.is_error && self.subtype == "success"
+    }
+
+    /// The most telling error text of a failed result.
+    pub fn error_text(&self) -> String {
+        if !self.errors.is_empty() {
+            self.errors.join("; ")
+        } else if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
+            text.to_string()
+        } else {
+            format!("claude reported {}", self.subtype)
+        }
+    }
+}
+
+/// One thing the CLI said, typed. Unknown lines are kept, never fatal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Init {
+        session_id: Option<String>,
+        model: Option<String>,
+    },
+    TextDelta(String),
+    ThinkingDelta(String),
+    /// A complete assistant text block.
+    Text(String),
+    Thinking(String),
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        content: Value,
+        is_error: bool,
+    },
+    Retry(Value),
+    Result(Outcome),
+    /// Valid JSON of a kind we do not use (kept raw).
+    Other(Value),
+    /// A line that is not JSON.
+    Garbage(String),
+}
+
+/// Parses one stdout line into the events it holds (an assistant line may hold several blocks).
+pub fn parse_line(line: &str) -> Vec<Event> {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return vec![Event::Garbage(line.to_string())];
+    };
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+    match v.get("type").and_then(Value::as_str) {
+        Some("system") if v.get("subtype").and_then(Value::as_str) == Some("init") => {
+            vec![Event::Init {
+                session_id: s(&v, "session_id"),
+                model: s(&v, "model"),
+            }]
+        }
+        Some("system") if v.get("subtype").and_then(Value::as_str) == Some("api_retry") => {
+            vec![Event::Retry(v)]
+        }
+        Some("stream_event") => {
+            let delta = &v["event"]["delta"];
+            match (v["event"]["type"].as_str(), delta["type"].as_str()) {
+                (Some("content_block_delta"), Some("text_delta")) => {
+                    vec![Event::TextDelta(
+                        delta["text"].as_str().unwrap_or("").into(),
+                    )]
+                }
+                (Some("content_block_delta"), Some("thinking_delta")) => {
+                    vec![Event::ThinkingDelta(
+                        delta["thinking"].as_str().unwrap_or("").into(),
+                    )]
+                }
+                _ => vec![],
+            }
+        }
+        Some("assistant") => blocks(&v)
+            .filter_map(|b| match b["type"].as_str() {
+                Some("text") => Some(Event::Text(b["text"].as_str().unwrap_or("").into())),
+                Some("thinking") => {
+                    Some(Event::Thinking(b["thinking"].as_str().unwrap_or("").into()))
+                }
+                Some("tool_use") => Some(Event::ToolUse {
+                    id: s(b, "id").unwrap_or_default(),
+                    name: s(b, "name").unwrap_or_default(),
+                    input: b["input"].clone(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        Some("user") => blocks(&v)
+            .filter(|b| b["type"] == "tool_result")
+            .map(|b| Event::ToolResult {
+                tool_use_id: s(b, "tool_use_id").unwrap_or_default(),
+                content: b["content"].clone(),
+                is_error: b["is_error"].as_bool().unwrap_or(false),
+            })
+            .collect(),
+        Some("result") => vec![Event::Result(Outcome {
+            subtype: s(&v, "subtype").unwrap_or_default(),
+            is_error: v["is_error"].as_bool().unwrap_or(true),
+            text: s(&v, "result"),
+            session_id: s(&v, "session_id"),
+            cost: v["total_cost_usd"].as_f64(),
+            num_turns: v["num_turns"].as_i64(),
+            duration_ms: v["duration_ms"].as_i64(),
+            errors: v["errors"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })],
+        _ => vec![Event::Other(v)],
+    }
+}
+
+fn blocks(v: &Value) -> impl Iterator<Item = &Value> {
+    v["message"]["content"].as_array().into_iter().flatten()
+}
+
+impl Event {
+    /// The event as the API streams it: a kind and its JSON data (design.md, "Streaming"), or None for
+    /// what clients are not shown.
+    pub fn to_stream(&self) -> Option<(&'static str, Value)> {
+        Some(match self {
+            Event::TextDelta(t) => ("text_delta", json!({ "text": t })),
+            Event::ThinkingDelta(t) | Event::Thinking(t) => ("thinking", json!({ "text": t })),
+            Event::Text(t) => ("message", json!({ "text": t })),
+            Event::ToolUse { id, name, input } => (
+                "tool_use",
+                json!({ "id": id, "name": name, "input": input }),
+            ),
+            Event::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => (
+                "tool_result",
+                json!({ "tool_use_id": tool_use_id, "content": content, "is_error": is_error }),
+            ),
+            Event::Retry(v) => (
+                "retry",
+                json!({
+                    "attempt": v["attempt"], "max_retries": v["max_retries"],
+                    "delay_ms": v["retry_delay_ms"], "error": v["error"],
+                }),
+            ),
+            Event::Result(o) => (
+                "result",
+                json!({
+                    "response": o.text, "session_id": o.session_id, "cost": o.cost,
+                    "num_turns": o.num_turns, "is_error": !o.succeeded(),
+                }),
+            ),
+            Event::Init { .. } | Event::Other(_) | Event::Garbage(_) => return None,
+        })
+    }
+}
+
+/// The arguments for a run: fixed flags, then `--resume`, then options as `--name=value`. The prompt is not
+/// among them.
+pub fn args(spec: &Spec) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(id) = &spec.resume {
+        args.push("--resume".into());
+        args.push(id.clone());
+    }
+    for (name, value) in &spec.options {
+        args.push(format!("--{name}={value}"));
+    }
+    args
+}
+
+/// Finds an executable as the shell would: a path with a slash as given, a bare name on PATH.
+pub fn resolve_bin(bin: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if bin.contains('/') {
+        let p = PathBuf::from(bin);
+        return executable(&p).then_some(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(bin))
+        .find(|p| executable(p))
+}
+
+/// The pids of our `claude` children that tokio still has to reap; the orphan sweep leaves them alone.
+static TRACKED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+
+fn tracked() -> std::sync::MutexGuard<'static, Option<HashSet<u32>>> {
+    TRACKED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The events a run prints on stdout, in order; closed when stdout closes.
+pub type Events = mpsc::Receiver<Event>;
+
+/// A running CLI process.
+pub struct Run {
+    child: Child,
+    pid: u32,
+    stderr: Arc<Mutex<VecDeque<u8>>>,
+    status: Option<ExitStatus>,
+}
+
+/// Starts the CLI for `spec`: own process group, cwd = the project, our settings stripped from its environment,
+/// the prompt written to stdin on a task of its own (it can be larger than a pipe buffer) and stdin then closed.
+pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
+    let Some(bin) = resolve_bin(&spec.bin) else {
+        return Err(SpawnError::NotFound(spec.bin.clone()));
+    };
+    let mut cmd = Command::new(&bin);
+    cmd.args(args(spec))
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(
+            std::env::vars_os().filter(|(k, _)| !k.to_str().is_some_and(crate::config::is_own_env)),
+        )
+        .env(TURN_MARKER, &spec.turn_id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = {
+        // Spawn and track under one lock, so the orphan sweep never sees this pid untracked.
+        let mut tracked = tracked();
+        let child = cmd.spawn().map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => SpawnError::NotFound(spec.bin.clone()),
+            _ => SpawnError::Io {
+                bin: spec.bin.clone(),
+                err,
+            },
+        })?;
+        if let Some(pid) = child.id() {
+            tracked.get_or_insert_with(HashSet::new).insert(pid);
+        }
+        child
+    };
+    let pid = child.id().unwrap_or(0);
+
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let prompt = spec.prompt.clone().into_bytes();
+    tokio::spawn(async move {
+        // A child that exits early closes the pipe; that shows up as its result, not here.
+        let _ = stdin.write_all(&prompt).await;
+        let _ = stdin.shutdown().await;
+    });
+
+    let (tx, events) = mpsc::channel(256);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match lines.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    for event in parse_line(line) {
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+
+    let stderr = Arc::new(Mutex::new(VecDeque::new()));
+    let mut err_pipe = child.stderr.take().expect("stderr is piped");
+    let keep = stderr.clone();
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = err_pipe.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
+            kept.extend(&chunk[..n]);
+            let excess = kept.len().saturating_sub(STDERR_KEEP);
+            kept.drain(..excess);
+        }
+    });
+
+    Ok((
+        Run {
+            child,
+            pid,
+            stderr,
+            status: None,
+        },
+        events,
+    ))
+}
+
+impl Run {
+    /// The child's pid (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The last lines the child wrote on stderr.
+    pub fn stderr_tail(&self) -> String {
+        let kept = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        let (a, b) = kept.as_slices();
+        String::from_utf8_lossy(&[a, b].concat()).trim().to_string()
+    }
+
+    /// Waits for the child to exit.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let status = self.child.wait().await?;
+        self.status = Some(status);
+        if let Some(set) = tracked().as_mut() {
+            set.remove(&self.pid);
+        }
+        Ok(status)
+    }
+
+    /// The stop ladder: SIGINT to the group (the CLI aborts cleanly and ends its tools), then SIGTERM, then
+    /// SIGKILL, each after [`LADDER_GRACE`]. Returns once the child has exited.
+    pub async fn stop(&mut self) -> std::io::Result<ExitStatus> {
+        use nix::sys::signal::Signal;
+        for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            if self.status.is_some() {
+                break;
+            }
+            signal_group(self.pid, signal);
+            if let Ok(status) = tokio::time::timeout(LADDER_GRACE, self.wait()).await {
+                return status;
+            }
+        }
+        signal_group(self.pid, Signal::SIGKILL);
+        self.wait().await
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // kill_on_drop reaches the leader only; take its group too.
+        if self.status.is_none() {
+            signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
+    if pgid > 1 {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), signal);
+    }
+}
+
+/// Makes this process the reaper of what its descendants orphan (Linux), so the CLI's leftovers can be stopped.
+pub fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("could not become a child subreaper: {e}");
+    }
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), to tell a pid that was
+/// reused from the one we recorded.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Kills every process that still carries `turn_id`'s marker (what the CLI started and left behind, such as a
+/// Bash tool's own session), and reaps the ones that were re-parented to us. Linux only.
+pub async fn kill_leftovers(turn_id: &str) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let needle = format!("{TURN_MARKER}={turn_id}\0");
+        let marked = |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        };
+        let me = std::process::id();
+        let pids: Vec<u32> = proc_pids().filter(|&p| p != me && marked(p)).collect();
+        for &pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        reap_orphans().await;
+        pids.len()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = turn_id;
+        0
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn proc_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+}
+
+/// Reaps zombie children that are not ours to wait for (tokio waits for the CLI itself): the orphans a
+/// subreaper inherits.
+#[cfg(target_os = "linux")]
+pub async fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let me = std::process::id().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut pending = 0;
+        for pid in proc_pids() {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(fields) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+                continue;
+            };
+            let mut f = fields.split(' ');
+            let (state, ppid) = (f.next(), f.next());
+            if ppid != Some(me.as_str()) {
+                continue;
+            }
+            let guard = tracked();
+            if guard.as_ref().is_some_and(|s| s.contains(&pid)) {
+                continue;
+            }
+            if state == Some("Z") {
+                let _ = waitpid(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    Some(WaitPidFlag::WNOHANG),
+                );
+            } else {
+                pending += 1;
+            }
+        }
+        if pending == 0 || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            bin: "claude".into(),
+            cwd: "/tmp".into(),
+            prompt: "--version".into(),
+            resume: None,
+            options: vec![("permission-mode", "acceptEdits".into())],
+            turn_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn the_prompt_never_reaches_argv() {
+        let a = args(&spec());
+        assert!(!a.iter().any(|x| x == "--version"), "{a:?}");
+        assert_eq!(
+            &a[..4],
+            ["-p", "--output-format", "stream-json", "--verbose"]
+        );
+        assert!(a.contains(&"--permission-mode=acceptEdits".to_string()));
+        let mut s = spec();
+        s.resume = Some("6e656139-0000-4000-8000-000000000000".into());
+        let a = args(&s);
+        let i = a.iter().position(|x| x == "--resume").unwrap();
+        assert_eq!(a[i + 1], "6e656139-0000-4000-8000-000000000000");
+    }
+
+    #[test]
+    fn lines_become_typed_events() {
+        let delta = r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}}"#;
+        assert_eq!(parse_line(delta), vec![Event::TextDelta("Hel".into())]);
+        let assistant = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"},{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}}"#;
+        let events = parse_line(assistant);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], Event::Text("hi".into()));
+        let user = r#"{"type":"user","message":{"content":[{"tool_use_id":"t1","type":"tool_result","content":"ok","is_error":false}]}}"#;
+        assert!(
+            matches!(&parse_line(user)[0], Event::ToolResult { tool_use_id, .. } if tool_use_id == "t1")
+        );
+        let result = r#"{"type":"result","subtype":"success","is_error":true,"result":"API Error: x","session_id":"s","total_cost_usd":0.1,"num_turns":1}"#;
+        let Event::Result(o) = &parse_line(result)[0] else {
+            panic!()
+        };
+        assert!(!o.succeeded());
+        assert_eq!(o.error_text(), "API Error: x");
+        let resume_fail = r#"{"type":"result","subtype":"error_during_execution","is_error":true,"errors":["No conversation found with session ID: x"]}"#;
+        let Event::Result(o) = &parse_line(resume_fail)[0] else {
+            panic!()
+        };
+        assert!(o.error_text().starts_with("No conversation found"));
+    }
+
+    #[test]
+    fn unknown_and_broken_lines_are_kept() {
+        assert!(matches!(
+            &parse_line(r#"{"type":"brand_new"}"#)[0],
+            Event::Other(_)
+        ));
+        assert_eq!(
+            parse_line("not json"),
+            vec![Event::Garbage("not json".into())]
+        );
+        assert!(matches!(&parse_line("[1,2]")[0], Event::Other(_)));
+        assert!(parse_line(r#"{"type":"assistant","message":{"content":"odd"}}"#).is_empty());
+    }
+
+    #[test]
+    fn own_process_start_is_readable() {
+        assert!(process_start(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,557 @@
+//! Settings: defaults < config file < `.env` in the working directory < environment < flags, resolved once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The permission modes the `claude` CLI accepts (claude-cli.md §1).
+pub const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "default",
+    "dontAsk",
+    "plan",
+];
+
+/// Environment names that are ours: the child `claude` never sees them (they hold the password).
+pub fn is_own_env(name: &str) -> bool {
+    name.starts_with("AUTH_")
+        || name.starts_with("REMOTE_AGENT_")
+        || matches!(
+            name,
+            "HOST"
+                | "PORT"
+                | "CLAUDE_PROJECT_PATH"
+                | "CLAUDE_BIN"
+                | "CLAUDE_PERMISSION_MODE"
+                | "CLAUDE_ALLOWED_TOOLS"
+                | "TUNNEL_TOKEN"
+                | "CLOUDFLARED_BIN"
+        )
+}
+
+/// Command-line flags shared by the commands that run the server; every one is optional and wins over
+/// the environment, `.env` and the config file.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Flags {
+    /// Config file (TOML) [env: REMOTE_AGENT_CONFIG; default: <config dir>/config.toml]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [env: HOST; default: 127.0.0.1]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on, 0 for any free port [env: PORT; default: 8000]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Where the database lives [env: REMOTE_AGENT_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The project directory Claude works in [env: CLAUDE_PROJECT_PATH; default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// The claude executable [env: CLAUDE_BIN; default: claude on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub claude_bin: Option<String>,
+    /// Seconds a turn may run before it is stopped [env: REMOTE_AGENT_TURN_TIMEOUT; default: 600]
+    #[arg(long, value_name = "SECS")]
+    pub turn_timeout: Option<u64>,
+    /// Turns that may run at once across all conversations [env: REMOTE_AGENT_MAX_CONCURRENT_TURNS; default: 4]
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_turns: Option<usize>,
+    /// Claude's permission mode [env: CLAUDE_PERMISSION_MODE; default: acceptEdits]
+    #[arg(long, value_name = "MODE")]
+    pub permission_mode: Option<String>,
+    /// Comma-separated tool rules allowed without asking [env: CLAUDE_ALLOWED_TOOLS; default: "Bash(git *)"]
+    #[arg(long, value_name = "RULES")]
+    pub allowed_tools: Option<String>,
+}
+
+/// The resolved settings of one server.
+#[derive(Clone)]
+pub struct Settings {
+    pub username: String,
+    /// Secret: never logged, never passed to a child.
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub claude_bin: String,
+    pub turn_timeout: Duration,
+    pub max_concurrent_turns: usize,
+    pub permission_mode: String,
+    pub allowed_tools: Vec<String>,
+    /// Allowed project directories, canonical; the first is the default.
+    pub projects: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("data_dir", &self.data_dir)
+            .field("claude_bin", &self.claude_bin)
+            .field("projects", &self.projects)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why settings could not be resolved; each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no credentials: set AUTH_USERNAME and AUTH_PASSWORD (in the environment or .env), \
+         or username and password under [auth] in {0}"
+    )]
+    NoCredentials(PathBuf),
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{name}: {message}")]
+    Invalid { name: &'static str, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    auth: FileAuth,
+    server: FileServer,
+    claude: FileClaude,
+    projects: FileProjects,
+    /// Read by the tunnel supervisor; accepted here so one file serves both.
+    #[allow(dead_code)]
+    tunnel: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileAuth {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileServer {
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileClaude {
+    bin: Option<String>,
+    permission_mode: Option<String>,
+    allowed_tools: Option<Vec<String>>,
+    turn_timeout_secs: Option<u64>,
+    max_concurrent_turns: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileProjects {
+    allow: Vec<PathBuf>,
+}
+
+/// Parses `.env` text: `KEY=VALUE` lines, optional `export `, `#` comments, single or double quotes.
+pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = if value.len() >= 2
+            && ((value.starts_with('"') && value.ends_with('"'))
+                || (value.starts_with('\'') && value.ends_with('\'')))
+        {
+            &value[1..value.len() - 1]
+        } else {
+            // An unquoted value ends at an inline comment.
+            value.split(" #").next().unwrap_or("").trim_end()
+        };
+        out.insert(key.trim().to_string(), value.to_string());
+    }
+    out
+}
+
+/// The default config file path, from the platform's config dir.
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "remote-agent")
+        .map(|d| d.config_dir().join("config.toml"))
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "remote-agent").map(|d| d.data_dir().to_path_buf())
+}
+
+impl Settings {
+    /// Resolves settings from the real process environment, `./.env` and the config file.
+    pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
+        let dotenv = match std::fs::read_to_string(".env") {
+            Ok(text) => parse_dotenv(&text),
+            Err(_) => HashMap::new(),
+        };
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        };
+        let cwd = std::env::current_dir()
+            .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+        Self::resolve(flags, &env, &cwd)
+    }
+
+    /// Resolves settings with `env` answering for the environment layered over `.env`.
+    pub fn resolve(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<Settings, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let (config_path, explicit) = match flags
+            .config
+            .clone()
+            .or_else(|| env("REMOTE_AGENT_CONFIG").map(PathBuf::from))
+        {
+            Some(path) => (path, true),
+            None => (
+                default_config_path().ok_or_else(|| {
+                    ConfigError::Other("no home directory: pass --config and --data-dir".into())
+                })?,
+                false,
+            ),
+        };
+        let file = read_config_file(&config_path, explicit)?;
+
+        let parsed = |name: &'static str, v: String| -> Result<u64, ConfigError> {
+            v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                message: format!("{v:?} is not a whole number"),
+            })
+        };
+
+        let username = env("AUTH_USERNAME").or(file.auth.username);
+        let password = env("AUTH_PASSWORD").or(file.auth.password);
+        let (Some(username), Some(password)) = (
+            username.filter(|u| !u.is_empty()),
+            password.filter(|p| !p.is_empty()),
+        ) else {
+            return Err(ConfigError::NoCredentials(config_path));
+        };
+
+        let host = flags
+            .host
+            .clone()
+            .or_else(|| env("HOST"))
+            .or(file.server.host)
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let port = match (flags.port, env("PORT")) {
+            (Some(p), _) => p,
+            (None, Some(v)) => {
+                let n = parsed("PORT", v)?;
+                u16::try_from(n).map_err(|_| ConfigError::Invalid {
+                    name: "PORT",
+                    message: format!("{n} is not a port number"),
+                })?
+            }
+            (None, None) => file.server.port.unwrap_or(8000),
+        };
+        let data_dir = match flags
+            .data_dir
+            .clone()
+            .or_else(|| env("REMOTE_AGENT_DATA_DIR").map(PathBuf::from))
+        {
+            Some(dir) => dir,
+            None => default_data_dir()
+                .ok_or_else(|| ConfigError::Other("no home directory: pass --data-dir".into()))?,
+        };
+        let data_dir = absolute(cwd, &data_dir);
+        let claude_bin = flags
+            .claude_bin
+            .clone()
+            .or_else(|| env("CLAUDE_BIN"))
+            .or(file.claude.bin)
+            .unwrap_or_else(|| "claude".into());
+        let turn_timeout = match (flags.turn_timeout, env("REMOTE_AGENT_TURN_TIMEOUT")) {
+            (Some(n), _) => n,
+            (None, Some(v)) => parsed("REMOTE_AGENT_TURN_TIMEOUT", v)?,
+            (None, None) => file.claude.turn_timeout_secs.unwrap_or(600),
+        };
+        if turn_timeout == 0 {
+            return Err(ConfigError::Invalid {
+                name: "turn timeout",
+                message: "must be at least 1 second".into(),
+            });
+        }
+        let max_concurrent_turns = match (
+            flags.max_concurrent_turns,
+            env("REMOTE_AGENT_MAX_CONCURRENT_TURNS"),
+        ) {
+            (Some(n), _) => n,
+            (None, Some(v)) => parsed("REMOTE_AGENT_MAX_CONCURRENT_TURNS", v)? as usize,
+            (None, None) => file.claude.max_concurrent_turns.unwrap_or(4),
+        };
+        if max_concurrent_turns == 0 {
+            return Err(ConfigError::Invalid {
+                name: "max concurrent turns",
+                message: "must be at least 1".into(),
+            });
+        }
+        let permission_mode = flags
+            .permission_mode
+            .clone()
+            .or_else(|| env("CLAUDE_PERMISSION_MODE"))
+            .or(file.claude.permission_mode)
+            .unwrap_or_else(|| "acceptEdits".into());
+        if !PERMISSION_MODES.contains(&permission_mode.as_str()) {
+            return Err(ConfigError::Invalid {
+                name: "permission mode",
+                message: format!(
+                    "{permission_mode:?} is not one of {}",
+                    PERMISSION_MODES.join(", ")
+                ),
+            });
+        }
+        let allowed_tools = match flags
+            .allowed_tools
+            .clone()
+            .or_else(|| env("CLAUDE_ALLOWED_TOOLS"))
+        {
+            Some(list) => split_rules(&list),
+            None => file
+                .claude
+                .allowed_tools
+                .unwrap_or_else(|| vec!["Bash(git *)".into()]),
+        };
+
+        let default_project = flags
+            .project
+            .clone()
+            .or_else(|| env("CLAUDE_PROJECT_PATH").map(PathBuf::from));
+        let mut projects = Vec::new();
+        let first =
+            default_project.or_else(|| file.projects.allow.is_empty().then(|| cwd.to_path_buf()));
+        for dir in first.iter().chain(file.projects.allow.iter()) {
+            let dir = absolute(cwd, dir);
+            let canonical = dir.canonicalize().map_err(|e| ConfigError::Invalid {
+                name: "CLAUDE_PROJECT_PATH",
+                message: format!("project directory {}: {e}", dir.display()),
+            })?;
+            if !canonical.is_dir() {
+                return Err(ConfigError::Invalid {
+                    name: "CLAUDE_PROJECT_PATH",
+                    message: format!("{} is not a directory", dir.display()),
+                });
+            }
+            if !projects.contains(&canonical) {
+                projects.push(canonical);
+            }
+        }
+
+        Ok(Settings {
+            username,
+            password,
+            host,
+            port,
+            data_dir,
+            config_path,
+            claude_bin,
+            turn_timeout: Duration::from_secs(turn_timeout),
+            max_concurrent_turns,
+            permission_mode,
+            allowed_tools,
+            projects,
+        })
+    }
+
+    /// The project a conversation runs in when it names none.
+    pub fn default_project(&self) -> &Path {
+        &self.projects[0]
+    }
+}
+
+fn split_rules(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    }
+}
+
+fn read_config_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_with(
+        flags: &Flags,
+        vars: &[(&str, &str)],
+        file: Option<&str>,
+    ) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        if let Some(text) = file {
+            std::fs::write(&config, text).unwrap();
+        }
+        let mut vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.insert("REMOTE_AGENT_CONFIG".into(), config.display().to_string());
+        vars.entry("REMOTE_AGENT_DATA_DIR".into())
+            .or_insert_with(|| dir.path().join("data").display().to_string());
+        if file.is_none() {
+            // An explicit path must exist; point at an empty file instead.
+            std::fs::write(&config, "").unwrap();
+        }
+        Settings::resolve(flags, &|n| vars.get(n).cloned(), dir.path())
+    }
+
+    const CREDS: &[(&str, &str)] = &[("AUTH_USERNAME", "me"), ("AUTH_PASSWORD", "pw")];
+
+    #[test]
+    fn defaults_apply() {
+        let s = resolve_with(&Flags::default(), CREDS, None).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 8000));
+        assert_eq!(s.claude_bin, "claude");
+        assert_eq!(s.turn_timeout, Duration::from_secs(600));
+        assert_eq!(s.max_concurrent_turns, 4);
+        assert_eq!(s.permission_mode, "acceptEdits");
+        assert_eq!(s.allowed_tools, vec!["Bash(git *)".to_string()]);
+        assert_eq!(s.projects.len(), 1);
+    }
+
+    #[test]
+    fn layers_in_order_file_env_flags() {
+        let file = "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[auth]\nusername = \"fileuser\"\npassword = \"filepw\"\n[claude]\nturn_timeout_secs = 30\n";
+        let s = resolve_with(&Flags::default(), &[], Some(file)).unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.username.as_str()),
+            ("0.0.0.0", 9000, "fileuser")
+        );
+        assert_eq!(s.turn_timeout, Duration::from_secs(30));
+        let s = resolve_with(&Flags::default(), &[("PORT", "9100")], Some(file)).unwrap();
+        assert_eq!(s.port, 9100);
+        let flags = Flags {
+            port: Some(9200),
+            ..Flags::default()
+        };
+        let s = resolve_with(&flags, &[("PORT", "9100")], Some(file)).unwrap();
+        assert_eq!(s.port, 9200);
+    }
+
+    #[test]
+    fn missing_credentials_name_the_settings_and_file() {
+        let err = resolve_with(&Flags::default(), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AUTH_USERNAME") && err.contains("AUTH_PASSWORD"),
+            "{err}"
+        );
+        assert!(err.contains("config.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = resolve_with(
+            &Flags::default(),
+            &[CREDS[0], CREDS[1], ("PORT", "http")],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let flags = Flags {
+            permission_mode: Some("yolo".into()),
+            ..Flags::default()
+        };
+        let err = resolve_with(&flags, CREDS, None).unwrap_err().to_string();
+        assert!(err.contains("yolo") && err.contains("acceptEdits"), "{err}");
+        let err = resolve_with(&Flags::default(), CREDS, Some("[sever]\nport = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn allowed_tools_split_on_commas() {
+        let vars = [
+            CREDS[0],
+            CREDS[1],
+            ("CLAUDE_ALLOWED_TOOLS", "Bash(git *), Edit,"),
+        ];
+        let s = resolve_with(&Flags::default(), &vars, None).unwrap();
+        assert_eq!(
+            s.allowed_tools,
+            vec!["Bash(git *)".to_string(), "Edit".to_string()]
+        );
+    }
+
+    #[test]
+    fn dotenv_parses_quotes_comments_and_export() {
+        let env = parse_dotenv(
+            "# comment\nexport AUTH_USERNAME=me\nAUTH_PASSWORD=\"p#w = x\"\nPORT=8001 # inline\nEMPTY=\nnot a line\n",
+        );
+        assert_eq!(env["AUTH_USERNAME"], "me");
+        assert_eq!(env["AUTH_PASSWORD"], "p#w = x");
+        assert_eq!(env["PORT"], "8001");
+        assert_eq!(env["EMPTY"], "");
+        assert_eq!(env.len(), 4);
+    }
+
+    #[test]
+    fn own_env_names_are_recognised() {
+        for name in [
+            "AUTH_PASSWORD",
+            "AUTH_USERNAME",
+            "REMOTE_AGENT_DATA_DIR",
+            "HOST",
+            "PORT",
+        ] {
+            assert!(is_own_env(name), "{name}");
+        }
+        for name in ["ANTHROPIC_API_KEY", "CLAUDE_CONFIG_DIR", "HOME", "PATH"] {
+            assert!(!is_own_env(name), "{name}");
+        }
+    }
+}

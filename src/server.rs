@@ -1,0 +1,425 @@
+//! The HTTP server: hyper accept loop (listener and shutdown passed in), one `match` for routing, the
+//! prototype's API, and the embedded assets.
+
+// Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::auth;
+use crate::config::Settings;
+use crate::store::Store;
+use crate::turns::{Submit, SubmitError, Turns};
+
+/// Response bodies: whole buffers now, streams later, behind one type.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How long open connections get to finish after a shutdown begins.
+const DRAIN: Duration = Duration::from_secs(10);
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+
+/// What every handler shares.
+pub struct App {
+    pub settings: Arc<Settings>,
+    pub store: Arc<Store>,
+    pub turns: Turns,
+    pub started: Instant,
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
+/// to finish.
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => { backoff = Duration::from_millis(5); pair }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {} s; closing them",
+            DRAIN.as_secs()
+        );
+    }
+}
+
+/// Handles one request and logs it (method, path without the query, status, time; never a header).
+pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = route(app, req).await;
+    if path.starts_with("/api/") {
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    tracing::info!(
+        target: "remote_agent::http",
+        "{peer} {method} {path} {} {:.1}ms",
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    resp
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    // Public routes first; everything else needs credentials before we even say whether it exists.
+    match (&method, segments.as_slice()) {
+        (&Method::GET, [""]) => {
+            return with_type(Response::new(full(INDEX_HTML)), "text/html; charset=utf-8");
+        }
+        (&Method::GET | &Method::HEAD, ["health"]) => {
+            return json(
+                StatusCode::OK,
+                &json!({"status": "healthy", "service": "remote-agent", "version": env!("CARGO_PKG_VERSION")}),
+            );
+        }
+        (_, [""] | ["health"]) => return method_not_allowed("GET"),
+        _ => {}
+    }
+    if !auth::basic_ok(
+        req.headers(),
+        &app.settings.username,
+        &app.settings.password,
+    ) {
+        return auth::unauthorized(req.headers());
+    }
+    match (&method, segments.as_slice()) {
+        (&Method::POST, ["api", "chat"]) => chat(app, req).await,
+        (&Method::POST, ["api", "reset"]) => reset(app, &req).await,
+        (&Method::GET, ["api", "sessions"]) => sessions(app),
+        (_, ["api", "chat" | "reset"]) => method_not_allowed("POST"),
+        (_, ["api", "sessions"]) => method_not_allowed("GET"),
+        _ => error(StatusCode::NOT_FOUND, format!("no route for {path}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    message: Option<String>,
+    conv_id: Option<String>,
+    session_id: Option<String>,
+}
+
+async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let body: ChatRequest = match read_json(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Some(message) = body.message.filter(|m| !m.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "message must be a non-empty string",
+        );
+    };
+    let conv_id = body.conv_id.unwrap_or_else(|| "default".into());
+    if let Err(resp) = check_conversation_id(&conv_id) {
+        return resp;
+    }
+    if let Some(id) = &body.session_id
+        && !is_uuid(id)
+    {
+        return error(StatusCode::BAD_REQUEST, "session_id must be a UUID");
+    }
+    if let Err(e) = app.turns.ready() {
+        return submit_error(e);
+    }
+    let project = app.settings.default_project().display().to_string();
+    if let Err(e) = app.store.ensure_conversation(&conv_id, &project) {
+        return internal(e);
+    }
+    let turn = match app.turns.submit(Submit {
+        conversation_id: conv_id,
+        prompt: message,
+        resume: body.session_id,
+        client_id: None,
+    }) {
+        Ok(turn) => turn,
+        Err(e) => return submit_error(e),
+    };
+    let Some(ended) = app.turns.wait(&turn.id).await else {
+        return internal("the turn ended unseen");
+    };
+    if ended.not_found {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ended.error.unwrap_or_default(),
+        );
+    }
+    let success = ended.status == "succeeded";
+    json(
+        StatusCode::OK,
+        &json!({
+            "response": ended.response.unwrap_or_default(),
+            "session_id": ended.session_id,
+            "cost": ended.cost.unwrap_or(0.0),
+            "turns": ended.num_turns.unwrap_or(0),
+            "success": success,
+            "error": if success { None } else { ended.error },
+        }),
+    )
+}
+
+async fn reset(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let conv_id = query_param(req.uri().query(), "conv_id").unwrap_or_else(|| "default".into());
+    if let Err(resp) = check_conversation_id(&conv_id) {
+        return resp;
+    }
+    app.turns.cancel_conversation(&conv_id).await;
+    if let Err(e) = app.store.delete_conversation(&conv_id) {
+        return internal(e);
+    }
+    json(
+        StatusCode::OK,
+        &json!({"message": "Conversation reset successfully", "conv_id": conv_id}),
+    )
+}
+
+fn sessions(app: &App) -> Response<Body> {
+    let conversations = match app.store.conversations() {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let map: serde_json::Map<String, Value> = conversations
+        .into_iter()
+        .map(|c| {
+            let entry = json!({
+                "session_id": c.session_id,
+                "created_at": c.created_at,
+                "last_message_at": c.last_message_at.unwrap_or(c.updated_at),
+                "turn_count": c.turn_count,
+                "last_message": c.last_message,
+                "total_cost_usd": c.total_cost_usd,
+            });
+            (c.id, entry)
+        })
+        .collect();
+    json(StatusCode::OK, &Value::Object(map))
+}
+
+fn submit_error(e: SubmitError) -> Response<Body> {
+    match e {
+        SubmitError::NotFound(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        SubmitError::ShuttingDown => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        SubmitError::Store(e) => internal(e),
+    }
+}
+
+/// A conversation id is `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_conversation_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_conversation_id(id: &str) -> Result<(), Response<Body>> {
+    if valid_conversation_id(id) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            "conv_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+        ))
+    }
+}
+
+/// A UUID in its usual hyphenated form (what the CLI prints and accepts).
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes; the error is the response to send.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {} bytes", MAX_BODY),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            ));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// The first value of `name` in a query string, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k)? == name).then(|| percent_decode(v))?
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
+
+fn with_type(mut resp: Response<Body>, content_type: &'static str) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    with_type(resp, "application/json")
+}
+
+/// The error shape of every API answer: `{"error": "…"}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &json!({ "error": message.into() }))
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+fn internal(e: impl std::fmt::Display) -> Response<Body> {
+    tracing::error!("internal error: {e}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_ids() {
+        assert!(valid_conversation_id("default"));
+        assert!(valid_conversation_id(&"a".repeat(64)));
+        for bad in ["", "a b", "../x", "x\r\n", "é", &"a".repeat(65)] {
+            assert!(!valid_conversation_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uuids() {
+        assert!(is_uuid("6e656139-0000-4000-8000-00000000abcd"));
+        for bad in [
+            "6e656139000040008000000000000000",
+            "--version",
+            "",
+            "6e656139-0000-4000-8000-00000000abcg",
+        ] {
+            assert!(!is_uuid(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn query_params_decode() {
+        assert_eq!(
+            query_param(Some("a=1&conv_id=my%2Did"), "conv_id").as_deref(),
+            Some("my-id")
+        );
+        assert_eq!(
+            query_param(Some("conv_id=a+b"), "conv_id").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(query_param(Some("conv_id=%zz"), "conv_id"), None);
+        assert_eq!(query_param(None, "conv_id"), None);
+    }
+}

@@ -1,0 +1,481 @@
+//! SQLite storage: migrations, conversations, turns and their events. One connection, one writer.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+/// A timestamp as SQLite makes it: `2026-11-24T20:31:02.123Z`.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+/// Append-only: each entry moves `user_version` up by one. Never edit a shipped entry.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE conversations (
+    id              TEXT PRIMARY KEY,
+    title           TEXT,
+    project         TEXT NOT NULL,
+    session_id      TEXT,
+    model           TEXT,
+    permission_mode TEXT,
+    max_budget_usd  REAL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE TABLE turns (
+    id              TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    client_id       TEXT,
+    prompt          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    response        TEXT,
+    session_id      TEXT,
+    cost            REAL,
+    num_turns       INTEGER,
+    duration_ms     INTEGER,
+    error           TEXT,
+    pid             INTEGER,
+    pid_start       INTEGER,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    finished_at     TEXT
+);
+CREATE INDEX turns_by_conversation ON turns(conversation_id, created_at);
+CREATE UNIQUE INDEX turns_by_client_id ON turns(conversation_id, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE events (
+    turn_id TEXT NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL,
+    PRIMARY KEY (turn_id, seq)
+) WITHOUT ROWID;
+"#];
+
+/// A conversation with the figures derived from its turns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conversation {
+    pub id: String,
+    pub title: Option<String>,
+    pub project: String,
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    pub permission_mode: Option<String>,
+    pub max_budget_usd: Option<f64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub turn_count: i64,
+    pub total_cost_usd: f64,
+    pub last_message: Option<String>,
+    pub last_message_at: Option<String>,
+}
+
+/// One message sent to Claude and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Turn {
+    pub id: String,
+    pub conversation_id: String,
+    pub client_id: Option<String>,
+    pub prompt: String,
+    pub status: String,
+    pub response: Option<String>,
+    pub session_id: Option<String>,
+    pub cost: Option<f64>,
+    pub num_turns: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// How a turn ended, as stored.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub status: &'static str,
+    pub response: Option<String>,
+    pub session_id: Option<String>,
+    pub cost: Option<f64>,
+    pub num_turns: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    /// Store `session_id` on the conversation (only a successful result may).
+    pub keep_session: bool,
+}
+
+/// A process recorded for a turn that was still running when the server stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub turn_id: String,
+    pub pid: i64,
+    pub pid_start: i64,
+}
+
+/// The database. All access goes through one connection behind a mutex: SQLite allows one writer anyway,
+/// and every statement here takes microseconds.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+pub type Result<T> = rusqlite::Result<T>;
+
+const CONVERSATION_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.permission_mode,
+    c.max_budget_usd, c.created_at, c.updated_at,
+    (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
+    (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id),
+    (SELECT t.prompt FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
+    (SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1)";
+
+const TURN_COLUMNS: &str =
+    "id, conversation_id, client_id, prompt, status, response, session_id, cost,
+    num_turns, duration_ms, error, created_at, started_at, finished_at";
+
+fn conversation_row(r: &Row) -> Result<Conversation> {
+    Ok(Conversation {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        project: r.get(2)?,
+        session_id: r.get(3)?,
+        model: r.get(4)?,
+        permission_mode: r.get(5)?,
+        max_budget_usd: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        turn_count: r.get(9)?,
+        total_cost_usd: r.get(10)?,
+        last_message: r.get(11)?,
+        last_message_at: r.get(12)?,
+    })
+}
+
+fn turn_row(r: &Row) -> Result<Turn> {
+    Ok(Turn {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        client_id: r.get(2)?,
+        prompt: r.get(3)?,
+        status: r.get(4)?,
+        response: r.get(5)?,
+        session_id: r.get(6)?,
+        cost: r.get(7)?,
+        num_turns: r.get(8)?,
+        duration_ms: r.get(9)?,
+        error: r.get(10)?,
+        created_at: r.get(11)?,
+        started_at: r.get(12)?,
+        finished_at: r.get(13)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL + NORMAL: a commit survives a crash or kill -9 of this process (not a power cut), and costs no fsync.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (statements are atomic), so
+        // a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The conversation, if it exists.
+    pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1");
+        self.conn()
+            .query_row(&sql, [id], conversation_row)
+            .optional()
+    }
+
+    /// Every conversation, most recently active first.
+    pub fn conversations(&self) -> Result<Vec<Conversation>> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c ORDER BY c.updated_at DESC, c.id"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        stmt.query_map([], conversation_row)?.collect()
+    }
+
+    /// Creates the conversation unless it exists; returns it either way.
+    pub fn ensure_conversation(&self, id: &str, project: &str) -> Result<Conversation> {
+        self.conn().execute(
+            &format!(
+                "INSERT INTO conversations (id, project, created_at, updated_at)
+                 VALUES (?1, ?2, {NOW}, {NOW}) ON CONFLICT(id) DO NOTHING"
+            ),
+            params![id, project],
+        )?;
+        self.conversation(id)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)
+    }
+
+    /// Deletes the conversation with its turns and events; false if there was none.
+    pub fn delete_conversation(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM conversations WHERE id = ?1", [id])?
+            > 0)
+    }
+
+    /// Records a new queued turn.
+    pub fn insert_turn(
+        &self,
+        id: &str,
+        conversation_id: &str,
+        prompt: &str,
+        client_id: Option<&str>,
+    ) -> Result<Turn> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            &format!(
+                "INSERT INTO turns (id, conversation_id, client_id, prompt, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', {NOW})"
+            ),
+            params![id, conversation_id, client_id, prompt],
+        )?;
+        tx.execute(
+            &format!("UPDATE conversations SET updated_at = {NOW} WHERE id = ?1"),
+            [conversation_id],
+        )?;
+        let turn = tx.query_row(
+            &format!("SELECT {TURN_COLUMNS} FROM turns WHERE id = ?1"),
+            [id],
+            turn_row,
+        )?;
+        tx.commit()?;
+        Ok(turn)
+    }
+
+    /// The turn, if it exists.
+    pub fn turn(&self, id: &str) -> Result<Option<Turn>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {TURN_COLUMNS} FROM turns WHERE id = ?1"),
+                [id],
+                turn_row,
+            )
+            .optional()
+    }
+
+    /// The turn a conversation already has for this client id.
+    pub fn turn_by_client_id(
+        &self,
+        conversation_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Turn>> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ?1 AND client_id = ?2"
+                ),
+                [conversation_id, client_id],
+                turn_row,
+            )
+            .optional()
+    }
+
+    /// Marks a turn running and records its process, so a later start can stop what a crash left behind.
+    pub fn start_turn(&self, id: &str, pid: Option<u32>, pid_start: Option<u64>) -> Result<()> {
+        self.conn().execute(
+            &format!(
+                "UPDATE turns SET status = 'running', started_at = {NOW}, pid = ?2, pid_start = ?3
+                 WHERE id = ?1"
+            ),
+            params![id, pid, pid_start.map(|s| s as i64)],
+        )?;
+        Ok(())
+    }
+
+    /// Records how a turn ended, and the session it leaves the conversation in, in one transaction.
+    pub fn finish_turn(&self, id: &str, f: &Finish) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            &format!(
+                "UPDATE turns SET status = ?2, response = ?3, session_id = ?4, cost = ?5, num_turns = ?6,
+                 duration_ms = ?7, error = ?8, finished_at = {NOW}, pid = NULL, pid_start = NULL
+                 WHERE id = ?1"
+            ),
+            params![
+                id,
+                f.status,
+                f.response,
+                f.session_id,
+                f.cost,
+                f.num_turns,
+                f.duration_ms,
+                f.error
+            ],
+        )?;
+        let set_session = if f.keep_session && f.session_id.is_some() {
+            ", session_id = (SELECT session_id FROM turns WHERE id = ?1)"
+        } else {
+            ""
+        };
+        tx.execute(
+            &format!(
+                "UPDATE conversations SET updated_at = {NOW}{set_session}
+                 WHERE id = (SELECT conversation_id FROM turns WHERE id = ?1)"
+            ),
+            [id],
+        )?;
+        tx.commit()
+    }
+
+    /// Appends one event of a turn's stream.
+    pub fn append_event(&self, turn_id: &str, seq: u64, kind: &str, data: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO events (turn_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![turn_id, seq as i64, kind, data])?;
+        Ok(())
+    }
+
+    /// A turn's events after `after`, in order, as (seq, kind, data).
+    pub fn events(&self, turn_id: &str, after: u64) -> Result<Vec<(u64, String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, kind, data FROM events WHERE turn_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        stmt.query_map(params![turn_id, after as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+        })?
+        .collect()
+    }
+
+    /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
+    /// processes those turns had recorded, to be stopped.
+    pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let orphans = {
+            let mut stmt = tx.prepare(
+                "SELECT id, pid, pid_start FROM turns
+                 WHERE status IN ('queued', 'running') AND pid IS NOT NULL AND pid_start IS NOT NULL",
+            )?;
+            stmt.query_map([], |r| {
+                Ok(Orphan {
+                    turn_id: r.get(0)?,
+                    pid: r.get(1)?,
+                    pid_start: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>>>()?
+        };
+        tx.execute(
+            &format!(
+                "UPDATE turns SET status = 'interrupted', finished_at = {NOW}, pid = NULL, pid_start = NULL,
+                 error = 'the server stopped while this turn ran'
+                 WHERE status IN ('queued', 'running')"
+            ),
+            [],
+        )?;
+        tx.commit()?;
+        Ok(orphans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_derived_from_turns() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_conversation("c1", "/p").unwrap();
+        s.insert_turn("t1", "c1", "first", None).unwrap();
+        s.insert_turn("t2", "c1", "second", None).unwrap();
+        let ok = Finish {
+            status: "succeeded",
+            session_id: Some("s-1".into()),
+            cost: Some(0.5),
+            keep_session: true,
+            ..Finish::default()
+        };
+        s.finish_turn("t1", &ok).unwrap();
+        s.finish_turn(
+            "t2",
+            &Finish {
+                status: "failed",
+                session_id: Some("s-2".into()),
+                cost: Some(0.25),
+                ..Finish::default()
+            },
+        )
+        .unwrap();
+        let c = s.conversation("c1").unwrap().unwrap();
+        assert_eq!(c.turn_count, 2);
+        assert_eq!(c.total_cost_usd, 0.75);
+        assert_eq!(c.last_message.as_deref(), Some("second"));
+        // The failed turn did not overwrite the session.
+        assert_eq!(c.session_id.as_deref(), Some("s-1"));
+    }
+
+    #[test]
+    fn client_id_is_unique_per_conversation() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_conversation("c1", "/p").unwrap();
+        s.insert_turn("t1", "c1", "x", Some("k")).unwrap();
+        assert!(s.insert_turn("t2", "c1", "x", Some("k")).is_err());
+    }
+
+    #[test]
+    fn unfinished_turns_become_interrupted() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_conversation("c1", "/p").unwrap();
+        s.insert_turn("t1", "c1", "x", None).unwrap();
+        s.insert_turn("t2", "c1", "y", None).unwrap();
+        s.start_turn("t1", Some(42), Some(7)).unwrap();
+        let orphans = s.interrupt_unfinished().unwrap();
+        assert_eq!(
+            orphans,
+            vec![Orphan {
+                turn_id: "t1".into(),
+                pid: 42,
+                pid_start: 7
+            }]
+        );
+        assert_eq!(s.turn("t2").unwrap().unwrap().status, "interrupted");
+        assert!(s.interrupt_unfinished().unwrap().is_empty());
+    }
+
+    #[test]
+    fn migrations_are_idempotent_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Store::open(&path)
+            .unwrap()
+            .ensure_conversation("c", "/p")
+            .unwrap();
+        let s = Store::open(&path).unwrap();
+        assert!(s.conversation("c").unwrap().is_some());
+        assert!(s.delete_conversation("c").unwrap());
+        assert!(!s.delete_conversation("c").unwrap());
+    }
+}

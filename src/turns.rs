@@ -1,0 +1,546 @@
+//! The turn manager: one background task per turn, FIFO per conversation, a global cap on running turns,
+//! events persisted as they arrive, and stops (cancel, timeout, shutdown) through the claude stop ladder.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use crate::claude::{self, Event, Outcome, SpawnError};
+use crate::config::Settings;
+use crate::store::{Finish, Store, Turn};
+
+/// How long the CLI may linger after printing its result before the ladder stops it.
+const LINGER_AFTER_RESULT: Duration = Duration::from_secs(3);
+
+/// Why the daemon stopped a turn; a stop it started wins over whatever the CLI printed afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Cancel,
+    Timeout,
+    Shutdown,
+}
+
+/// How a turn ended, as its waiters see it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub status: &'static str,
+    pub response: Option<String>,
+    pub session_id: Option<String>,
+    pub cost: Option<f64>,
+    pub num_turns: Option<i64>,
+    pub error: Option<String>,
+    /// The CLI could not be started because it was not found.
+    pub not_found: bool,
+}
+
+/// A message to run.
+pub struct Submit {
+    pub conversation_id: String,
+    pub prompt: String,
+    /// Resume this session instead of the conversation's own (the prototype's `session_id`).
+    pub resume: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    NotFound(SpawnError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("storage: {0}")]
+    Store(#[from] rusqlite::Error),
+}
+
+struct Live {
+    stop: watch::Sender<Option<Stop>>,
+    ended: watch::Receiver<Option<Ended>>,
+    conversation_id: String,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    settings: Arc<Settings>,
+    slots: Semaphore,
+    /// One lock per conversation with turns in flight; tokio's mutex is fair, so its queue is the FIFO.
+    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    live: Mutex<HashMap<String, Live>>,
+    shutting_down: watch::Sender<bool>,
+}
+
+/// The turn manager; cheap to clone.
+#[derive(Clone)]
+pub struct Turns {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Turns {
+    pub fn new(store: Arc<Store>, settings: Arc<Settings>) -> Turns {
+        Turns {
+            inner: Arc::new(Inner {
+                slots: Semaphore::new(settings.max_concurrent_turns),
+                store,
+                settings,
+                lanes: Mutex::default(),
+                live: Mutex::default(),
+                shutting_down: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Queues a message of an existing conversation and starts its background task. A repeated `client_id`
+    /// returns the first turn instead of running the agent twice.
+    pub fn submit(&self, s: Submit) -> Result<Turn, SubmitError> {
+        self.ready()?;
+        let inner = &self.inner;
+        let id = uuid::Uuid::new_v4().to_string();
+        let turn = match inner.store.insert_turn(
+            &id,
+            &s.conversation_id,
+            &s.prompt,
+            s.client_id.as_deref(),
+        ) {
+            Ok(turn) => turn,
+            Err(e) if is_unique_violation(&e) => {
+                if let Some(turn) = s
+                    .client_id
+                    .as_deref()
+                    .and_then(|c| inner.store.turn_by_client_id(&s.conversation_id, c).ok()?)
+                {
+                    return Ok(turn);
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (ended_tx, ended_rx) = watch::channel(None);
+        lock(&inner.live).insert(
+            id.clone(),
+            Live {
+                stop: stop_tx,
+                ended: ended_rx,
+                conversation_id: s.conversation_id.clone(),
+            },
+        );
+        let lane = lock(&inner.lanes)
+            .entry(s.conversation_id.clone())
+            .or_default()
+            .clone();
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let ended = run_turn(&inner, &id, &s, lane, stop_rx).await;
+            lock(&inner.live).remove(&id);
+            let _ = ended_tx.send(Some(ended));
+            // Drop the lane once no turn of this conversation holds or waits for it.
+            let mut lanes = lock(&inner.lanes);
+            if lanes
+                .get(&s.conversation_id)
+                .is_some_and(|l| Arc::strong_count(l) == 1)
+            {
+                lanes.remove(&s.conversation_id);
+            }
+        });
+        Ok(turn)
+    }
+
+    /// Whether a message could run now: not shutting down, and the CLI found. Checked before anything is stored.
+    pub fn ready(&self) -> Result<(), SubmitError> {
+        if *self.inner.shutting_down.borrow() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if claude::resolve_bin(&self.inner.settings.claude_bin).is_none() {
+            return Err(SubmitError::NotFound(SpawnError::NotFound(
+                self.inner.settings.claude_bin.clone(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until the turn has ended; None if it is not a live turn of this process.
+    pub async fn wait(&self, turn_id: &str) -> Option<Ended> {
+        let mut rx = lock(&self.inner.live).get(turn_id)?.ended.clone();
+        rx.wait_for(Option::is_some).await.ok()?.clone()
+    }
+
+    /// Asks a live turn to stop; false if it is not running here.
+    pub fn stop(&self, turn_id: &str, why: Stop) -> bool {
+        match lock(&self.inner.live).get(turn_id) {
+            Some(live) => {
+                live.stop
+                    .send_if_modified(|s| s.is_none() && s.replace(why).is_none());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels every queued or running turn of a conversation and waits until they have ended.
+    pub async fn cancel_conversation(&self, conversation_id: &str) {
+        let ids: Vec<String> = lock(&self.inner.live)
+            .iter()
+            .filter(|(_, l)| l.conversation_id == conversation_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.stop(id, Stop::Cancel);
+        }
+        for id in &ids {
+            self.wait(id).await;
+        }
+    }
+
+    /// Stops accepting turns, stops every live one through the ladder, and waits for all to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.send_replace(true);
+        let ids: Vec<String> = lock(&self.inner.live).keys().cloned().collect();
+        for id in &ids {
+            self.stop(id, Stop::Shutdown);
+        }
+        for id in &ids {
+            self.wait(id).await;
+        }
+    }
+
+    /// Turns running now and turns waiting for their conversation or a slot.
+    pub fn counts(&self) -> (usize, usize) {
+        let live = lock(&self.inner.live).len();
+        let running =
+            self.inner.settings.max_concurrent_turns - self.inner.slots.available_permits();
+        (running, live.saturating_sub(running))
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Writes a turn's events in order, numbering them from 1.
+struct Stream<'a> {
+    store: &'a Store,
+    turn_id: &'a str,
+    seq: u64,
+}
+
+impl Stream<'_> {
+    fn emit(&mut self, kind: &str, data: Value) {
+        self.seq += 1;
+        if let Err(e) = self
+            .store
+            .append_event(self.turn_id, self.seq, kind, &data.to_string())
+        {
+            tracing::error!(turn = self.turn_id, "could not store an event: {e}");
+        }
+    }
+}
+
+async fn run_turn(
+    inner: &Inner,
+    turn_id: &str,
+    s: &Submit,
+    lane: Arc<tokio::sync::Mutex<()>>,
+    stop: watch::Receiver<Option<Stop>>,
+) -> Ended {
+    let mut stream = Stream {
+        store: &inner.store,
+        turn_id,
+        seq: 0,
+    };
+    // Queued: wait for the conversation, then for a slot; a stop meanwhile just drops the turn.
+    let queued = async {
+        let lane = lane.lock_owned().await;
+        let slot = inner.slots.acquire().await.expect("never closed");
+        (lane, slot)
+    };
+    let (_lane, _slot) = tokio::select! {
+        held = queued => held,
+        why = stopped(stop.clone()) => {
+            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.turn_timeout), None).await;
+        }
+    };
+    stream.emit("status", json!({ "status": "running" }));
+
+    let spec = match spec_for(inner, turn_id, s) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let ended = failed(format!("storage: {e}"));
+            return finish(inner, &mut stream, ended, None).await;
+        }
+    };
+    let started = Instant::now();
+    let (mut run, mut events) = match claude::spawn(&spec) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let mut ended = failed(e.to_string());
+            ended.not_found = matches!(e, SpawnError::NotFound(_));
+            return finish(inner, &mut stream, ended, None).await;
+        }
+    };
+    let pid = run.pid();
+    if let Err(e) = inner
+        .store
+        .start_turn(turn_id, Some(pid), claude::process_start(pid))
+    {
+        tracing::error!(turn = turn_id, "could not record the turn's start: {e}");
+    }
+    tracing::info!(
+        turn = turn_id,
+        conversation = s.conversation_id,
+        pid,
+        "turn started"
+    );
+
+    let deadline = tokio::time::sleep(inner.settings.turn_timeout);
+    tokio::pin!(deadline);
+    let mut outcome: Option<Outcome> = None;
+    let mut why: Option<Stop> = None;
+    let mut linger = None;
+    let mut open = true;
+    // Read until stdout closes and the process exits, a stop is asked for, or the CLI lingers after its result.
+    let exited = loop {
+        tokio::select! {
+            event = events.recv(), if open => match event {
+                Some(event) => on_event(&mut stream, &mut outcome, &mut linger, event),
+                None => {
+                    // Stdout closed: the process should exit now; give it the same grace as after a result.
+                    open = false;
+                    linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER_AFTER_RESULT);
+                }
+            },
+            status = run.wait(), if !open => break status.ok(),
+            w = stopped(stop.clone()) => { why = Some(w); break None; }
+            () = &mut deadline => { why = Some(Stop::Timeout); break None; }
+            () = sleep_until(linger), if linger.is_some() => break None,
+        }
+    };
+    if exited.is_none() {
+        // Keep reading while the ladder runs: the CLI prints its last lines (often a result) as it stops.
+        {
+            let ladder = run.stop();
+            tokio::pin!(ladder);
+            loop {
+                tokio::select! {
+                    _ = &mut ladder => break,
+                    event = recv_or_pending(&mut events, open) => match event {
+                        Some(event) => on_event(&mut stream, &mut outcome, &mut linger, event),
+                        None => open = false,
+                    },
+                }
+            }
+        }
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+        {
+            on_event(&mut stream, &mut outcome, &mut linger, event);
+        }
+    }
+    let elapsed = started.elapsed();
+    let ended = match why {
+        Some(w) => stopped_ending(w, outcome.as_ref(), inner.settings.turn_timeout),
+        None => match &outcome {
+            Some(o) if o.succeeded() => Ended {
+                status: "succeeded",
+                response: o.text.clone(),
+                session_id: o.session_id.clone(),
+                cost: o.cost,
+                num_turns: o.num_turns,
+                error: None,
+                not_found: false,
+            },
+            Some(o) => Ended {
+                status: "failed",
+                response: o.text.clone(),
+                session_id: o.session_id.clone(),
+                cost: o.cost,
+                num_turns: o.num_turns,
+                error: Some(o.error_text()),
+                not_found: false,
+            },
+            None => {
+                let tail = run.stderr_tail();
+                failed(if tail.is_empty() {
+                    match exited {
+                        Some(status) => format!("claude exited ({status}) without a result"),
+                        None => "claude stopped without a result".into(),
+                    }
+                } else {
+                    last_lines(&tail, 5)
+                })
+            }
+        },
+    };
+    let keep = outcome
+        .filter(|o| o.succeeded())
+        .and(ended.session_id.clone());
+    let ended = finish(inner, &mut stream, ended, Some((elapsed, keep))).await;
+    drop(run);
+    let left = claude::kill_leftovers(turn_id).await;
+    if left > 0 {
+        tracing::info!(
+            turn = turn_id,
+            "stopped {left} process(es) the turn left behind"
+        );
+    }
+    ended
+}
+
+fn on_event(
+    stream: &mut Stream,
+    outcome: &mut Option<Outcome>,
+    linger: &mut Option<tokio::time::Instant>,
+    event: Event,
+) {
+    if let Some((kind, data)) = event.to_stream() {
+        stream.emit(kind, data);
+    }
+    match event {
+        Event::Result(o) => {
+            *outcome = Some(o);
+            linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER_AFTER_RESULT);
+        }
+        Event::Garbage(line) => tracing::debug!(turn = stream.turn_id, "claude printed: {line}"),
+        _ => {}
+    }
+}
+
+/// Resolves with the stop reason once one is asked for.
+async fn stopped(mut rx: watch::Receiver<Option<Stop>>) -> Stop {
+    let why = rx.wait_for(Option::is_some).await.ok().and_then(|why| *why);
+    match why {
+        Some(why) => why,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_or_pending(
+    events: &mut tokio::sync::mpsc::Receiver<Event>,
+    open: bool,
+) -> Option<Event> {
+    if open {
+        events.recv().await
+    } else {
+        std::future::pending().await
+    }
+}
+
+fn failed(error: String) -> Ended {
+    Ended {
+        status: "failed",
+        response: None,
+        session_id: None,
+        cost: None,
+        num_turns: None,
+        error: Some(error),
+        not_found: false,
+    }
+}
+
+/// A stop we asked for decides the status; a successful result printed meanwhile still gives its session.
+fn stopped_ending(why: Stop, outcome: Option<&Outcome>, timeout: Duration) -> Ended {
+    let (status, error) = match why {
+        Stop::Cancel => ("cancelled", "cancelled".to_string()),
+        Stop::Timeout => (
+            "timed_out",
+            format!("timed out after {} s (the turn timeout)", timeout.as_secs()),
+        ),
+        Stop::Shutdown => (
+            "interrupted",
+            "the server stopped while this turn ran".into(),
+        ),
+    };
+    Ended {
+        status,
+        response: outcome.and_then(|o| o.text.clone()),
+        session_id: outcome.and_then(|o| o.session_id.clone()),
+        cost: outcome.and_then(|o| o.cost),
+        num_turns: outcome.and_then(|o| o.num_turns),
+        error: Some(error),
+        not_found: false,
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Stores the ending and emits the closing events. `run` is (elapsed, session to keep) when the CLI ran.
+async fn finish(
+    inner: &Inner,
+    stream: &mut Stream<'_>,
+    ended: Ended,
+    run: Option<(Duration, Option<String>)>,
+) -> Ended {
+    if let Some(error) = &ended.error {
+        stream.emit("error", json!({ "error": error }));
+    }
+    stream.emit("done", json!({ "status": ended.status }));
+    let (duration_ms, keep) = match run {
+        Some((elapsed, keep)) => (Some(elapsed.as_millis() as i64), keep),
+        None => (None, None),
+    };
+    let record = Finish {
+        status: ended.status,
+        response: ended.response.clone(),
+        session_id: ended.session_id.clone(),
+        cost: ended.cost,
+        num_turns: ended.num_turns,
+        duration_ms,
+        error: ended.error.clone(),
+        keep_session: keep.is_some(),
+    };
+    if let Err(e) = inner.store.finish_turn(stream.turn_id, &record) {
+        tracing::error!(turn = stream.turn_id, "could not store the turn's end: {e}");
+    }
+    tracing::info!(turn = stream.turn_id, status = ended.status, "turn ended");
+    ended
+}
+
+/// The CLI invocation for a turn, read once the conversation is free (so it resumes the session the previous
+/// turn left).
+fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> rusqlite::Result<claude::Spec> {
+    let conv = inner
+        .store
+        .conversation(&s.conversation_id)?
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let settings = &inner.settings;
+    let mut options: Vec<(&'static str, String)> = vec![(
+        "permission-mode",
+        conv.permission_mode
+            .clone()
+            .unwrap_or_else(|| settings.permission_mode.clone()),
+    )];
+    for rule in &settings.allowed_tools {
+        options.push(("allowedTools", rule.clone()));
+    }
+    if let Some(model) = &conv.model {
+        options.push(("model", model.clone()));
+    }
+    if let Some(budget) = conv.max_budget_usd {
+        options.push(("max-budget-usd", budget.to_string()));
+    }
+    Ok(claude::Spec {
+        bin: settings.claude_bin.clone(),
+        cwd: PathBuf::from(&conv.project),
+        prompt: s.prompt.clone(),
+        resume: s.resume.clone().or(conv.session_id),
+        options,
+        turn_id: turn_id.to_string(),
+    })
+}

@@ -1,0 +1,426 @@
+//! Shared fixtures: start the real `remote-agent serve` on 127.0.0.1:0 with a temp data dir and a given `claude`,
+//! talk raw HTTP/1.1 to it, and poll until a deadline. Everything is cleaned up on drop.
+#![allow(dead_code)]
+
+pub mod mock_api;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const USER: &str = "tester";
+pub const PASSWORD: &str = "s3cret-pa55word";
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_remote-agent"))
+}
+
+/// Our fake `claude` (an example target, built by `cargo test`).
+pub fn fake_claude() -> PathBuf {
+    let path = bin().parent().unwrap().join("examples").join("fake-claude");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests through cargo test",
+        path.display()
+    );
+    path
+}
+
+/// Polls `f` until it returns Some, or panics after `secs` seconds saying what was awaited.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True while a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A running server and the temp dirs it owns: `data/`, `project/`, `home/` (HOME for it and the fake),
+/// `record/` (where the fake records argv, prompt and environment).
+pub struct Server {
+    pub addr: SocketAddr,
+    pub root: tempfile::TempDir,
+    child: Option<Child>,
+    envs: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+/// How to start a server.
+pub struct Builder {
+    envs: Vec<(String, String)>,
+    args: Vec<String>,
+    claude: PathBuf,
+}
+
+impl Builder {
+    pub fn env(mut self, k: &str, v: impl AsRef<str>) -> Self {
+        self.envs.push((k.into(), v.as_ref().into()));
+        self
+    }
+    pub fn arg(mut self, a: impl AsRef<str>) -> Self {
+        self.args.push(a.as_ref().into());
+        self
+    }
+    pub fn claude(mut self, path: impl Into<PathBuf>) -> Self {
+        self.claude = path.into();
+        self
+    }
+    pub fn start(self) -> Server {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["data", "project", "home", "record"] {
+            std::fs::create_dir(root.path().join(d)).unwrap();
+        }
+        let mut envs = vec![
+            ("AUTH_USERNAME".to_string(), USER.to_string()),
+            ("AUTH_PASSWORD".to_string(), PASSWORD.to_string()),
+            ("CLAUDE_BIN".to_string(), self.claude.display().to_string()),
+            (
+                "FAKE_CLAUDE_RECORD".to_string(),
+                root.path().join("record").display().to_string(),
+            ),
+        ];
+        envs.extend(self.envs);
+        let mut server = Server {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            root,
+            child: None,
+            envs,
+            args: self.args,
+        };
+        server.spawn();
+        server
+    }
+}
+
+impl Server {
+    pub fn builder() -> Builder {
+        Builder {
+            envs: vec![],
+            args: vec![],
+            claude: fake_claude(),
+        }
+    }
+
+    /// A server with the fake claude and default settings.
+    pub fn start() -> Server {
+        Self::builder().start()
+    }
+
+    pub fn path(&self, sub: &str) -> PathBuf {
+        self.root.path().join(sub)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// The server's stderr so far (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
+    }
+
+    /// The command that starts this server, without its output wiring.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .arg("--project")
+            .arg(self.path("project"))
+            .args(&self.args)
+            .current_dir(self.root.path())
+            .env("HOME", self.path("home"))
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("REMOTE_AGENT_CONFIG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("serve.log"))
+            .unwrap();
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start remote-agent serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("serve did not start; log:\n{}", self.log()));
+        self.addr = addr.parse().unwrap();
+        self.child = Some(child);
+    }
+
+    /// Stops the server with a signal and waits for it to exit; returns its exit status.
+    pub fn stop(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        unsafe_kill(child.id() as i32, signal);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data dir and settings.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut raw = req.into_bytes();
+        raw.extend_from_slice(body);
+        raw_request(self.addr, &raw)
+    }
+
+    /// A request with the right credentials.
+    pub fn authed(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        let auth = basic(USER, PASSWORD);
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        self.request(method, path, &headers, body)
+    }
+
+    /// `POST /api/chat` with credentials; returns the response.
+    pub fn chat(&self, body: &Value) -> Resp {
+        self.authed("POST", "/api/chat", body.to_string().as_bytes())
+    }
+
+    /// Every recorded invocation of the fake, as (pid, argv) in start order.
+    pub fn recorded_runs(&self) -> Vec<(String, Vec<String>)> {
+        let mut runs: Vec<(std::time::SystemTime, String, Vec<String>)> =
+            std::fs::read_dir(self.path("record"))
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let pid = name.strip_suffix(".argv.json")?.to_string();
+                    let argv = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                    Some((e.metadata().ok()?.modified().ok()?, pid, argv))
+                })
+                .collect();
+        runs.sort();
+        runs.into_iter().map(|(_, pid, argv)| (pid, argv)).collect()
+    }
+
+    pub fn recorded(&self, pid: &str, what: &str) -> Vec<u8> {
+        std::fs::read(self.path("record").join(format!("{pid}.{what}"))).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_kill(child.id() as i32, 9);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends a signal with the kill command (keeps the tests free of unsafe code).
+pub fn unsafe_kill(pid: i32, signal: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+pub fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}), status {}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes and reads the whole response (the request must ask for `Connection: close`).
+pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> Resp {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> Resp {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..i])
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[i + 2..i + 2 + size]);
+        data = &data[i + 2 + size + 2..];
+    }
+    out
+}
+
+/// Finds the real Claude Code CLI: `REMOTE_AGENT_REAL_CLAUDE`, else `claude` on PATH. Under `CI=true` its absence
+/// fails the test; elsewhere the test is skipped with a visible message.
+pub fn real_claude(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("REMOTE_AGENT_REAL_CLAUDE")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join("claude"))
+                .find(|p| p.exists())
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: the real claude CLI is required in CI (set REMOTE_AGENT_REAL_CLAUDE)"
+        );
+        eprintln!("SKIP {test}: the real claude CLI was not found (set REMOTE_AGENT_REAL_CLAUDE)");
+    }
+    found
+}
+
+/// Reads a process's environment block.
+pub fn environ_of(pid: i32) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ")).ok()
+}
+
+/// Pids of live processes whose environment contains `needle` (e.g. the turn marker).
+pub fn pids_with_env(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            alive(pid)
+                && environ_of(pid)
+                    .is_some_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+        })
+        .collect()
+}
+
+pub fn file_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle))
+}
