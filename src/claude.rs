@@ -455,26 +455,54 @@ pub fn process_start(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-/// Kills every process that still carries `turn_id`'s marker (what the CLI started and left behind, such as a
-/// Bash tool's own session), and reaps the ones that were re-parented to us. Linux only.
+/// Stops what a turn left behind: as a subreaper we inherit every process the CLI's tree orphans (a Bash tool's
+/// own session, a daemonised server), so the turn's leftovers are our children that carry its marker. Kills each
+/// with its process group, reaps them, and repeats while killing one orphans more. Cheap when there are none: it
+/// reads our children, not all of /proc. Returns how many it killed. Linux only.
 pub async fn kill_leftovers(turn_id: &str) -> usize {
     #[cfg(target_os = "linux")]
     {
-        let needle = format!("{TURN_MARKER}={turn_id}\0");
-        let marked = |pid: u32| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                .unwrap_or(false)
-        };
-        let me = std::process::id();
-        let pids: Vec<u32> = proc_pids().filter(|&p| p != me && marked(p)).collect();
-        for &pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        let mut killed = 0;
+        for _ in 0..10 {
+            let marked: Vec<u32> = untracked_children()
+                .into_iter()
+                .filter(|&(pid, state)| state != 'Z' && has_marker(pid, turn_id))
+                .map(|(pid, _)| pid)
+                .collect();
+            if marked.is_empty() {
+                break;
+            }
+            for &pid in &marked {
+                kill_with_group(pid);
+            }
+            killed += marked.len();
+            reap_orphans().await;
         }
         reap_orphans().await;
+        killed
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = turn_id;
+        0
+    }
+}
+
+/// At start-up, for a turn a crashed server left running: its orphans were re-parented elsewhere, so this
+/// searches every process for the turn's marker. Linux only.
+pub fn kill_marked_anywhere(turn_id: &str) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let me = std::process::id();
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&pid| pid != me && has_marker(pid, turn_id))
+            .collect();
+        for &pid in &pids {
+            kill_with_group(pid);
+        }
         pids.len()
     }
     #[cfg(not(target_os = "linux"))]
@@ -485,51 +513,69 @@ pub async fn kill_leftovers(turn_id: &str) -> usize {
 }
 
 #[cfg(target_os = "linux")]
-fn proc_pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+fn has_marker(pid: u32, turn_id: &str) -> bool {
+    let needle = format!("{TURN_MARKER}={turn_id}");
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
 }
 
-/// Reaps zombie children that are not ours to wait for (tokio waits for the CLI itself): the orphans a
-/// subreaper inherits.
 #[cfg(target_os = "linux")]
-pub async fn reap_orphans() {
+fn kill_with_group(pid: u32) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::{Pid, getpgid};
+    let pid = Pid::from_raw(pid as i32);
+    // The group only if the process leads its own; never ours.
+    if getpgid(Some(pid)).is_ok_and(|g| g == pid) {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+/// Our children that tokio does not own (it waits for the CLI itself), with their state letter.
+#[cfg(target_os = "linux")]
+fn untracked_children() -> Vec<(u32, char)> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    let tracked = tracked();
+    pids.retain(|p| !tracked.as_ref().is_some_and(|t| t.contains(p)));
+    drop(tracked);
+    pids.into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat[stat.rfind(')')? + 2..].chars().next()?;
+            Some((pid, state))
+        })
+        .collect()
+}
+
+/// Reaps our untracked children that have exited, waiting up to two seconds for ones just killed.
+#[cfg(target_os = "linux")]
+async fn reap_orphans() {
     use nix::sys::wait::{WaitPidFlag, waitpid};
-    let me = std::process::id().to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
-        let mut pending = 0;
-        for pid in proc_pids() {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(fields) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-                continue;
-            };
-            let mut f = fields.split(' ');
-            let (state, ppid) = (f.next(), f.next());
-            if ppid != Some(me.as_str()) {
-                continue;
-            }
-            let guard = tracked();
-            if guard.as_ref().is_some_and(|s| s.contains(&pid)) {
-                continue;
-            }
-            if state == Some("Z") {
+        let children = untracked_children();
+        for &(pid, state) in &children {
+            if state == 'Z' {
                 let _ = waitpid(
                     nix::unistd::Pid::from_raw(pid as i32),
                     Some(WaitPidFlag::WNOHANG),
                 );
-            } else {
-                pending += 1;
             }
         }
-        if pending == 0 || tokio::time::Instant::now() >= deadline {
+        let running = children.iter().filter(|(_, s)| *s != 'Z').count();
+        if running == 0 || tokio::time::Instant::now() >= deadline {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -34,7 +34,7 @@ enum Command {
 /// Parses the command line and runs it; errors are printed plainly and give a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let _log = init_logging();
     let result = match cli.command {
         Command::Serve { flags } => runtime().and_then(|rt| rt.block_on(serve(flags))),
     };
@@ -47,14 +47,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr through a writer thread that batches lines, so a request never waits on a write syscall.
+/// The guard flushes what is left when it drops at exit.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // Under a flood, wait for the writer rather than drop lines: a log with holes is worse than a slower one.
+        .lossy(false)
+        // The default queue preallocates 128k slots (megabytes of idle memory); a few thousand lines is plenty.
+        .buffered_lines_limit(4096)
+        // The worker flushes whenever its queue runs dry, so buffering only merges lines that are already waiting.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    guard
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -74,7 +87,7 @@ pub async fn serve(flags: Flags) -> anyhow::Result<()> {
         .interrupt_unfinished()
         .context("reading unfinished turns")?
     {
-        stop_recorded(&orphan).await;
+        stop_recorded(&orphan);
     }
     let listener = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
         .await
@@ -122,7 +135,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 
 /// Stops what a crashed server left running for a turn: the recorded process group, if the pid still belongs to
 /// the process we started (same start time), and anything else marked with the turn.
-async fn stop_recorded(orphan: &crate::store::Orphan) {
+fn stop_recorded(orphan: &crate::store::Orphan) {
     let pid = orphan.pid as u32;
     if claude::process_start(pid) == Some(orphan.pid_start as u64) {
         tracing::warn!(
@@ -135,7 +148,7 @@ async fn stop_recorded(orphan: &crate::store::Orphan) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    claude::kill_leftovers(&orphan.turn_id).await;
+    claude::kill_marked_anywhere(&orphan.turn_id);
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

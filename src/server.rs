@@ -180,16 +180,17 @@ async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
     if let Err(e) = app.store.ensure_conversation(&conv_id, &project) {
         return internal(e);
     }
-    let turn = match app.turns.submit(Submit {
+    let waiter = match app.turns.submit(Submit {
         conversation_id: conv_id,
         prompt: message,
         resume: body.session_id,
         client_id: None,
     }) {
-        Ok(turn) => turn,
+        Ok((_, Some(waiter))) => waiter,
+        Ok((_, None)) => return internal("a new turn came back without a waiter"),
         Err(e) => return submit_error(e),
     };
-    let Some(ended) = app.turns.wait(&turn.id).await else {
+    let Some(ended) = waiter.ended().await else {
         return internal("the turn ended unseen");
     };
     if ended.not_found {

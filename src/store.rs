@@ -114,13 +114,71 @@ pub struct Orphan {
 /// and every statement here takes microseconds.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Tells the checkpoint thread to stop when the store goes away.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// Moves the WAL into the database on a thread of its own, once a second when there were writes. SQLite's
+/// automatic checkpoint would run inside whichever commit crosses the threshold, and its fsync (several ms) would
+/// land on that request.
+struct Checkpointer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut last = None;
+                // Runs until the sender (the Store) is dropped.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_secs(1))
+                {
+                    let version: Option<i64> =
+                        conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
+                    if version != last {
+                        last = version;
+                        if let Err(e) =
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!("WAL checkpoint failed: {e}");
+                        }
+                    }
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Checkpointer { _stop: stop })
+    }
 }
 
 pub type Result<T> = rusqlite::Result<T>;
 
-const CONVERSATION_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.permission_mode,
-    c.max_budget_usd, c.created_at, c.updated_at,
-    (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
+/// An event to store: its sequence number in the turn, kind, and JSON data.
+pub type NewEvent = (u64, &'static str, String);
+
+fn insert_events(conn: &Connection, turn_id: &str, events: &[NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO events (turn_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)")?;
+    for (seq, kind, data) in events {
+        stmt.execute(params![turn_id, *seq as i64, kind, data])?;
+    }
+    Ok(())
+}
+
+/// A conversation's own columns.
+const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.permission_mode,
+    c.max_budget_usd, c.created_at, c.updated_at";
+
+/// The figures derived from a conversation's turns (a scan of them).
+const FIGURES: &str = "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
     (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id),
     (SELECT t.prompt FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
     (SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1)";
@@ -169,8 +227,10 @@ fn turn_row(r: &Row) -> Result<Turn> {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path)?;
-        Self::setup(conn)
+        let mut store = Self::setup(Connection::open(path)?)?;
+        store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
+        store._checkpointer = Some(Checkpointer::start(path)?);
+        Ok(store)
     }
 
     /// An in-memory database, for tests.
@@ -193,6 +253,7 @@ impl Store {
         }
         Ok(Store {
             conn: Mutex::new(conn),
+            _checkpointer: None,
         })
     }
 
@@ -204,7 +265,7 @@ impl Store {
 
     /// The conversation, if it exists.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1");
+        let sql = format!("SELECT {OWN_COLUMNS}, {FIGURES} FROM conversations c WHERE c.id = ?1");
         self.conn()
             .query_row(&sql, [id], conversation_row)
             .optional()
@@ -213,15 +274,15 @@ impl Store {
     /// Every conversation, most recently active first.
     pub fn conversations(&self) -> Result<Vec<Conversation>> {
         let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c ORDER BY c.updated_at DESC, c.id"
+            "SELECT {OWN_COLUMNS}, {FIGURES} FROM conversations c ORDER BY c.updated_at DESC, c.id"
         );
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
         stmt.query_map([], conversation_row)?.collect()
     }
 
-    /// Creates the conversation unless it exists; returns it either way.
-    pub fn ensure_conversation(&self, id: &str, project: &str) -> Result<Conversation> {
+    /// Creates the conversation unless it exists.
+    pub fn ensure_conversation(&self, id: &str, project: &str) -> Result<()> {
         self.conn().execute(
             &format!(
                 "INSERT INTO conversations (id, project, created_at, updated_at)
@@ -229,8 +290,18 @@ impl Store {
             ),
             params![id, project],
         )?;
-        self.conversation(id)?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows)
+        Ok(())
+    }
+
+    /// The conversation's own columns, without the figures derived from its turns (they cost a scan of them);
+    /// what a turn needs to start.
+    pub fn conversation_settings(&self, id: &str) -> Result<Option<Conversation>> {
+        let sql = format!(
+            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL FROM conversations c WHERE c.id = ?1"
+        );
+        self.conn()
+            .query_row(&sql, [id], conversation_row)
+            .optional()
     }
 
     /// Deletes the conversation with its turns and events; false if there was none.
@@ -299,22 +370,34 @@ impl Store {
             .optional()
     }
 
-    /// Marks a turn running and records its process, so a later start can stop what a crash left behind.
-    pub fn start_turn(&self, id: &str, pid: Option<u32>, pid_start: Option<u64>) -> Result<()> {
-        self.conn().execute(
+    /// Marks a turn running and records its process (so a later start can stop what a crash left behind), with
+    /// the events so far, in one transaction.
+    pub fn start_turn(
+        &self,
+        id: &str,
+        pid: Option<u32>,
+        pid_start: Option<u64>,
+        events: &[NewEvent],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             &format!(
                 "UPDATE turns SET status = 'running', started_at = {NOW}, pid = ?2, pid_start = ?3
                  WHERE id = ?1"
             ),
             params![id, pid, pid_start.map(|s| s as i64)],
         )?;
-        Ok(())
+        insert_events(&tx, id, events)?;
+        tx.commit()
     }
 
-    /// Records how a turn ended, and the session it leaves the conversation in, in one transaction.
-    pub fn finish_turn(&self, id: &str, f: &Finish) -> Result<()> {
+    /// Records how a turn ended, its last events, and the session it leaves the conversation in, in one
+    /// transaction.
+    pub fn finish_turn(&self, id: &str, f: &Finish, events: &[NewEvent]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        insert_events(&tx, id, events)?;
         tx.execute(
             &format!(
                 "UPDATE turns SET status = ?2, response = ?3, session_id = ?4, cost = ?5, num_turns = ?6,
@@ -347,14 +430,12 @@ impl Store {
         tx.commit()
     }
 
-    /// Appends one event of a turn's stream.
-    pub fn append_event(&self, turn_id: &str, seq: u64, kind: &str, data: &str) -> Result<()> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO events (turn_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![turn_id, seq as i64, kind, data])?;
-        Ok(())
+    /// Appends events of a turn's stream in one transaction.
+    pub fn append_events(&self, turn_id: &str, events: &[NewEvent]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        insert_events(&tx, turn_id, events)?;
+        tx.commit()
     }
 
     /// A turn's events after `after`, in order, as (seq, kind, data).
@@ -418,7 +499,8 @@ mod tests {
             keep_session: true,
             ..Finish::default()
         };
-        s.finish_turn("t1", &ok).unwrap();
+        s.finish_turn("t1", &ok, &[(1, "done", "{}".into())])
+            .unwrap();
         s.finish_turn(
             "t2",
             &Finish {
@@ -427,6 +509,7 @@ mod tests {
                 cost: Some(0.25),
                 ..Finish::default()
             },
+            &[],
         )
         .unwrap();
         let c = s.conversation("c1").unwrap().unwrap();
@@ -435,6 +518,10 @@ mod tests {
         assert_eq!(c.last_message.as_deref(), Some("second"));
         // The failed turn did not overwrite the session.
         assert_eq!(c.session_id.as_deref(), Some("s-1"));
+        assert_eq!(
+            s.events("t1", 0).unwrap(),
+            vec![(1, "done".to_string(), "{}".to_string())]
+        );
     }
 
     #[test]
@@ -451,7 +538,7 @@ mod tests {
         s.ensure_conversation("c1", "/p").unwrap();
         s.insert_turn("t1", "c1", "x", None).unwrap();
         s.insert_turn("t2", "c1", "y", None).unwrap();
-        s.start_turn("t1", Some(42), Some(7)).unwrap();
+        s.start_turn("t1", Some(42), Some(7), &[]).unwrap();
         let orphans = s.interrupt_unfinished().unwrap();
         assert_eq!(
             orphans,

@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::claude::{self, Event, Outcome, SpawnError};
 use crate::config::Settings;
-use crate::store::{Finish, Store, Turn};
+use crate::store::{Finish, NewEvent, Store, Turn};
 
 /// How long the CLI may linger after printing its result before the ladder stops it.
 const LINGER_AFTER_RESULT: Duration = Duration::from_secs(3);
@@ -59,8 +59,18 @@ pub enum SubmitError {
 
 struct Live {
     stop: watch::Sender<Option<Stop>>,
-    ended: watch::Receiver<Option<Ended>>,
+    ended: watch::Sender<Option<Ended>>,
     conversation_id: String,
+}
+
+/// Resolves with how a turn ended.
+pub struct Waiter(watch::Receiver<Option<Ended>>);
+
+impl Waiter {
+    /// Waits for the end of the turn.
+    pub async fn ended(mut self) -> Option<Ended> {
+        self.0.wait_for(Option::is_some).await.ok()?.clone()
+    }
 }
 
 struct Inner {
@@ -98,8 +108,8 @@ impl Turns {
     }
 
     /// Queues a message of an existing conversation and starts its background task. A repeated `client_id`
-    /// returns the first turn instead of running the agent twice.
-    pub fn submit(&self, s: Submit) -> Result<Turn, SubmitError> {
+    /// returns the first turn instead of running the agent twice (and no waiter).
+    pub fn submit(&self, s: Submit) -> Result<(Turn, Option<Waiter>), SubmitError> {
         self.ready()?;
         let inner = &self.inner;
         let id = uuid::Uuid::new_v4().to_string();
@@ -116,7 +126,7 @@ impl Turns {
                     .as_deref()
                     .and_then(|c| inner.store.turn_by_client_id(&s.conversation_id, c).ok()?)
                 {
-                    return Ok(turn);
+                    return Ok((turn, None));
                 }
                 return Err(e.into());
             }
@@ -128,7 +138,7 @@ impl Turns {
             id.clone(),
             Live {
                 stop: stop_tx,
-                ended: ended_rx,
+                ended: ended_tx,
                 conversation_id: s.conversation_id.clone(),
             },
         );
@@ -138,9 +148,8 @@ impl Turns {
             .clone();
         let inner = inner.clone();
         tokio::spawn(async move {
-            let ended = run_turn(&inner, &id, &s, lane, stop_rx).await;
+            run_turn(&inner, &id, &s, lane, stop_rx).await;
             lock(&inner.live).remove(&id);
-            let _ = ended_tx.send(Some(ended));
             // Drop the lane once no turn of this conversation holds or waits for it.
             let mut lanes = lock(&inner.lanes);
             if lanes
@@ -150,7 +159,7 @@ impl Turns {
                 lanes.remove(&s.conversation_id);
             }
         });
-        Ok(turn)
+        Ok((turn, Some(Waiter(ended_rx))))
     }
 
     /// Whether a message could run now: not shutting down, and the CLI found. Checked before anything is stored.
@@ -168,8 +177,8 @@ impl Turns {
 
     /// Waits until the turn has ended; None if it is not a live turn of this process.
     pub async fn wait(&self, turn_id: &str) -> Option<Ended> {
-        let mut rx = lock(&self.inner.live).get(turn_id)?.ended.clone();
-        rx.wait_for(Option::is_some).await.ok()?.clone()
+        let rx = lock(&self.inner.live).get(turn_id)?.ended.subscribe();
+        Waiter(rx).ended().await
     }
 
     /// Asks a live turn to stop; false if it is not running here.
@@ -224,22 +233,26 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-/// Writes a turn's events in order, numbering them from 1.
+/// A turn's events, numbered from 1, held until the next flush so that what arrives together is stored in one
+/// transaction.
 struct Stream<'a> {
     store: &'a Store,
     turn_id: &'a str,
     seq: u64,
+    pending: Vec<NewEvent>,
 }
 
 impl Stream<'_> {
-    fn emit(&mut self, kind: &str, data: Value) {
+    fn emit(&mut self, kind: &'static str, data: Value) {
         self.seq += 1;
-        if let Err(e) = self
-            .store
-            .append_event(self.turn_id, self.seq, kind, &data.to_string())
-        {
-            tracing::error!(turn = self.turn_id, "could not store an event: {e}");
+        self.pending.push((self.seq, kind, data.to_string()));
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.store.append_events(self.turn_id, &self.pending) {
+            tracing::error!(turn = self.turn_id, "could not store events: {e}");
         }
+        self.pending.clear();
     }
 }
 
@@ -249,11 +262,12 @@ async fn run_turn(
     s: &Submit,
     lane: Arc<tokio::sync::Mutex<()>>,
     stop: watch::Receiver<Option<Stop>>,
-) -> Ended {
+) {
     let mut stream = Stream {
         store: &inner.store,
         turn_id,
         seq: 0,
+        pending: Vec::new(),
     };
     // Queued: wait for the conversation, then for a slot; a stop meanwhile just drops the turn.
     let queued = async {
@@ -264,7 +278,7 @@ async fn run_turn(
     let (_lane, _slot) = tokio::select! {
         held = queued => held,
         why = stopped(stop.clone()) => {
-            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.turn_timeout), None).await;
+            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.turn_timeout), None);
         }
     };
     stream.emit("status", json!({ "status": "running" }));
@@ -273,7 +287,7 @@ async fn run_turn(
         Ok(spec) => spec,
         Err(e) => {
             let ended = failed(format!("storage: {e}"));
-            return finish(inner, &mut stream, ended, None).await;
+            return finish(inner, &mut stream, ended, None);
         }
     };
     let started = Instant::now();
@@ -282,13 +296,14 @@ async fn run_turn(
         Err(e) => {
             let mut ended = failed(e.to_string());
             ended.not_found = matches!(e, SpawnError::NotFound(_));
-            return finish(inner, &mut stream, ended, None).await;
+            return finish(inner, &mut stream, ended, None);
         }
     };
     let pid = run.pid();
+    let status = std::mem::take(&mut stream.pending);
     if let Err(e) = inner
         .store
-        .start_turn(turn_id, Some(pid), claude::process_start(pid))
+        .start_turn(turn_id, Some(pid), claude::process_start(pid), &status)
     {
         tracing::error!(turn = turn_id, "could not record the turn's start: {e}");
     }
@@ -309,7 +324,17 @@ async fn run_turn(
     let exited = loop {
         tokio::select! {
             event = events.recv(), if open => match event {
-                Some(event) => on_event(&mut stream, &mut outcome, &mut linger, event),
+                Some(event) => {
+                    on_event(&mut stream, &mut outcome, &mut linger, event);
+                    // Store what has arrived together in one transaction; after the result, the turn's end
+                    // stores the rest.
+                    while let Ok(event) = events.try_recv() {
+                        on_event(&mut stream, &mut outcome, &mut linger, event);
+                    }
+                    if outcome.is_none() {
+                        stream.flush();
+                    }
+                }
                 None => {
                     // Stdout closed: the process should exit now; give it the same grace as after a result.
                     open = false;
@@ -381,8 +406,9 @@ async fn run_turn(
     let keep = outcome
         .filter(|o| o.succeeded())
         .and(ended.session_id.clone());
-    let ended = finish(inner, &mut stream, ended, Some((elapsed, keep))).await;
+    finish(inner, &mut stream, ended, Some((elapsed, keep)));
     drop(run);
+    // Waiters already have their answer; the conversation's next turn waits for this clean-up.
     let left = claude::kill_leftovers(turn_id).await;
     if left > 0 {
         tracing::info!(
@@ -390,7 +416,6 @@ async fn run_turn(
             "stopped {left} process(es) the turn left behind"
         );
     }
-    ended
 }
 
 fn on_event(
@@ -480,13 +505,14 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Stores the ending and emits the closing events. `run` is (elapsed, session to keep) when the CLI ran.
-async fn finish(
+/// Stores the ending, emits the closing events and tells the waiters. `run` is (elapsed, session to keep) when
+/// the CLI ran.
+fn finish(
     inner: &Inner,
     stream: &mut Stream<'_>,
     ended: Ended,
     run: Option<(Duration, Option<String>)>,
-) -> Ended {
+) {
     if let Some(error) = &ended.error {
         stream.emit("error", json!({ "error": error }));
     }
@@ -505,11 +531,14 @@ async fn finish(
         error: ended.error.clone(),
         keep_session: keep.is_some(),
     };
-    if let Err(e) = inner.store.finish_turn(stream.turn_id, &record) {
+    let events = std::mem::take(&mut stream.pending);
+    if let Err(e) = inner.store.finish_turn(stream.turn_id, &record, &events) {
         tracing::error!(turn = stream.turn_id, "could not store the turn's end: {e}");
     }
     tracing::info!(turn = stream.turn_id, status = ended.status, "turn ended");
-    ended
+    if let Some(live) = lock(&inner.live).get(stream.turn_id) {
+        live.ended.send_replace(Some(ended));
+    }
 }
 
 /// The CLI invocation for a turn, read once the conversation is free (so it resumes the session the previous
@@ -517,7 +546,7 @@ async fn finish(
 fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> rusqlite::Result<claude::Spec> {
     let conv = inner
         .store
-        .conversation(&s.conversation_id)?
+        .conversation_settings(&s.conversation_id)?
         .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let settings = &inner.settings;
     let mut options: Vec<(&'static str, String)> = vec![(

@@ -12,8 +12,7 @@
 //! `-p --output-format stream-json --verbose --include-partial-messages`, and
 //! the prompt on stdin (then stdin is closed).
 
-#[path = "common/mock_api.rs"]
-mod mock_api;
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -21,47 +20,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mock_api::MockApi;
+use common::mock_api::MockApi;
+use common::real_claude as claude_or_skip;
 use serde_json::{Value, json};
 
 /// Upper bound for one CLI run (a plain run takes about 1 s).
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------------------
-// Finding and running the real CLI
-// ---------------------------------------------------------------------------
-
-fn find_claude() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("REMOTE_AGENT_REAL_CLAUDE") {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "REMOTE_AGENT_REAL_CLAUDE={} is not a file",
-            p.display()
-        );
-        return Some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("claude"))
-        .find(|p| p.is_file())
-}
-
-/// The CLI, or `None` after printing a SKIP line (panics instead when `CI=true`).
-fn claude_or_skip(test: &str) -> Option<PathBuf> {
-    let found = find_claude();
-    if found.is_none() {
-        let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-        assert!(
-            !ci,
-            "{test}: real claude CLI not found (set REMOTE_AGENT_REAL_CLAUDE or put claude on PATH)"
-        );
-        eprintln!(
-            "SKIP: {test}: real claude CLI not found (set REMOTE_AGENT_REAL_CLAUDE or put claude on PATH)"
-        );
-    }
-    found
-}
 
 /// A temp HOME (with CLAUDE_CONFIG_DIR inside) and a temp project dir,
 /// shared by the runs of one test so that `--resume` works.

@@ -383,22 +383,32 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// Finds the real Claude Code CLI: `REMOTE_AGENT_REAL_CLAUDE`, else `claude` on PATH. Under `CI=true` its absence
-/// fails the test; elsewhere the test is skipped with a visible message.
+/// fails the test; elsewhere the test is skipped with a message written past the test harness's capture.
 pub fn real_claude(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("REMOTE_AGENT_REAL_CLAUDE")
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .or_else(|| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join("claude"))
-                .find(|p| p.exists())
-        });
+    let found = match std::env::var_os("REMOTE_AGENT_REAL_CLAUDE") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "REMOTE_AGENT_REAL_CLAUDE={} is not a file",
+                p.display()
+            );
+            Some(p)
+        }
+        None => std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join("claude"))
+            .find(|p| p.is_file()),
+    };
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "{test}: the real claude CLI is required in CI (set REMOTE_AGENT_REAL_CLAUDE)"
         );
-        eprintln!("SKIP {test}: the real claude CLI was not found (set REMOTE_AGENT_REAL_CLAUDE)");
+        // Straight to fd 2: libtest captures eprintln!, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP {test}: the real claude CLI was not found (set REMOTE_AGENT_REAL_CLAUDE or put claude on PATH)"
+        );
     }
     found
 }
