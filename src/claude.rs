@@ -193,7 +193,8 @@ impl Event {
     pub fn to_stream(&self) -> Option<(&'static str, Value)> {
         Some(match self {
             Event::TextDelta(t) => ("text_delta", json!({ "text": t })),
-            Event::ThinkingDelta(t) | Event::Thinking(t) => ("thinking", json!({ "text": t })),
+            Event::ThinkingDelta(t) => ("thinking", json!({ "text": t })),
+            Event::Thinking(t) => ("thinking", json!({ "text": t, "complete": true })),
             Event::Text(t) => ("message", json!({ "text": t })),
             Event::ToolUse { id, name, input } => (
                 "tool_use",

@@ -67,6 +67,10 @@ pub struct Flags {
     /// Comma-separated tool rules allowed without asking [env: CLAUDE_ALLOWED_TOOLS; default: "Bash(git *)"]
     #[arg(long, value_name = "RULES")]
     pub allowed_tools: Option<String>,
+    /// Seconds of silence after which an event stream sends a keepalive event, 1 to 15
+    /// [env: REMOTE_AGENT_SSE_KEEPALIVE; default: 15]
+    #[arg(long, value_name = "SECS")]
+    pub sse_keepalive: Option<u64>,
 }
 
 /// The resolved settings of one server.
@@ -86,6 +90,8 @@ pub struct Settings {
     pub allowed_tools: Vec<String>,
     /// Allowed project directories, canonical; the first is the default.
     pub projects: Vec<PathBuf>,
+    /// Silence after which an event stream sends a keepalive event.
+    pub sse_keepalive: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -325,6 +331,17 @@ impl Settings {
                 ),
             });
         }
+        let sse_keepalive = match (flags.sse_keepalive, env("REMOTE_AGENT_SSE_KEEPALIVE")) {
+            (Some(n), _) => n,
+            (None, Some(v)) => parsed("REMOTE_AGENT_SSE_KEEPALIVE", v)?,
+            (None, None) => 15,
+        };
+        if !(1..=15).contains(&sse_keepalive) {
+            return Err(ConfigError::Invalid {
+                name: "REMOTE_AGENT_SSE_KEEPALIVE",
+                message: format!("{sse_keepalive} is not between 1 and 15 seconds"),
+            });
+        }
         let allowed_tools = match flags
             .allowed_tools
             .clone()
@@ -374,6 +391,7 @@ impl Settings {
             permission_mode,
             allowed_tools,
             projects,
+            sse_keepalive: Duration::from_secs(sse_keepalive),
         })
     }
 

@@ -20,6 +20,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+mod native;
+
+use self::native::{
+    cancel_turn, create_conversation, delete_conversation, events_poll, events_stream,
+    get_conversation, get_turn, list_conversations, patch_conversation, post_message, status,
+};
 use crate::auth;
 use crate::config::Settings;
 use crate::store::Store;
@@ -141,12 +147,35 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> 
     ) {
         return auth::unauthorized(req.headers());
     }
+    use Method as M;
     match (&method, segments.as_slice()) {
-        (&Method::POST, ["api", "chat"]) => chat(app, req).await,
-        (&Method::POST, ["api", "reset"]) => reset(app, &req).await,
-        (&Method::GET, ["api", "sessions"]) => sessions(app),
-        (_, ["api", "chat" | "reset"]) => method_not_allowed("POST"),
-        (_, ["api", "sessions"]) => method_not_allowed("GET"),
+        (&M::POST, ["api", "chat"]) => chat(app, req).await,
+        (&M::POST, ["api", "reset"]) => reset(app, &req).await,
+        (&M::GET, ["api", "sessions"]) => sessions(app),
+        (&M::GET, ["api", "status"]) => status(app),
+        (&M::GET, ["api", "conversations"]) => list_conversations(app),
+        (&M::POST, ["api", "conversations"]) => create_conversation(app, req).await,
+        (&M::GET, ["api", "conversations", id]) => get_conversation(app, &req, id),
+        (&M::PATCH, ["api", "conversations", id]) => patch_conversation(app, req, id).await,
+        (&M::DELETE, ["api", "conversations", id]) => delete_conversation(app, id).await,
+        (&M::POST, ["api", "conversations", id, "messages"]) => post_message(app, req, id).await,
+        (&M::GET, ["api", "turns", id]) => get_turn(app, id),
+        (&M::GET | &M::POST, ["api", "turns", id, "events"]) => events_stream(app, &req, id),
+        (&M::GET, ["api", "turns", id, "events.json"]) => events_poll(app, &req, id).await,
+        (&M::POST, ["api", "turns", id, "cancel"]) => cancel_turn(app, id),
+        (_, ["api", "chat" | "reset"] | ["api", "conversations", _, "messages"]) => {
+            method_not_allowed("POST")
+        }
+        (_, ["api", "turns", _, "cancel"]) => method_not_allowed("POST"),
+        (
+            _,
+            ["api", "sessions" | "status"]
+            | ["api", "turns", _]
+            | ["api", "turns", _, "events.json"],
+        ) => method_not_allowed("GET"),
+        (_, ["api", "conversations"]) => method_not_allowed("GET, POST"),
+        (_, ["api", "conversations", _]) => method_not_allowed("GET, PATCH, DELETE"),
+        (_, ["api", "turns", _, "events"]) => method_not_allowed("GET, POST"),
         _ => error(StatusCode::NOT_FOUND, format!("no route for {path}")),
     }
 }

@@ -1,7 +1,7 @@
 //! SQLite storage: migrations, conversations, turns and their events. One connection, one writer.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -67,6 +67,8 @@ pub struct Conversation {
     pub total_cost_usd: f64,
     pub last_message: Option<String>,
     pub last_message_at: Option<String>,
+    /// The turn running now, or the first one waiting.
+    pub active_turn_id: Option<String>,
 }
 
 /// One message sent to Claude and what came of it.
@@ -158,19 +160,34 @@ impl Checkpointer {
 
 pub type Result<T> = rusqlite::Result<T>;
 
-/// An event to store: its sequence number in the turn, kind, and JSON data.
-pub type NewEvent = (u64, &'static str, String);
+/// One event of a turn's stream, as sent and as stored: its sequence number in the turn (from 1), its kind, and
+/// its data (one line of JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    pub seq: u64,
+    pub kind: String,
+    pub data: String,
+}
 
-fn insert_events(conn: &Connection, turn_id: &str, events: &[NewEvent]) -> Result<()> {
+fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     let mut stmt = conn
         .prepare_cached("INSERT INTO events (turn_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)")?;
-    for (seq, kind, data) in events {
-        stmt.execute(params![turn_id, *seq as i64, kind, data])?;
+    for e in events {
+        stmt.execute(params![turn_id, e.seq as i64, e.kind, e.data])?;
     }
     Ok(())
+}
+
+/// Changes to a conversation's settings; `Some(None)` clears a value.
+#[derive(Debug, Default)]
+pub struct ConversationPatch {
+    pub title: Option<Option<String>>,
+    pub model: Option<Option<String>>,
+    pub permission_mode: Option<Option<String>>,
+    pub max_budget_usd: Option<Option<f64>>,
 }
 
 /// A conversation's own columns.
@@ -181,7 +198,9 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
 const FIGURES: &str = "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
     (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id),
     (SELECT t.prompt FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
-    (SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1)";
+    (SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
+    (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
+     ORDER BY t.rowid LIMIT 1)";
 
 const TURN_COLUMNS: &str =
     "id, conversation_id, client_id, prompt, status, response, session_id, cost,
@@ -202,6 +221,7 @@ fn conversation_row(r: &Row) -> Result<Conversation> {
         total_cost_usd: r.get(10)?,
         last_message: r.get(11)?,
         last_message_at: r.get(12)?,
+        active_turn_id: r.get(13)?,
     })
 }
 
@@ -297,7 +317,7 @@ impl Store {
     /// what a turn needs to start.
     pub fn conversation_settings(&self, id: &str) -> Result<Option<Conversation>> {
         let sql = format!(
-            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL FROM conversations c WHERE c.id = ?1"
+            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL, NULL FROM conversations c WHERE c.id = ?1"
         );
         self.conn()
             .query_row(&sql, [id], conversation_row)
@@ -319,6 +339,7 @@ impl Store {
         conversation_id: &str,
         prompt: &str,
         client_id: Option<&str>,
+        events: &[Arc<StreamEvent>],
     ) -> Result<Turn> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -333,6 +354,7 @@ impl Store {
             &format!("UPDATE conversations SET updated_at = {NOW} WHERE id = ?1"),
             [conversation_id],
         )?;
+        insert_events(&tx, id, events)?;
         let turn = tx.query_row(
             &format!("SELECT {TURN_COLUMNS} FROM turns WHERE id = ?1"),
             [id],
@@ -377,7 +399,7 @@ impl Store {
         id: &str,
         pid: Option<u32>,
         pid_start: Option<u64>,
-        events: &[NewEvent],
+        events: &[Arc<StreamEvent>],
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -394,7 +416,7 @@ impl Store {
 
     /// Records how a turn ended, its last events, and the session it leaves the conversation in, in one
     /// transaction.
-    pub fn finish_turn(&self, id: &str, f: &Finish, events: &[NewEvent]) -> Result<()> {
+    pub fn finish_turn(&self, id: &str, f: &Finish, events: &[Arc<StreamEvent>]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         insert_events(&tx, id, events)?;
@@ -431,23 +453,137 @@ impl Store {
     }
 
     /// Appends events of a turn's stream in one transaction.
-    pub fn append_events(&self, turn_id: &str, events: &[NewEvent]) -> Result<()> {
+    pub fn append_events(&self, turn_id: &str, events: &[Arc<StreamEvent>]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         insert_events(&tx, turn_id, events)?;
         tx.commit()
     }
 
-    /// A turn's events after `after`, in order, as (seq, kind, data).
-    pub fn events(&self, turn_id: &str, after: u64) -> Result<Vec<(u64, String, String)>> {
+    /// Up to `limit` of a turn's events after `after`, in order.
+    pub fn events(&self, turn_id: &str, after: u64, limit: usize) -> Result<Vec<StreamEvent>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, data FROM events WHERE turn_id = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT seq, kind, data FROM events WHERE turn_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
-        stmt.query_map(params![turn_id, after as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+        stmt.query_map(params![turn_id, after as i64, limit as i64], |r| {
+            Ok(StreamEvent {
+                seq: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                data: r.get(2)?,
+            })
         })?
         .collect()
+    }
+
+    /// Creates a conversation; false if the id is taken.
+    pub fn create_conversation(&self, c: &Conversation) -> Result<bool> {
+        let n = self.conn().execute(
+            &format!(
+                "INSERT INTO conversations (id, title, project, model, permission_mode, max_budget_usd,
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, {NOW}, {NOW})
+                 ON CONFLICT(id) DO NOTHING"
+            ),
+            params![
+                c.id,
+                c.title,
+                c.project,
+                c.model,
+                c.permission_mode,
+                c.max_budget_usd
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Applies a patch; false if there is no such conversation.
+    pub fn update_conversation(&self, id: &str, p: &ConversationPatch) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row(
+                "SELECT 1 FROM conversations WHERE id = ?1",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if let Some(v) = &p.title {
+            tx.execute(
+                "UPDATE conversations SET title = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = &p.model {
+            tx.execute(
+                "UPDATE conversations SET model = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = &p.permission_mode {
+            tx.execute(
+                "UPDATE conversations SET permission_mode = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = &p.max_budget_usd {
+            tx.execute(
+                "UPDATE conversations SET max_budget_usd = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        tx.execute(
+            &format!("UPDATE conversations SET updated_at = {NOW} WHERE id = ?1"),
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(exists)
+    }
+
+    /// A page of a conversation's turns in order: the `limit` turns before `before` (a turn id; the latest
+    /// when None), and whether older ones exist.
+    pub fn turns_page(
+        &self,
+        conversation_id: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Turn>, bool)> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ?1
+             AND rowid < coalesce((SELECT rowid FROM turns WHERE id = ?2 AND conversation_id = ?1), 1 << 62)
+             ORDER BY rowid DESC LIMIT ?3"
+        ))?;
+        let mut turns = stmt
+            .query_map(params![conversation_id, before, limit as i64 + 1], turn_row)?
+            .collect::<Result<Vec<_>>>()?;
+        let more = turns.len() > limit;
+        turns.truncate(limit);
+        turns.reverse();
+        Ok((turns, more))
+    }
+
+    /// The events of these turns that a transcript shows (complete blocks, tools), in order per turn.
+    pub fn transcript_events(&self, turn_ids: &[&str]) -> Result<Vec<(String, StreamEvent)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, kind, data FROM events WHERE turn_id = ?1
+             AND kind IN ('message', 'thinking', 'tool_use', 'tool_result') ORDER BY seq",
+        )?;
+        let mut out = Vec::new();
+        for id in turn_ids {
+            let rows = stmt.query_map([id], |r| {
+                Ok(StreamEvent {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    kind: r.get(1)?,
+                    data: r.get(2)?,
+                })
+            })?;
+            for row in rows {
+                out.push((id.to_string(), row?));
+            }
+        }
+        Ok(out)
     }
 
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
@@ -469,6 +605,18 @@ impl Store {
             })?
             .collect::<Result<Vec<_>>>()?
         };
+        // Close their streams the way a live turn would have, so subscribers reach `done`.
+        tx.execute_batch(
+            r#"INSERT INTO events (turn_id, seq, kind, data)
+                 SELECT t.id, coalesce(max(e.seq), 0) + 1, 'error',
+                        '{"error":"the server stopped while this turn ran"}'
+                 FROM turns t LEFT JOIN events e ON e.turn_id = t.id
+                 WHERE t.status IN ('queued', 'running') GROUP BY t.id;
+               INSERT INTO events (turn_id, seq, kind, data)
+                 SELECT t.id, max(e.seq) + 1, 'done', '{"status":"interrupted"}'
+                 FROM turns t JOIN events e ON e.turn_id = t.id
+                 WHERE t.status IN ('queued', 'running') GROUP BY t.id;"#,
+        )?;
         tx.execute(
             &format!(
                 "UPDATE turns SET status = 'interrupted', finished_at = {NOW}, pid = NULL, pid_start = NULL,
@@ -486,12 +634,20 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn ev(seq: u64, kind: &str, data: &str) -> Arc<StreamEvent> {
+        Arc::new(StreamEvent {
+            seq,
+            kind: kind.into(),
+            data: data.into(),
+        })
+    }
+
     #[test]
     fn figures_are_derived_from_turns() {
         let s = Store::open_in_memory().unwrap();
         s.ensure_conversation("c1", "/p").unwrap();
-        s.insert_turn("t1", "c1", "first", None).unwrap();
-        s.insert_turn("t2", "c1", "second", None).unwrap();
+        s.insert_turn("t1", "c1", "first", None, &[]).unwrap();
+        s.insert_turn("t2", "c1", "second", None, &[]).unwrap();
         let ok = Finish {
             status: "succeeded",
             session_id: Some("s-1".into()),
@@ -499,8 +655,7 @@ mod tests {
             keep_session: true,
             ..Finish::default()
         };
-        s.finish_turn("t1", &ok, &[(1, "done", "{}".into())])
-            .unwrap();
+        s.finish_turn("t1", &ok, &[ev(1, "done", "{}")]).unwrap();
         s.finish_turn(
             "t2",
             &Finish {
@@ -519,8 +674,12 @@ mod tests {
         // The failed turn did not overwrite the session.
         assert_eq!(c.session_id.as_deref(), Some("s-1"));
         assert_eq!(
-            s.events("t1", 0).unwrap(),
-            vec![(1, "done".to_string(), "{}".to_string())]
+            s.events("t1", 0, 10).unwrap(),
+            vec![StreamEvent {
+                seq: 1,
+                kind: "done".into(),
+                data: "{}".into()
+            }]
         );
     }
 
@@ -528,17 +687,19 @@ mod tests {
     fn client_id_is_unique_per_conversation() {
         let s = Store::open_in_memory().unwrap();
         s.ensure_conversation("c1", "/p").unwrap();
-        s.insert_turn("t1", "c1", "x", Some("k")).unwrap();
-        assert!(s.insert_turn("t2", "c1", "x", Some("k")).is_err());
+        s.insert_turn("t1", "c1", "x", Some("k"), &[]).unwrap();
+        assert!(s.insert_turn("t2", "c1", "x", Some("k"), &[]).is_err());
     }
 
     #[test]
     fn unfinished_turns_become_interrupted() {
         let s = Store::open_in_memory().unwrap();
         s.ensure_conversation("c1", "/p").unwrap();
-        s.insert_turn("t1", "c1", "x", None).unwrap();
-        s.insert_turn("t2", "c1", "y", None).unwrap();
-        s.start_turn("t1", Some(42), Some(7), &[]).unwrap();
+        s.insert_turn("t1", "c1", "x", None, &[ev(1, "status", "{}")])
+            .unwrap();
+        s.insert_turn("t2", "c1", "y", None, &[]).unwrap();
+        s.start_turn("t1", Some(42), Some(7), &[ev(2, "status", "{}")])
+            .unwrap();
         let orphans = s.interrupt_unfinished().unwrap();
         assert_eq!(
             orphans,
@@ -549,6 +710,24 @@ mod tests {
             }]
         );
         assert_eq!(s.turn("t2").unwrap().unwrap().status, "interrupted");
+        // Their streams are closed: an error, then done.
+        let kinds = |t: &str| -> Vec<(u64, String)> {
+            s.events(t, 0, 10)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.seq, e.kind))
+                .collect()
+        };
+        assert_eq!(
+            kinds("t1"),
+            vec![
+                (1, "status".into()),
+                (2, "status".into()),
+                (3, "error".into()),
+                (4, "done".into())
+            ]
+        );
+        assert_eq!(kinds("t2"), vec![(1, "error".into()), (2, "done".into())]);
         assert!(s.interrupt_unfinished().unwrap().is_empty());
     }
 

@@ -1,17 +1,27 @@
 //! The turn manager: one background task per turn, FIFO per conversation, a global cap on running turns,
 //! events persisted as they arrive, and stops (cancel, timeout, shutdown) through the claude stop ladder.
 
+mod hub;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
+use self::hub::Hub;
+pub use self::hub::{Batch, Subscription};
 use crate::claude::{self, Event, Outcome, SpawnError};
 use crate::config::Settings;
-use crate::store::{Finish, NewEvent, Store, Turn};
+use crate::store::{Finish, Store, StreamEvent, Turn};
+
+/// Readers of one turn's stream at once.
+pub const MAX_SUBSCRIBERS_PER_TURN: usize = 256;
+/// Readers of all streams at once.
+pub const MAX_SUBSCRIBERS: usize = 1024;
 
 /// How long the CLI may linger after printing its result before the ladder stops it.
 const LINGER_AFTER_RESULT: Duration = Duration::from_secs(3);
@@ -46,6 +56,19 @@ pub struct Submit {
     pub client_id: Option<String>,
 }
 
+/// Why a stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("no such turn")]
+    NotFound,
+    #[error("too many readers of this turn (at most {MAX_SUBSCRIBERS_PER_TURN})")]
+    TurnFull,
+    #[error("too many open streams (at most {MAX_SUBSCRIBERS})")]
+    Full,
+    #[error("storage: {0}")]
+    Store(#[from] rusqlite::Error),
+}
+
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -61,6 +84,7 @@ struct Live {
     stop: watch::Sender<Option<Stop>>,
     ended: watch::Sender<Option<Ended>>,
     conversation_id: String,
+    hub: Arc<Hub>,
 }
 
 /// Resolves with how a turn ended.
@@ -81,6 +105,7 @@ struct Inner {
     lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: Mutex<HashMap<String, Live>>,
     shutting_down: watch::Sender<bool>,
+    subscribers: Arc<AtomicUsize>,
 }
 
 /// The turn manager; cheap to clone.
@@ -103,6 +128,7 @@ impl Turns {
                 lanes: Mutex::default(),
                 live: Mutex::default(),
                 shutting_down: watch::Sender::new(false),
+                subscribers: Arc::default(),
             }),
         }
     }
@@ -113,11 +139,17 @@ impl Turns {
         self.ready()?;
         let inner = &self.inner;
         let id = uuid::Uuid::new_v4().to_string();
+        let queued = Arc::new(StreamEvent {
+            seq: 1,
+            kind: "status".into(),
+            data: json!({ "status": "queued" }).to_string(),
+        });
         let turn = match inner.store.insert_turn(
             &id,
             &s.conversation_id,
             &s.prompt,
             s.client_id.as_deref(),
+            std::slice::from_ref(&queued),
         ) {
             Ok(turn) => turn,
             Err(e) if is_unique_violation(&e) => {
@@ -134,12 +166,15 @@ impl Turns {
         };
         let (stop_tx, stop_rx) = watch::channel(None);
         let (ended_tx, ended_rx) = watch::channel(None);
+        let hub = Hub::new();
+        hub.publish(&[queued]);
         lock(&inner.live).insert(
             id.clone(),
             Live {
                 stop: stop_tx,
                 ended: ended_tx,
                 conversation_id: s.conversation_id.clone(),
+                hub: hub.clone(),
             },
         );
         let lane = lock(&inner.lanes)
@@ -148,7 +183,7 @@ impl Turns {
             .clone();
         let inner = inner.clone();
         tokio::spawn(async move {
-            run_turn(&inner, &id, &s, lane, stop_rx).await;
+            run_turn(&inner, &id, &s, lane, stop_rx, hub).await;
             lock(&inner.live).remove(&id);
             // Drop the lane once no turn of this conversation holds or waits for it.
             let mut lanes = lock(&inner.lanes);
@@ -220,6 +255,42 @@ impl Turns {
         }
     }
 
+    /// A reader of a turn's stream from after `after`: live from memory while the turn runs, from the store once
+    /// it has ended. Counted against the caps until dropped.
+    pub fn subscribe(&self, turn_id: &str, after: u64) -> Result<Subscription, SubscribeError> {
+        let inner = &self.inner;
+        let hub = lock(&inner.live).get(turn_id).map(|l| l.hub.clone());
+        if hub.is_none() && inner.store.turn(turn_id)?.is_none() {
+            return Err(SubscribeError::NotFound);
+        }
+        if inner.subscribers.fetch_add(1, Ordering::Relaxed) >= MAX_SUBSCRIBERS {
+            inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+            return Err(SubscribeError::Full);
+        }
+        let total = inner.subscribers.clone();
+        Ok(match hub {
+            Some(hub) => {
+                if hub.subscribers.fetch_add(1, Ordering::Relaxed) >= MAX_SUBSCRIBERS_PER_TURN {
+                    hub.subscribers.fetch_sub(1, Ordering::Relaxed);
+                    total.fetch_sub(1, Ordering::Relaxed);
+                    return Err(SubscribeError::TurnFull);
+                }
+                Subscription::live(hub, inner.store.clone(), turn_id, after, total)
+            }
+            None => Subscription::stored(inner.store.clone(), turn_id, after, total),
+        })
+    }
+
+    /// Open stream readers.
+    pub fn subscribers(&self) -> usize {
+        self.inner.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// True if the turn is queued or running in this process.
+    pub fn is_live(&self, turn_id: &str) -> bool {
+        lock(&self.inner.live).contains_key(turn_id)
+    }
+
     /// Turns running now and turns waiting for their conversation or a slot.
     pub fn counts(&self) -> (usize, usize) {
         let live = lock(&self.inner.live).len();
@@ -233,26 +304,40 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-/// A turn's events, numbered from 1, held until the next flush so that what arrives together is stored in one
-/// transaction.
+/// A turn's events, numbered on from the `queued` status (1), held until the next flush so that what arrives
+/// together is stored in one transaction; readers see them once stored.
 struct Stream<'a> {
     store: &'a Store,
+    hub: Arc<Hub>,
     turn_id: &'a str,
     seq: u64,
-    pending: Vec<NewEvent>,
+    pending: Vec<Arc<StreamEvent>>,
 }
 
 impl Stream<'_> {
     fn emit(&mut self, kind: &'static str, data: Value) {
         self.seq += 1;
-        self.pending.push((self.seq, kind, data.to_string()));
+        self.pending.push(Arc::new(StreamEvent {
+            seq: self.seq,
+            kind: kind.into(),
+            data: data.to_string(),
+        }));
+    }
+
+    /// Stores the pending events with `write` (one transaction), then shows them to readers.
+    fn flush_with(&mut self, write: impl FnOnce(&[Arc<StreamEvent>]) -> rusqlite::Result<()>) {
+        if let Err(e) = write(&self.pending) {
+            tracing::error!(turn = self.turn_id, "could not store events: {e}");
+        }
+        self.hub.publish(&self.pending);
+        self.pending.clear();
     }
 
     fn flush(&mut self) {
-        if let Err(e) = self.store.append_events(self.turn_id, &self.pending) {
-            tracing::error!(turn = self.turn_id, "could not store events: {e}");
+        if !self.pending.is_empty() {
+            let (store, turn_id) = (self.store, self.turn_id);
+            self.flush_with(|events| store.append_events(turn_id, events));
         }
-        self.pending.clear();
     }
 }
 
@@ -262,11 +347,13 @@ async fn run_turn(
     s: &Submit,
     lane: Arc<tokio::sync::Mutex<()>>,
     stop: watch::Receiver<Option<Stop>>,
+    hub: Arc<Hub>,
 ) {
     let mut stream = Stream {
         store: &inner.store,
+        hub,
         turn_id,
-        seq: 0,
+        seq: 1,
         pending: Vec::new(),
     };
     // Queued: wait for the conversation, then for a slot; a stop meanwhile just drops the turn.
@@ -300,13 +387,12 @@ async fn run_turn(
         }
     };
     let pid = run.pid();
-    let status = std::mem::take(&mut stream.pending);
-    if let Err(e) = inner
-        .store
-        .start_turn(turn_id, Some(pid), claude::process_start(pid), &status)
-    {
-        tracing::error!(turn = turn_id, "could not record the turn's start: {e}");
-    }
+    let pid_start = claude::process_start(pid);
+    stream.flush_with(|events| {
+        inner
+            .store
+            .start_turn(turn_id, Some(pid), pid_start, events)
+    });
     tracing::info!(
         turn = turn_id,
         conversation = s.conversation_id,
@@ -531,10 +617,8 @@ fn finish(
         error: ended.error.clone(),
         keep_session: keep.is_some(),
     };
-    let events = std::mem::take(&mut stream.pending);
-    if let Err(e) = inner.store.finish_turn(stream.turn_id, &record, &events) {
-        tracing::error!(turn = stream.turn_id, "could not store the turn's end: {e}");
-    }
+    let turn_id = stream.turn_id;
+    stream.flush_with(|events| inner.store.finish_turn(turn_id, &record, events));
     tracing::info!(turn = stream.turn_id, status = ended.status, "turn ended");
     if let Some(live) = lock(&inner.live).get(stream.turn_id) {
         live.ended.send_replace(Some(ended));

@@ -1,0 +1,561 @@
+//! The native API: conversations with their transcripts, messages as background turns, turn streams (SSE on GET
+//! and POST, and a JSON long poll), cancel, and status.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{
+    App, Body, check_conversation_id, error, internal, is_uuid, json, query_param, read_json,
+    submit_error, valid_conversation_id,
+};
+use crate::config::PERMISSION_MODES;
+use crate::store::{Conversation, ConversationPatch, StreamEvent};
+use crate::turns::{Submit, SubscribeError, Subscription};
+
+/// Longest wait a long poll may ask for.
+const MAX_POLL_WAIT: u64 = 30;
+/// Turns per transcript page unless `limit` says otherwise, and the most it may ask for.
+const PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
+pub(super) fn status(app: &App) -> Response<Body> {
+    let (running, queued) = app.turns.counts();
+    json(
+        StatusCode::OK,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": app.started.elapsed().as_secs(),
+            "tunnel": {"kind": "none", "url": null, "ready": false},
+            "turns": {"running": running, "queued": queued},
+            "subscribers": app.turns.subscribers(),
+        }),
+    )
+}
+
+pub(super) fn list_conversations(app: &App) -> Response<Body> {
+    match app.store.conversations() {
+        Ok(c) => json(StatusCode::OK, &json!({ "conversations": c })),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConversation {
+    id: Option<String>,
+    title: Option<String>,
+    project: Option<String>,
+    model: Option<String>,
+    permission_mode: Option<String>,
+    max_budget_usd: Option<f64>,
+}
+
+pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let body: NewConversation = match read_json(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let id = body.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Err(resp) = check_conversation_id(&id) {
+        return resp;
+    }
+    let project = match &body.project {
+        None => app.settings.default_project().to_path_buf(),
+        Some(p) => match allowed_project(app, p) {
+            Some(p) => p,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("project {p:?} is not one of the allowed project directories"),
+                );
+            }
+        },
+    };
+    let checks = [
+        check_title(body.title.as_deref()),
+        check_model(body.model.as_deref()),
+        check_mode(body.permission_mode.as_deref()),
+        check_budget(body.max_budget_usd),
+    ];
+    if let Some(message) = checks.into_iter().flatten().next() {
+        return error(StatusCode::BAD_REQUEST, message);
+    }
+    let conversation = Conversation {
+        id: id.clone(),
+        title: body.title,
+        project: project.display().to_string(),
+        session_id: None,
+        model: body.model,
+        permission_mode: body.permission_mode,
+        max_budget_usd: body.max_budget_usd,
+        created_at: String::new(),
+        updated_at: String::new(),
+        turn_count: 0,
+        total_cost_usd: 0.0,
+        last_message: None,
+        last_message_at: None,
+        active_turn_id: None,
+    };
+    match app.store.create_conversation(&conversation) {
+        Ok(true) => match app.store.conversation(&id) {
+            Ok(Some(c)) => json(StatusCode::CREATED, &json!(c)),
+            Ok(None) => internal("a new conversation vanished"),
+            Err(e) => internal(e),
+        },
+        Ok(false) => error(
+            StatusCode::CONFLICT,
+            format!("a conversation with id {id:?} exists"),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+/// The allowed project that `path` names, compared after resolving `..` and symlinks.
+fn allowed_project(app: &App, path: &str) -> Option<std::path::PathBuf> {
+    let canonical = std::path::Path::new(path).canonicalize().ok()?;
+    app.settings
+        .projects
+        .iter()
+        .find(|p| **p == canonical)
+        .cloned()
+}
+
+fn check_title(title: Option<&str>) -> Option<String> {
+    title
+        .filter(|t| t.chars().count() > 200 || t.chars().any(char::is_control))
+        .map(|_| "title must be at most 200 characters, without control characters".into())
+}
+
+fn check_model(model: Option<&str>) -> Option<String> {
+    model
+        .filter(|m| {
+            m.is_empty()
+                || m.len() > 100
+                || m.starts_with('-')
+                || !m
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:[]-".contains(&b))
+        })
+        .map(|m| format!("model {m:?} is not a model name"))
+}
+
+fn check_mode(mode: Option<&str>) -> Option<String> {
+    mode.filter(|m| !PERMISSION_MODES.contains(m)).map(|m| {
+        format!(
+            "permission_mode {m:?} is not one of {}",
+            PERMISSION_MODES.join(", ")
+        )
+    })
+}
+
+fn check_budget(budget: Option<f64>) -> Option<String> {
+    budget
+        .filter(|b| !b.is_finite() || *b <= 0.0)
+        .map(|_| "max_budget_usd must be a positive number".into())
+}
+
+pub(super) fn get_conversation(app: &App, req: &Request<Incoming>, id: &str) -> Response<Body> {
+    let conversation = match find_conversation(app, id) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let query = req.uri().query();
+    let limit = match query_param(query, "limit").map(|l| l.parse::<usize>()) {
+        None => PAGE,
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+            );
+        }
+    };
+    let before = query_param(query, "before");
+    if before.as_deref().is_some_and(|b| !is_uuid(b)) {
+        return error(StatusCode::BAD_REQUEST, "before must be a turn id");
+    }
+    match transcript(app, id, before.as_deref(), limit) {
+        Ok((messages, has_more)) => {
+            let mut body = json!(conversation);
+            body["messages"] = Value::Array(messages);
+            body["has_more"] = json!(has_more);
+            json(StatusCode::OK, &body)
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// The messages of a page of turns, in order: each turn's prompt, its assistant text, thinking, tool calls and
+/// results, then its outcome.
+fn transcript(
+    app: &App,
+    conversation_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<(Vec<Value>, bool)> {
+    let (turns, has_more) = app.store.turns_page(conversation_id, before, limit)?;
+    let ids: Vec<&str> = turns.iter().map(|t| t.id.as_str()).collect();
+    let events = app.store.transcript_events(&ids)?;
+    let mut by_turn: std::collections::HashMap<&str, Vec<&StreamEvent>> = Default::default();
+    for (turn_id, event) in &events {
+        by_turn.entry(turn_id.as_str()).or_default().push(event);
+    }
+    let mut messages = Vec::new();
+    for turn in &turns {
+        messages.push(json!({
+            "type": "user", "turn_id": turn.id, "text": turn.prompt, "created_at": turn.created_at,
+        }));
+        for event in by_turn.get(turn.id.as_str()).into_iter().flatten() {
+            let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+            let message = match event.kind.as_str() {
+                "message" => json!({"type": "assistant", "text": data["text"]}),
+                // Thinking deltas stream live; the transcript keeps the complete blocks.
+                "thinking" if data["complete"] == true => {
+                    json!({"type": "thinking", "text": data["text"]})
+                }
+                "tool_use" => json!({
+                    "type": "tool_use", "id": data["id"], "name": data["name"], "input": data["input"],
+                }),
+                "tool_result" => json!({
+                    "type": "tool_result", "tool_use_id": data["tool_use_id"],
+                    "content": data["content"], "is_error": data["is_error"],
+                }),
+                _ => continue,
+            };
+            let mut message = message;
+            message["turn_id"] = json!(turn.id);
+            messages.push(message);
+        }
+        messages.push(json!({
+            "type": "result", "turn_id": turn.id, "status": turn.status, "cost": turn.cost,
+            "num_turns": turn.num_turns, "duration_ms": turn.duration_ms, "error": turn.error,
+            "finished_at": turn.finished_at,
+        }));
+    }
+    Ok((messages, has_more))
+}
+
+fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>> {
+    let missing = || error(StatusCode::NOT_FOUND, format!("no conversation {id:?}"));
+    if !valid_conversation_id(id) {
+        return Err(missing());
+    }
+    match app.store.conversation(id) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(missing()),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+pub(super) async fn patch_conversation(
+    app: &App,
+    req: Request<Incoming>,
+    id: &str,
+) -> Response<Body> {
+    if let Err(resp) = find_conversation(app, id) {
+        return resp;
+    }
+    let body: serde_json::Map<String, Value> = match read_json(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let mut patch = ConversationPatch::default();
+    for (key, value) in &body {
+        let text = || match value {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("{key} must be a string or null"),
+            )),
+        };
+        let problem = match key.as_str() {
+            "title" => text().map(|t| {
+                let p = check_title(t.as_deref());
+                patch.title = Some(t);
+                p
+            }),
+            "model" => text().map(|m| {
+                let p = check_model(m.as_deref());
+                patch.model = Some(m);
+                p
+            }),
+            "permission_mode" => text().map(|m| {
+                let p = check_mode(m.as_deref());
+                patch.permission_mode = Some(m);
+                p
+            }),
+            "max_budget_usd" => match value {
+                Value::Null => {
+                    patch.max_budget_usd = Some(None);
+                    Ok(None)
+                }
+                Value::Number(n) => {
+                    patch.max_budget_usd = Some(n.as_f64());
+                    Ok(check_budget(n.as_f64()))
+                }
+                _ => Ok(Some("max_budget_usd must be a number or null".into())),
+            },
+            _ => Ok(Some(format!(
+                "{key} cannot be changed (title, model, permission_mode, max_budget_usd can)"
+            ))),
+        };
+        match problem {
+            Err(resp) => return resp,
+            Ok(Some(message)) => return error(StatusCode::BAD_REQUEST, message),
+            Ok(None) => {}
+        }
+    }
+    if let Err(e) = app.store.update_conversation(id, &patch) {
+        return internal(e);
+    }
+    match find_conversation(app, id) {
+        Ok(c) => json(StatusCode::OK, &json!(c)),
+        Err(resp) => resp,
+    }
+}
+
+pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
+    if let Err(resp) = find_conversation(app, id) {
+        return resp;
+    }
+    app.turns.cancel_conversation(id).await;
+    match app.store.delete_conversation(id) {
+        Ok(_) => {
+            let mut resp = Response::new(super::full(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewMessage {
+    message: Option<String>,
+    client_id: Option<String>,
+}
+
+pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) -> Response<Body> {
+    if let Err(resp) = find_conversation(app, id) {
+        return resp;
+    }
+    let body: NewMessage = match read_json(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Some(message) = body.message.filter(|m| !m.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "message must be a non-empty string",
+        );
+    };
+    if body
+        .client_id
+        .as_deref()
+        .is_some_and(|c| !valid_conversation_id(c))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "client_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+        );
+    }
+    match app.turns.submit(Submit {
+        conversation_id: id.to_string(),
+        prompt: message,
+        resume: None,
+        client_id: body.client_id,
+    }) {
+        Ok((turn, _)) => json(
+            StatusCode::ACCEPTED,
+            &json!({"turn_id": turn.id, "status": turn.status}),
+        ),
+        Err(e) => submit_error(e),
+    }
+}
+
+pub(super) fn get_turn(app: &App, id: &str) -> Response<Body> {
+    if !is_uuid(id) {
+        return error(StatusCode::NOT_FOUND, "no such turn");
+    }
+    match app.store.turn(id) {
+        Ok(Some(turn)) => json(StatusCode::OK, &json!(turn)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such turn"),
+        Err(e) => internal(e),
+    }
+}
+
+pub(super) fn cancel_turn(app: &App, id: &str) -> Response<Body> {
+    if is_uuid(id) && app.turns.stop(id, crate::turns::Stop::Cancel) {
+        return json(
+            StatusCode::ACCEPTED,
+            &json!({"turn_id": id, "status": "cancelling"}),
+        );
+    }
+    match app.store.turn(id) {
+        Ok(Some(turn)) => error(
+            StatusCode::CONFLICT,
+            format!("the turn has already ended ({})", turn.status),
+        ),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such turn"),
+        Err(e) => internal(e),
+    }
+}
+
+/// The cursor a reader resumes from: `?after=N`, else the `Last-Event-ID` header, else 0.
+fn cursor(req: &Request<Incoming>) -> Result<u64, Response<Body>> {
+    let raw = query_param(req.uri().query(), "after").or_else(|| {
+        req.headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+    });
+    match raw {
+        None => Ok(0),
+        Some(v) => v.parse().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "after / Last-Event-ID must be an event id (a whole number)",
+            )
+        }),
+    }
+}
+
+fn subscribe(app: &App, req: &Request<Incoming>, id: &str) -> Result<Subscription, Response<Body>> {
+    let after = cursor(req)?;
+    if !is_uuid(id) {
+        return Err(error(StatusCode::NOT_FOUND, "no such turn"));
+    }
+    app.turns.subscribe(id, after).map_err(|e| match e {
+        SubscribeError::NotFound => error(StatusCode::NOT_FOUND, "no such turn"),
+        SubscribeError::TurnFull | SubscribeError::Full => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        SubscribeError::Store(e) => internal(e),
+    })
+}
+
+/// `GET|POST /api/turns/{id}/events`: server-sent events, resumable, with the headers that keep Cloudflare and
+/// other proxies from buffering, a first event at once and a `keepalive` event after each quiet spell.
+pub(super) fn events_stream(app: &App, req: &Request<Incoming>, id: &str) -> Response<Body> {
+    let sub = match subscribe(app, req, id) {
+        Ok(sub) => sub,
+        Err(resp) => return resp,
+    };
+    if sub.past_end() {
+        // Stops EventSource's reconnects.
+        let mut resp = Response::new(super::full(Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        return resp;
+    }
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(pump(sub, tx, app.settings.sse_keepalive));
+    let mut resp = Response::new(ChannelBody(rx).boxed());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// Moves a subscription's events into an SSE response until the stream ends or the client goes away.
+async fn pump(mut sub: Subscription, tx: mpsc::Sender<Bytes>, keepalive: Duration) {
+    let mut wait = Duration::ZERO;
+    loop {
+        let batch = tokio::select! {
+            batch = sub.next(wait) => batch,
+            () = tx.closed() => return,
+        };
+        wait = keepalive;
+        let mut chunk = String::new();
+        if batch.events.is_empty() && !batch.finished {
+            // No `id:`: a keepalive is not part of the turn's stream, so it never moves a resume cursor.
+            chunk.push_str("event: keepalive\ndata: {}\n\n");
+        }
+        for e in &batch.events {
+            chunk.push_str(&format!(
+                "id: {}\nevent: {}\ndata: {}\n\n",
+                e.seq, e.kind, e.data
+            ));
+        }
+        if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+            return;
+        }
+        if batch.finished {
+            return;
+        }
+    }
+}
+
+/// A response body fed by a channel; the stream ends when the sender is dropped.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// `GET /api/turns/{id}/events.json?after=N&wait=S`: the same events as JSON, for paths that buffer streams.
+pub(super) async fn events_poll(app: &App, req: &Request<Incoming>, id: &str) -> Response<Body> {
+    let wait = match query_param(req.uri().query(), "wait").map(|w| w.parse::<u64>()) {
+        None => 25,
+        Some(Ok(w)) if w <= MAX_POLL_WAIT => w,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("wait must be a whole number of seconds up to {MAX_POLL_WAIT}"),
+            );
+        }
+    };
+    let mut sub = match subscribe(app, req, id) {
+        Ok(sub) => sub,
+        Err(resp) => return resp,
+    };
+    let batch = if sub.past_end() {
+        crate::turns::Batch {
+            events: Vec::new(),
+            finished: true,
+        }
+    } else {
+        sub.next(Duration::from_secs(wait)).await
+    };
+    let events: Vec<Value> = batch
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.seq,
+                "event": e.kind,
+                "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &json!({"events": events, "done": batch.finished}),
+    )
+}
