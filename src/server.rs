@@ -106,7 +106,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let mut resp = route(app, req, &path).await;
     if path.starts_with("/api/") {
         resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
     }
     tracing::info!(
         target: "remote_agent::http",

@@ -99,3 +99,103 @@ fn a_tool_call_runs_in_the_project_dir() {
         "the tool did not run in the project dir"
     );
 }
+
+fn send(server: &Server, conv: &str, message: &str) -> String {
+    let resp = server.authed(
+        "POST",
+        &format!("/api/conversations/{conv}/messages"),
+        json!({ "message": message }).to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    resp.json()["turn_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_reply_streams_as_deltas_then_the_result() {
+    let mock = MockApi::start();
+    let Some(server) = server_with_real_cli("real_cli::stream", &mock) else {
+        return;
+    };
+    let created = server.authed("POST", "/api/conversations", br#"{"id":"s"}"#);
+    assert_eq!(created.status, 201);
+    let id = send(&server, "s", "stream this please");
+    let mut stream =
+        common::SseStream::open(&server, "POST", &format!("/api/turns/{id}/events"), &[]);
+    let events = stream.rest();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(&kinds[..2], ["status", "status"], "{kinds:?}");
+    assert_eq!(
+        &kinds[kinds.len() - 3..],
+        ["message", "result", "done"],
+        "{kinds:?}"
+    );
+    let deltas: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "text_delta")
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect();
+    assert!(deltas.len() > 1, "the reply came in one piece: {kinds:?}");
+    assert_eq!(deltas.concat(), "mock reply: stream this please");
+    assert_eq!(events.last().unwrap().data, json!({"status": "succeeded"}));
+    // The replay after the end is the same stream.
+    let mut replay =
+        common::SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
+    assert_eq!(replay.rest(), events);
+}
+
+#[test]
+fn cancel_during_a_bash_tool_leaves_no_process() {
+    let mock = MockApi::start();
+    let Some(claude) = common::real_claude("real_cli::cancel") else {
+        return;
+    };
+    let server = Server::builder()
+        .claude(claude)
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .env("ANTHROPIC_API_KEY", "test-key")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .arg("--allowed-tools")
+        .arg("Bash(sleep *)")
+        .start();
+    assert_eq!(
+        server
+            .authed("POST", "/api/conversations", br#"{"id":"k"}"#)
+            .status,
+        201
+    );
+    let id = send(&server, "k", "RUN_BASH: sleep 60");
+    let marker = format!("REMOTE_AGENT_TURN_ID={id}");
+    let mut stream =
+        common::SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
+    while let Some(e) = stream.next() {
+        if e.event == "tool_use" {
+            assert_eq!(e.data["input"]["command"], "sleep 60");
+            break;
+        }
+    }
+    // The tool's shell and its sleep run in their own session, outside claude's process group.
+    let sleeper = common::wait_for("the sleep to run", 20, || {
+        common::pids_with_env(&marker).into_iter().find(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep\0"))
+        })
+    });
+    let started = std::time::Instant::now();
+    let cancel = server.authed("POST", &format!("/api/turns/{id}/cancel"), b"");
+    assert_eq!(cancel.status, 202);
+    let rest = stream.rest();
+    assert_eq!(rest.last().unwrap().data, json!({"status": "cancelled"}));
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "cancel took {:?}",
+        started.elapsed()
+    );
+    common::wait_for("every process of the turn to be gone", 10, || {
+        common::pids_with_env(&marker).is_empty().then_some(())
+    });
+    assert!(!common::alive(sleeper));
+    let turn = server
+        .authed("GET", &format!("/api/turns/{id}"), b"")
+        .json();
+    assert_eq!(turn["status"], "cancelled");
+}

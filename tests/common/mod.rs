@@ -261,8 +261,17 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM, so the server stops its turns' children as it would in use; SIGKILL if it hangs.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            unsafe_kill(child.id() as i32, 15);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             unsafe_kill(child.id() as i32, 9);
             let _ = child.wait();
         }
@@ -433,4 +442,164 @@ pub fn pids_with_env(needle: &str) -> Vec<i32> {
 
 pub fn file_contains(path: &Path, needle: &str) -> bool {
     std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle))
+}
+
+/// One server-sent event as read off the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// A streaming HTTP response read incrementally: the head at once, then SSE events as they arrive.
+pub struct SseStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    stream: TcpStream,
+    /// Raw bytes read but not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked body bytes not yet parsed into events.
+    body: Vec<u8>,
+    pub ended: bool,
+}
+
+impl SseStream {
+    /// Opens `method path` with credentials and extra headers, and reads the response head.
+    pub fn open(server: &Server, method: &str, path: &str, extra: &[(&str, &str)]) -> SseStream {
+        let auth = basic(USER, PASSWORD);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nAccept: text/event-stream\r\n",
+            server.addr
+        );
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if method == "POST" {
+            req.push_str("Content-Length: 0\r\n");
+        }
+        req.push_str("Connection: close\r\n\r\n");
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.write_all(req.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut raw = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let end = loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            assert!(Instant::now() < deadline, "no response head");
+            let mut buf = [0u8; 4096];
+            match stream.read(&mut buf) {
+                Ok(0) => panic!("connection closed before the head"),
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        };
+        let head = parse_response(&raw[..end + 4]);
+        raw.drain(..end + 4);
+        let mut s = SseStream {
+            status: head.status,
+            headers: head.headers,
+            stream,
+            raw,
+            body: Vec::new(),
+            ended: false,
+        };
+        // The first read may have brought body bytes along with the head.
+        s.dechunk();
+        s
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Moves complete chunks from `raw` to `body`.
+    fn dechunk(&mut self) {
+        loop {
+            let Some(i) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size_line = String::from_utf8_lossy(&self.raw[..i]).to_string();
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
+            if size == 0 {
+                self.ended = true;
+                self.raw.clear();
+                return;
+            }
+            if self.raw.len() < i + 2 + size + 2 {
+                return;
+            }
+            self.body.extend_from_slice(&self.raw[i + 2..i + 2 + size]);
+            self.raw.drain(..i + 2 + size + 2);
+        }
+    }
+
+    fn parse_one(&mut self) -> Option<Sse> {
+        let end = self.body.windows(2).position(|w| w == b"\n\n")?;
+        let frame = String::from_utf8(self.body[..end].to_vec()).unwrap();
+        self.body.drain(..end + 2);
+        let mut sse = Sse {
+            id: None,
+            event: "message".into(),
+            data: Value::Null,
+        };
+        for line in frame.lines() {
+            let (k, v) = line.split_once(": ").unwrap_or((line, ""));
+            match k {
+                "id" => sse.id = Some(v.parse().unwrap()),
+                "event" => sse.event = v.to_string(),
+                "data" => sse.data = serde_json::from_str(v).unwrap(),
+                _ => panic!("unexpected SSE line {line:?}"),
+            }
+        }
+        Some(sse)
+    }
+
+    /// The next event, waiting up to `secs`; None when the stream ended (or time ran out).
+    pub fn next_within(&mut self, secs: f64) -> Option<Sse> {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if let Some(e) = self.parse_one() {
+                return Some(e);
+            }
+            if self.ended || Instant::now() >= deadline {
+                return None;
+            }
+            let mut buf = [0u8; 16384];
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.ended = true,
+                Ok(n) => {
+                    self.raw.extend_from_slice(&buf[..n]);
+                    self.dechunk();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The next event; panics if none comes within 30 s.
+    pub fn next(&mut self) -> Option<Sse> {
+        let e = self.next_within(30.0);
+        assert!(e.is_some() || self.ended, "no event within 30 s");
+        e
+    }
+
+    /// Every event up to the end of the stream, keepalives left out.
+    pub fn rest(&mut self) -> Vec<Sse> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next() {
+            if e.event != "keepalive" {
+                out.push(e);
+            }
+        }
+        out
+    }
 }

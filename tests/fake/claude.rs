@@ -28,6 +28,8 @@
 //!   (`API Error: Unable to connect to API (ConnectionRefused)`), rc 1.
 //! - `[[retry:N]]` N `system`/`api_retry` lines before the reply.
 //! - `[[deltas:N]]` exactly N `text_delta` events (the reply is padded with `.` if it is shorter than N).
+//! - `[[paced:N:MS]]` the text block is instead N `text_delta` events sent MS milliseconds apart, each holding
+//!   the wall-clock time it was printed (nanoseconds since the epoch, then a space): for latency benchmarks.
 //! - `[[garbage]]` also a non-JSON line, a line of an unknown type and a `system`/`status` line
 //!   (stream-json only).
 //! - `[[orphan]]` spawn `sleep 300` in its own session (like the Bash tool; stdio on /dev/null) and
@@ -397,6 +399,7 @@ struct Markers {
     linger: f64,
     retries: usize,
     deltas: Option<usize>,
+    paced: Option<(usize, f64)>,
     tool: bool,
     thinking: bool,
     error: bool,
@@ -423,6 +426,10 @@ impl Markers {
             linger: seconds("linger"),
             retries: count("retry").unwrap_or(0),
             deltas: count("deltas"),
+            paced: marker_value(text, "paced").and_then(|v| {
+                let (n, ms) = v.split_once(':')?;
+                Some((n.parse().ok()?, ms.parse().ok()?))
+            }),
             tool: flag("tool"),
             thinking: flag("thinking"),
             error: flag("error"),
@@ -702,6 +709,10 @@ impl Turn {
         );
         let mut output_tokens = 1;
         for (index, block) in blocks.into_iter().enumerate() {
+            if let (Block::Text(_), Some((n, ms))) = (&block, self.markers.paced) {
+                self.paced_text(index, n, ms, &message);
+                continue;
+            }
             let (start, deltas, full) = match block {
                 Block::Thinking => (
                     json!({"type": "thinking", "thinking": "", "signature": ""}),
@@ -760,6 +771,33 @@ impl Turn {
             "usage": {"output_tokens": output_tokens},
         }));
         self.stream_event(json!({"type": "message_stop"}));
+    }
+
+    /// `[[paced:N:MS]]`: a text block of N deltas, MS ms apart, each stamped with the time it was printed.
+    fn paced_text(
+        &mut self,
+        index: usize,
+        n: usize,
+        ms: f64,
+        message: &dyn Fn(Value, Value) -> Value,
+    ) {
+        self.stream_event(json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "text", "text": ""}}));
+        let mut text = String::new();
+        for i in 0..n {
+            if i > 0 {
+                self.sleep(ms / 1000.0);
+            }
+            let stamp = format!("{} ", now_ns());
+            text.push_str(&stamp);
+            self.stream_event(json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": stamp}}));
+        }
+        self.stream_event(json!({"type": "content_block_stop", "index": index}));
+        self.emit(json!({
+            "type": "assistant", "message": message(json!([{"type": "text", "text": text}]), usage(200, 10)),
+            "parent_tool_use_id": null, "session_id": self.session_id, "uuid": new_uuid(),
+        }));
     }
 
     fn stream_event(&mut self, event: Value) {
