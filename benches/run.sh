@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md: idle RSS of `serve`, /health throughput under wrk (against a bare hyper server
-# run the same way), CPU time per /health request, and the latency POST /api/chat adds (benches/chat_latency.rs).
+# run the same way), CPU time per /health request, the latency POST /api/chat adds (benches/chat_latency.rs), and
+# the streaming figures (benches/stream.rs).
 # Needs wrk (Debian: apt-get install wrk). Usage: benches/run.sh [rounds]   (default 5 rounds of 5 s per server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,3 +79,6 @@ echo "(bare = hyper with no routing, logging or checks; serve = remote-agent ser
 
 echo "== POST /api/chat latency with the instant fake claude"
 cargo bench -q --bench chat_latency 2>/dev/null | grep -v '^$'
+
+echo "== streaming (the real-CLI part needs REMOTE_AGENT_REAL_CLAUDE)"
+cargo bench -q --bench stream 2>/dev/null | grep -v '^$'
