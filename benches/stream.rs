@@ -14,7 +14,10 @@ use common::{Server, SseStream};
 use serde_json::json;
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -31,21 +34,6 @@ fn summary(name: &str, mut v: Vec<f64>) {
         pct(&v, 99.0),
         v[v.len() - 1]
     );
-}
-
-fn send(server: &Server, conv: &str, message: &str) -> String {
-    let resp = server.authed(
-        "POST",
-        &format!("/api/conversations/{conv}/messages"),
-        json!({ "message": message }).to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 202, "{}", resp.text());
-    resp.json()["turn_id"].as_str().unwrap().to_string()
-}
-
-fn conversation(server: &Server, id: &str) {
-    let resp = server.authed("POST", "/api/conversations", json!({ "id": id }).to_string().as_bytes());
-    assert_eq!(resp.status, 201);
 }
 
 /// Reads a stream to its end, returning for each paced delta how long it took to arrive (ms).
@@ -72,15 +60,15 @@ fn rss_kb(pid: i32) -> u64 {
 
 fn main() {
     let server = Server::start();
-    conversation(&server, "b");
+    server.create(json!({ "id": "b" }));
 
     // 1. One subscriber, 500 deltas 2 ms apart.
-    let id = send(&server, "b", "[[paced:500:2]]");
+    let id = server.send("b", json!({ "message": "[[paced:500:2]]" }));
     let mut s = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
     summary("delta -> 1 subscriber", delta_latencies(&mut s));
 
     // 2. 200 subscribers on one turn, 100 deltas 10 ms apart.
-    let id = send(&server, "b", "[[slow:0.5]] [[paced:100:10]]");
+    let id = server.send("b", json!({ "message": "[[slow:0.5]] [[paced:100:10]]" }));
     let streams: Vec<SseStream> = (0..200)
         .map(|_| SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]))
         .collect();
@@ -89,13 +77,16 @@ fn main() {
         .map(|mut s| std::thread::spawn(move || delta_latencies(&mut s)))
         .collect();
     let all: Vec<Vec<f64>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
-    assert!(all.iter().all(|v| v.len() == 100), "a subscriber missed deltas");
+    assert!(
+        all.iter().all(|v| v.len() == 100),
+        "a subscriber missed deltas"
+    );
     summary("delta -> 200 subscribers", all.concat());
 
     // 3. Events per second through one turn with one subscriber.
     let n = 50_000;
     let started = Instant::now();
-    let id = send(&server, "b", &format!("[[deltas:{n}]]"));
+    let id = server.send("b", json!({ "message": format!("[[deltas:{n}]]") }));
     let mut s = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
     let events = s.rest();
     let secs = started.elapsed().as_secs_f64();
@@ -110,8 +101,8 @@ fn main() {
     let pid = server.pid();
     let ids: Vec<String> = (0..4)
         .map(|i| {
-            conversation(&server, &format!("idle{i}"));
-            send(&server, &format!("idle{i}"), "[[slow:120]]")
+            server.create(json!({ "id": format!("idle{i}") }));
+            server.send(&format!("idle{i}"), json!({ "message": "[[slow:120]]" }))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -119,7 +110,12 @@ fn main() {
     let mut idle = Vec::new();
     for id in &ids {
         for _ in 0..200 {
-            let mut s = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events?after=2"), &[]);
+            let mut s = SseStream::open(
+                &server,
+                "GET",
+                &format!("/api/turns/{id}/events?after=2"),
+                &[],
+            );
             s.next();
             idle.push(s);
         }
@@ -150,11 +146,11 @@ fn main() {
         .env("ANTHROPIC_API_KEY", "bench-key")
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
         .start();
-    conversation(&real, "r");
+    real.create(json!({ "id": "r" }));
     let mut firsts = Vec::new();
     for i in 0..10 {
         let started = Instant::now();
-        let id = send(&real, "r", &format!("hello {i}"));
+        let id = real.send("r", json!({ "message": format!("hello {i}") }));
         let mut s = SseStream::open(&real, "POST", &format!("/api/turns/{id}/events"), &[]);
         let mut first = None;
         while let Some(e) = s.next() {
@@ -164,5 +160,8 @@ fn main() {
         }
         firsts.push(first.expect("a text_delta"));
     }
-    summary("real CLI: POST to first text_delta (10 turns, resumed session)", firsts);
+    summary(
+        "real CLI: POST to first text_delta (10 turns, resumed session)",
+        firsts,
+    );
 }

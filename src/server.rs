@@ -193,11 +193,9 @@ async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let Some(message) = body.message.filter(|m| !m.trim().is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "message must be a non-empty string",
-        );
+    let message = match non_empty_message(body.message) {
+        Ok(m) => m,
+        Err(resp) => return resp,
     };
     let conv_id = body.conv_id.unwrap_or_else(|| "default".into());
     if let Err(resp) = check_conversation_id(&conv_id) {
@@ -291,6 +289,16 @@ fn submit_error(e: SubmitError) -> Response<Body> {
         SubmitError::ShuttingDown => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         SubmitError::Store(e) => internal(e),
     }
+}
+
+/// The message of a request, which must have some text.
+fn non_empty_message(message: Option<String>) -> Result<String, Response<Body>> {
+    message.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "message must be a non-empty string",
+        )
+    })
 }
 
 /// A conversation id is `[A-Za-z0-9_-]{1,64}`.

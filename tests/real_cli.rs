@@ -100,16 +100,6 @@ fn a_tool_call_runs_in_the_project_dir() {
     );
 }
 
-fn send(server: &Server, conv: &str, message: &str) -> String {
-    let resp = server.authed(
-        "POST",
-        &format!("/api/conversations/{conv}/messages"),
-        json!({ "message": message }).to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 202, "{}", resp.text());
-    resp.json()["turn_id"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn the_reply_streams_as_deltas_then_the_result() {
     let mock = MockApi::start();
@@ -118,7 +108,7 @@ fn the_reply_streams_as_deltas_then_the_result() {
     };
     let created = server.authed("POST", "/api/conversations", br#"{"id":"s"}"#);
     assert_eq!(created.status, 201);
-    let id = send(&server, "s", "stream this please");
+    let id = server.send("s", json!({ "message": "stream this please" }));
     let mut stream =
         common::SseStream::open(&server, "POST", &format!("/api/turns/{id}/events"), &[]);
     let events = stream.rest();
@@ -163,7 +153,7 @@ fn cancel_during_a_bash_tool_leaves_no_process() {
             .status,
         201
     );
-    let id = send(&server, "k", "RUN_BASH: sleep 60");
+    let id = server.send("k", json!({ "message": "RUN_BASH: sleep 60" }));
     let marker = format!("REMOTE_AGENT_TURN_ID={id}");
     let mut stream =
         common::SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);

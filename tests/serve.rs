@@ -421,24 +421,13 @@ fn shutdown_stops_running_turns_and_exits_cleanly() {
         );
         common::raw_request(addr, req.as_bytes())
     });
-    wait_for("the run to start", 10, || {
-        server
-            .recorded_runs()
-            .pop()
-            .filter(|(pid, _)| server.path("record").join(format!("{pid}.orphan")).exists())
-    });
-    let (pid, _) = server.recorded_runs().pop().unwrap();
-    let orphan: i32 = String::from_utf8(server.recorded(&pid, "orphan"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (pid, orphan) = server.wait_for_orphan();
     let status = server.stop(15);
     assert!(status.success(), "serve exited with {status}");
     let resp = waiter.join().unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["success"], false);
-    assert!(!alive(pid.parse().unwrap()));
+    assert!(!alive(pid));
     assert!(!alive(orphan), "the tool process outlived serve");
 }
 

@@ -6,22 +6,6 @@ mod common;
 use common::{Server, Sse, SseStream, alive, wait_for};
 use serde_json::{Value, json};
 
-fn create(server: &Server, body: Value) -> Value {
-    let resp = server.authed("POST", "/api/conversations", body.to_string().as_bytes());
-    assert_eq!(resp.status, 201, "{}", resp.text());
-    resp.json()
-}
-
-fn send(server: &Server, conv: &str, body: Value) -> String {
-    let resp = server.authed(
-        "POST",
-        &format!("/api/conversations/{conv}/messages"),
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(resp.status, 202, "{}", resp.text());
-    resp.json()["turn_id"].as_str().unwrap().to_string()
-}
-
 fn turn(server: &Server, id: &str) -> Value {
     let resp = server.authed("GET", &format!("/api/turns/{id}"), b"");
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -53,9 +37,8 @@ fn kinds(events: &[Sse]) -> Vec<&str> {
 #[test]
 fn a_stream_carries_every_kind_of_event_in_order_with_the_right_headers() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(
-        &server,
+    server.create(json!({"id": "c"}));
+    let id = server.send(
         "c",
         json!({"message": "[[thinking]] [[retry:1]] [[tool]] hello"}),
     );
@@ -117,9 +100,8 @@ fn a_stream_carries_every_kind_of_event_in_order_with_the_right_headers() {
 #[test]
 fn resuming_mid_turn_and_after_it_gives_exactly_the_rest() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(
-        &server,
+    server.create(json!({"id": "c"}));
+    let id = server.send(
         "c",
         json!({"message": "[[tool]] [[slow:1]] [[deltas:20]] go"}),
     );
@@ -169,12 +151,8 @@ fn resuming_mid_turn_and_after_it_gives_exactly_the_rest() {
 #[test]
 fn the_long_poll_returns_the_same_events_as_the_stream() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(
-        &server,
-        "c",
-        json!({"message": "[[slow:0.5]] [[tool]] poll me"}),
-    );
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "[[slow:0.5]] [[tool]] poll me"}));
     let mut polled = Vec::new();
     let mut after = 0;
     loop {
@@ -211,12 +189,8 @@ fn the_long_poll_returns_the_same_events_as_the_stream() {
 #[test]
 fn two_subscribers_see_identical_streams() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(
-        &server,
-        "c",
-        json!({"message": "[[slow:0.3]] [[deltas:50]] both"}),
-    );
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "[[slow:0.3]] [[deltas:50]] both"}));
     let mut a = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
     let mut b = SseStream::open(&server, "POST", &format!("/api/turns/{id}/events"), &[]);
     let (a, b) = (a.rest(), b.rest());
@@ -227,12 +201,8 @@ fn two_subscribers_see_identical_streams() {
 #[test]
 fn a_turn_nobody_watches_completes_and_is_readable_later() {
     let server = Server::start();
-    create(&server, json!({"id": "c", "title": "Later"}));
-    let id = send(
-        &server,
-        "c",
-        json!({"message": "[[tool]] [[thinking]] unattended"}),
-    );
+    server.create(json!({"id": "c", "title": "Later"}));
+    let id = server.send("c", json!({"message": "[[tool]] [[thinking]] unattended"}));
     let t = wait_status(&server, &id, 10);
     assert_eq!(t["status"], "succeeded");
     assert_eq!(t["response"], "echo[1]: [[tool]] [[thinking]] unattended");
@@ -270,8 +240,8 @@ fn a_turn_nobody_watches_completes_and_is_readable_later() {
 #[test]
 fn a_silent_upstream_gets_keepalive_events_and_a_first_event_at_once() {
     let server = Server::builder().arg("--sse-keepalive").arg("1").start();
-    create(&server, json!({"id": "c"}));
-    let id = send(&server, "c", json!({"message": "[[slow:3.5]] quiet"}));
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "[[slow:3.5]] quiet"}));
     wait_for("the run to start", 10, || {
         (turn(&server, &id)["status"] == "running").then_some(())
     });
@@ -303,15 +273,14 @@ fn a_silent_upstream_gets_keepalive_events_and_a_first_event_at_once() {
 #[test]
 fn a_repeated_client_id_returns_the_first_turn() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
+    server.create(json!({"id": "c"}));
     let body = json!({"message": "once only", "client_id": "phone-42"});
-    let first = send(&server, "c", body.clone());
-    let again = send(&server, "c", body);
+    let first = server.send("c", body.clone());
+    let again = server.send("c", body);
     assert_eq!(first, again);
     wait_status(&server, &first, 10);
     assert_eq!(
-        send(
-            &server,
+        server.send(
             "c",
             json!({"message": "once only", "client_id": "phone-42"})
         ),
@@ -319,13 +288,9 @@ fn a_repeated_client_id_returns_the_first_turn() {
     );
     assert_eq!(server.recorded_runs().len(), 1);
     // Another conversation may use the same client id.
-    create(&server, json!({"id": "d"}));
+    server.create(json!({"id": "d"}));
     assert_ne!(
-        send(
-            &server,
-            "d",
-            json!({"message": "x", "client_id": "phone-42"})
-        ),
+        server.send("d", json!({"message": "x", "client_id": "phone-42"})),
         first
     );
 }
@@ -333,25 +298,13 @@ fn a_repeated_client_id_returns_the_first_turn() {
 #[test]
 fn cancel_stops_a_running_turn_and_drops_a_queued_one() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let running = send(
-        &server,
+    server.create(json!({"id": "c"}));
+    let running = server.send(
         "c",
         json!({"message": "[[slow:60]] [[orphan]] [[success-on-int]]"}),
     );
-    let queued = send(&server, "c", json!({"message": "never runs"}));
-    wait_for("the orphan to start", 10, || {
-        server
-            .recorded_runs()
-            .pop()
-            .filter(|(pid, _)| server.path("record").join(format!("{pid}.orphan")).exists())
-    });
-    let (pid, _) = server.recorded_runs().pop().unwrap();
-    let orphan: i32 = String::from_utf8(server.recorded(&pid, "orphan"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let queued = server.send("c", json!({"message": "never runs"}));
+    let (pid, orphan) = server.wait_for_orphan();
     assert_eq!(
         server.authed("GET", "/api/conversations/c", b"").json()["active_turn_id"],
         running.as_str()
@@ -371,9 +324,7 @@ fn cancel_stops_a_running_turn_and_drops_a_queued_one() {
         "cancel took {:?}",
         started.elapsed()
     );
-    wait_for("claude to be gone", 10, || {
-        (!alive(pid.parse().unwrap())).then_some(())
-    });
+    wait_for("claude to be gone", 10, || (!alive(pid)).then_some(()));
     wait_for("the tool process to be gone", 10, || {
         (!alive(orphan)).then_some(())
     });
@@ -383,17 +334,17 @@ fn cancel_stops_a_running_turn_and_drops_a_queued_one() {
     let again = server.authed("POST", &format!("/api/turns/{running}/cancel"), b"");
     assert_eq!(again.status, 409);
     // The conversation goes on.
-    let next = send(&server, "c", json!({"message": "after cancel"}));
+    let next = server.send("c", json!({"message": "after cancel"}));
     assert_eq!(wait_status(&server, &next, 10)["status"], "succeeded");
 }
 
 #[test]
 fn a_killed_server_leaves_no_turn_running_and_the_conversation_goes_on() {
     let mut server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let first = send(&server, "c", json!({"message": "first"}));
+    server.create(json!({"id": "c"}));
+    let first = server.send("c", json!({"message": "first"}));
     wait_status(&server, &first, 10);
-    let id = send(&server, "c", json!({"message": "[[slow:60]] doomed"}));
+    let id = server.send("c", json!({"message": "[[slow:60]] doomed"}));
     wait_for("the run to start", 10, || {
         (server.recorded_runs().len() == 2).then_some(())
     });
@@ -416,7 +367,7 @@ fn a_killed_server_leaves_no_turn_running_and_the_conversation_goes_on() {
         json!({"status": "interrupted"})
     );
     // The next message resumes the session of the first.
-    let next = send(&server, "c", json!({"message": "still here"}));
+    let next = server.send("c", json!({"message": "still here"}));
     let t = wait_status(&server, &next, 10);
     assert_eq!(t["status"], "succeeded");
     assert_eq!(t["response"], "echo[3]: still here");
@@ -425,11 +376,9 @@ fn a_killed_server_leaves_no_turn_running_and_the_conversation_goes_on() {
 #[test]
 fn a_conversations_settings_reach_the_cli() {
     let server = Server::start();
-    create(
-        &server,
-        json!({"id": "c", "model": "claude-sonnet-9", "permission_mode": "plan", "max_budget_usd": 1.5}),
+    server.create(json!({"id": "c", "model": "claude-sonnet-9", "permission_mode": "plan", "max_budget_usd": 1.5}),
     );
-    let id = send(&server, "c", json!({"message": "configured"}));
+    let id = server.send("c", json!({"message": "configured"}));
     wait_status(&server, &id, 10);
     let (_, argv) = server.recorded_runs().pop().unwrap();
     for flag in [
@@ -451,7 +400,7 @@ fn a_conversations_settings_reach_the_cli() {
     );
     assert_eq!(patched.status, 200, "{}", patched.text());
     assert_eq!(patched.json()["title"], "Renamed");
-    let id = send(&server, "c", json!({"message": "again"}));
+    let id = server.send("c", json!({"message": "again"}));
     wait_status(&server, &id, 10);
     let (_, argv) = server.recorded_runs().pop().unwrap();
     assert!(!argv.iter().any(|a| a.starts_with("--model")), "{argv:?}");
@@ -471,8 +420,8 @@ fn a_conversations_settings_reach_the_cli() {
 #[test]
 fn deleting_a_conversation_cancels_its_turn() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(&server, "c", json!({"message": "[[slow:60]]"}));
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "[[slow:60]]"}));
     wait_for("the run to start", 10, || {
         (server.recorded_runs().len() == 1).then_some(())
     });
@@ -495,10 +444,10 @@ fn deleting_a_conversation_cancels_its_turn() {
 #[test]
 fn transcripts_page_by_turns() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
+    server.create(json!({"id": "c"}));
     let ids: Vec<String> = (1..=3)
         .map(|i| {
-            let id = send(&server, "c", json!({"message": format!("m{i}")}));
+            let id = server.send("c", json!({"message": format!("m{i}")}));
             wait_status(&server, &id, 10);
             id
         })
@@ -537,8 +486,8 @@ fn transcripts_page_by_turns() {
 #[test]
 fn ten_thousand_deltas_arrive_complete_live_and_replayed() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(&server, "c", json!({"message": "[[deltas:10000]] many"}));
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "[[deltas:10000]] many"}));
     let live = read_all(&server, &id, None);
     assert_eq!(
         live.iter().filter(|e| e.event == "text_delta").count(),
@@ -554,8 +503,8 @@ fn ten_thousand_deltas_arrive_complete_live_and_replayed() {
 #[test]
 fn subscribers_per_turn_are_capped() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
-    let id = send(&server, "c", json!({"message": "[[slow:30]]"}));
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "[[slow:30]]"}));
     let path = format!("/api/turns/{id}/events");
     let streams: Vec<SseStream> = (0..256)
         .map(|_| {
@@ -580,7 +529,7 @@ fn subscribers_per_turn_are_capped() {
 #[test]
 fn native_api_bad_input_is_refused_clearly() {
     let server = Server::start();
-    create(&server, json!({"id": "c"}));
+    server.create(json!({"id": "c"}));
     let cases: Vec<(&str, &str, Value, u16)> = vec![
         ("POST", "/api/conversations", json!({"id": "bad id"}), 400),
         ("POST", "/api/conversations", json!({"id": "c"}), 409),
@@ -676,7 +625,7 @@ fn native_api_bad_input_is_refused_clearly() {
     // A conversation created in the project dir by another spelling of its path is accepted.
     let project = server.path("project");
     let spelled = format!("{}/../project", project.display());
-    let c = create(&server, json!({"project": spelled}));
+    let c = server.create(json!({"project": spelled}));
     assert_eq!(
         c["project"],
         project.canonicalize().unwrap().display().to_string()

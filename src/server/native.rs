@@ -355,11 +355,9 @@ pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) ->
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let Some(message) = body.message.filter(|m| !m.trim().is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "message must be a non-empty string",
-        );
+    let message = match super::non_empty_message(body.message) {
+        Ok(m) => m,
+        Err(resp) => return resp,
     };
     if body
         .client_id

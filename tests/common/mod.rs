@@ -258,6 +258,36 @@ impl Server {
     pub fn recorded(&self, pid: &str, what: &str) -> Vec<u8> {
         std::fs::read(self.path("record").join(format!("{pid}.{what}"))).unwrap()
     }
+
+    /// Waits for the latest run of the fake to have started its `[[orphan]]`; returns (claude pid, orphan pid).
+    pub fn wait_for_orphan(&self) -> (i32, i32) {
+        let pid = wait_for("the orphan to start", 10, || {
+            self.recorded_runs()
+                .pop()
+                .map(|(pid, _)| pid)
+                .filter(|pid| self.path("record").join(format!("{pid}.orphan")).exists())
+        });
+        let orphan = String::from_utf8(self.recorded(&pid, "orphan")).unwrap();
+        (pid.parse().unwrap(), orphan.trim().parse().unwrap())
+    }
+
+    /// `POST /api/conversations` with this body; asserts 201 and returns the conversation.
+    pub fn create(&self, body: Value) -> Value {
+        let resp = self.authed("POST", "/api/conversations", body.to_string().as_bytes());
+        assert_eq!(resp.status, 201, "{}", resp.text());
+        resp.json()
+    }
+
+    /// `POST /api/conversations/{conv}/messages`; asserts 202 and returns the turn id.
+    pub fn send(&self, conv: &str, body: Value) -> String {
+        let resp = self.authed(
+            "POST",
+            &format!("/api/conversations/{conv}/messages"),
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(resp.status, 202, "{}", resp.text());
+        resp.json()["turn_id"].as_str().unwrap().to_string()
+    }
 }
 
 impl Drop for Server {
