@@ -1,6 +1,8 @@
-//! The command line: `serve` (the HTTP server) and what it needs to start and stop cleanly.
+//! The command line: `serve` (the HTTP server), `up` (serve and a tunnel, supervised), `status`.
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,8 +11,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::claude;
-use crate::config::{Flags, Settings};
-use crate::server::{self, App};
+use crate::config::{Flags, Settings, Shared};
+use crate::server::{self, App, Listener, Via};
 use crate::store::Store;
 use crate::turns::Turns;
 
@@ -24,19 +26,49 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the HTTP server (the API and the web app) in the foreground.
-    Serve {
+    /// Serve, open a Cloudflare tunnel, print the public URL with a QR code, and keep both alive.
+    Up(crate::up::UpArgs),
+    /// Run the HTTP server (the API and the web app) in the foreground, without a tunnel.
+    Serve(ServeArgs),
+    /// Show what `up` is running: children, restarts, the tunnel's URL and readiness.
+    Status {
         #[command(flatten)]
         flags: Flags,
     },
 }
 
+/// `serve`'s own flags.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub flags: Flags,
+    /// Also listen here, on loopback, for cloudflared (`up` sets this; port 0 picks one)
+    #[arg(long, value_name = "ADDR")]
+    pub tunnel_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain (PEM), for use without a tunnel (LAN, Tailscale)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 /// Parses the command line and runs it; errors are printed plainly and give a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = init_logging();
     let result = match cli.command {
-        Command::Serve { flags } => runtime().and_then(|rt| rt.block_on(serve(flags))),
+        Command::Serve(args) => {
+            let _log = init_logging();
+            runtime().and_then(|rt| rt.block_on(serve(args)))
+        }
+        // The supervisor prints for a person, logs only warnings, and runs on one thread: the children's
+        // death signal is tied to the thread that forked them.
+        Command::Up(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(crate::up::up(args))),
+        Command::Status { flags } => crate::up::status(&flags),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,10 +109,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// `remote-agent serve`: resolve settings, open the store, bind, print `listening on http://ADDR`, serve until
-/// SIGINT/SIGTERM, then stop every turn's child before exiting.
-pub async fn serve(flags: Flags) -> anyhow::Result<()> {
-    let settings = Arc::new(Settings::load(&flags)?);
+/// `remote-agent serve`: resolve settings, open the store, bind, print `listening on http://ADDR` (and `tunnel
+/// listener on http://ADDR`), serve until SIGINT/SIGTERM, then stop every turn's child before exiting. SIGHUP
+/// reloads the settings.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let flags = args.flags;
+    let settings = Settings::load(&flags)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    if let Some(addr) = args.tunnel_listen
+        && !addr.ip().is_loopback()
+    {
+        anyhow::bail!("--tunnel-listen must be a loopback address (127.0.0.1:PORT), not {addr}");
+    }
     let store = Arc::new(open_store(&settings)?);
     claude::become_subreaper();
     for orphan in store
@@ -89,31 +132,85 @@ pub async fn serve(flags: Flags) -> anyhow::Result<()> {
     {
         stop_recorded(&orphan);
     }
-    let listener = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
+    let local = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
-    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut listeners = vec![Listener {
+        tcp: local,
+        via: Via::Local,
+        tls,
+    }];
+    let mut lines = vec![format!(
+        "listening on {scheme}://{}",
+        listeners[0].tcp.local_addr()?
+    )];
+    if let Some(addr) = args.tunnel_listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for the tunnel"))?;
+        lines.push(format!("tunnel listener on http://{}", tcp.local_addr()?));
+        listeners.push(Listener {
+            tcp,
+            via: Via::Tunnel,
+            tls: None,
+        });
+    }
+    let settings = Shared::new(settings);
     let app = Arc::new(App {
         turns: Turns::new(store.clone(), settings.clone()),
         settings,
         store,
         started: Instant::now(),
     });
-    println!("listening on http://{addr}");
+    for line in &lines {
+        println!("{line}");
+        tracing::info!("{line}");
+    }
     let _ = std::io::stdout().flush();
-    tracing::info!(project = %app.settings.default_project().display(), "serving on http://{addr}");
+    tracing::info!(project = %app.settings.get().default_project().display(), "serving");
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(server::run(listener, app.clone(), async move {
+    let server = tokio::spawn(server::run(listeners, app.clone(), async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
-    shutdown_signal().await?;
+    wait_for_stop(&app, &flags).await?;
     tracing::info!("shutting down: stopping turns and draining connections");
     let _ = stop_tx.send(true);
     app.turns.shutdown().await;
     server.await.context("server task")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; on SIGHUP meanwhile, reloads the settings (an invalid file keeps the old ones).
+async fn wait_for_stop(app: &App, flags: &Flags) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => reload(app, flags),
+        }
+    }
+}
+
+fn reload(app: &App, flags: &Flags) {
+    match Settings::load(flags) {
+        Ok(new) => {
+            let old = app.settings.replace(new);
+            let now = app.settings.get();
+            if (old.host.as_str(), old.port) != (now.host.as_str(), now.port) {
+                tracing::warn!("the listen address changed; restart to use it");
+            }
+            app.turns.apply_cap();
+            tracing::info!("settings reloaded");
+        }
+        Err(e) => tracing::error!("settings not reloaded, keeping the old ones: {e}"),
+    }
 }
 
 /// Creates the data dir (0700) and the database file (0600) before SQLite touches them.
@@ -149,15 +246,4 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
         );
     }
     claude::kill_marked_anywhere(&orphan.turn_id);
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

@@ -49,6 +49,9 @@ pub struct Flags {
     /// Where the database lives [env: REMOTE_AGENT_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where `up` keeps its state, lock and logs [env: REMOTE_AGENT_STATE_DIR; default: the platform state dir]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The project directory Claude works in [env: CLAUDE_PROJECT_PATH; default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
@@ -73,6 +76,85 @@ pub struct Flags {
     pub sse_keepalive: Option<u64>,
 }
 
+impl Flags {
+    /// The flags as command-line arguments, to start another process with the same ones.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut push = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push(format!("--{name}={v}"));
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        push("config", path(&self.config));
+        push("host", self.host.clone());
+        push("port", self.port.map(|p| p.to_string()));
+        push("data-dir", path(&self.data_dir));
+        push("state-dir", path(&self.state_dir));
+        push("project", path(&self.project));
+        push("claude-bin", self.claude_bin.clone());
+        push("turn-timeout", self.turn_timeout.map(|n| n.to_string()));
+        push(
+            "max-concurrent-turns",
+            self.max_concurrent_turns.map(|n| n.to_string()),
+        );
+        push("permission-mode", self.permission_mode.clone());
+        push("allowed-tools", self.allowed_tools.clone());
+        push("sse-keepalive", self.sse_keepalive.map(|n| n.to_string()));
+        out
+    }
+}
+
+/// The `[tunnel]` table of the config file at `path` (empty when there is none).
+pub fn tunnel_section(path: &Path) -> Result<toml::Table, ConfigError> {
+    Ok(read_config_file(path, false)?.tunnel.unwrap_or_default())
+}
+
+/// Saves first-run credentials into the config file (created 0600 in a 0700 directory), keeping what else it
+/// holds.
+pub fn save_credentials(path: &Path, username: &str, password: &str) -> Result<(), ConfigError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut table: toml::Table = match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(err(e)),
+    };
+    let auth = table
+        .entry("auth")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(auth) = auth {
+        auth.insert("username".into(), username.into());
+        auth.insert("password".into(), password.into());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    let text = toml::to_string(&table).map_err(|e| ConfigError::Other(e.to_string()))?;
+    let tmp = path.with_extension("toml.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
 /// The resolved settings of one server.
 #[derive(Clone)]
 pub struct Settings {
@@ -82,6 +164,7 @@ pub struct Settings {
     pub host: String,
     pub port: u16,
     pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
     pub config_path: PathBuf,
     pub claude_bin: String,
     pub turn_timeout: Duration,
@@ -108,6 +191,28 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// The settings a running server reads, replaceable as a whole (SIGHUP reloads them); readers take a snapshot.
+pub struct Shared(std::sync::RwLock<std::sync::Arc<Settings>>);
+
+impl Shared {
+    pub fn new(settings: Settings) -> std::sync::Arc<Shared> {
+        std::sync::Arc::new(Shared(std::sync::RwLock::new(std::sync::Arc::new(
+            settings,
+        ))))
+    }
+
+    /// The settings now.
+    pub fn get(&self) -> std::sync::Arc<Settings> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the settings; returns the ones they replace.
+    pub fn replace(&self, settings: Settings) -> std::sync::Arc<Settings> {
+        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, std::sync::Arc::new(settings))
+    }
+}
+
 /// Why settings could not be resolved; each message says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -131,8 +236,7 @@ struct FileConfig {
     server: FileServer,
     claude: FileClaude,
     projects: FileProjects,
-    /// Read by the tunnel supervisor; accepted here so one file serves both.
-    #[allow(dead_code)]
+    /// Read by `up` (the tunnel supervisor); one file serves both.
     tunnel: Option<toml::Table>,
 }
 
@@ -197,10 +301,6 @@ pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
 pub fn default_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "remote-agent")
         .map(|d| d.config_dir().join("config.toml"))
-}
-
-fn default_data_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "remote-agent").map(|d| d.data_dir().to_path_buf())
 }
 
 impl Settings {
@@ -275,16 +375,7 @@ impl Settings {
             }
             (None, None) => file.server.port.unwrap_or(8000),
         };
-        let data_dir = match flags
-            .data_dir
-            .clone()
-            .or_else(|| env("REMOTE_AGENT_DATA_DIR").map(PathBuf::from))
-        {
-            Some(dir) => dir,
-            None => default_data_dir()
-                .ok_or_else(|| ConfigError::Other("no home directory: pass --data-dir".into()))?,
-        };
-        let data_dir = absolute(cwd, &data_dir);
+        let (data_dir, state_dir) = dirs(flags, &env, cwd)?;
         let claude_bin = flags
             .claude_bin
             .clone()
@@ -384,6 +475,7 @@ impl Settings {
             host,
             port,
             data_dir,
+            state_dir,
             config_path,
             claude_bin,
             turn_timeout: Duration::from_secs(turn_timeout),
@@ -399,6 +491,51 @@ impl Settings {
     pub fn default_project(&self) -> &Path {
         &self.projects[0]
     }
+}
+
+/// The data dir and the state dir: flags, then the environment, then the platform's directories (the state dir
+/// falls back to the data dir where the platform has none).
+fn dirs(
+    flags: &Flags,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let project_dirs = directories::ProjectDirs::from("", "", "remote-agent");
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or_else(|| env("REMOTE_AGENT_DATA_DIR").map(PathBuf::from))
+        .or_else(|| project_dirs.as_ref().map(|d| d.data_dir().to_path_buf()))
+        .map(|d| absolute(cwd, &d))
+        .ok_or_else(|| ConfigError::Other("no home directory: pass --data-dir".into()))?;
+    let state_dir = flags
+        .state_dir
+        .clone()
+        .or_else(|| env("REMOTE_AGENT_STATE_DIR").map(PathBuf::from))
+        .or_else(|| {
+            project_dirs
+                .as_ref()
+                .and_then(|d| d.state_dir().map(Path::to_path_buf))
+        })
+        .map(|d| absolute(cwd, &d))
+        .unwrap_or_else(|| data_dir.clone());
+    Ok((data_dir, state_dir))
+}
+
+/// The state dir alone (for `status`, which needs no credentials).
+pub fn state_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
+    let dotenv = std::fs::read_to_string(".env")
+        .map(|t| parse_dotenv(&t))
+        .unwrap_or_default();
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| dotenv.get(name).cloned())
+            .filter(|v| !v.is_empty())
+    };
+    let cwd = std::env::current_dir()
+        .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+    Ok(dirs(flags, &env, &cwd)?.1)
 }
 
 fn split_rules(list: &str) -> Vec<String> {

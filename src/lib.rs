@@ -1,5 +1,6 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-#![forbid(unsafe_code)]
+// One exception, in `supervise`: a pre-exec hook that asks the kernel to stop a child when we die.
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod claude;
@@ -7,4 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod server;
 pub mod store;
+pub mod supervise;
+pub mod tunnel;
 pub mod turns;
+pub mod up;

@@ -27,7 +27,7 @@ use self::native::{
     get_conversation, get_turn, list_conversations, patch_conversation, post_message, status,
 };
 use crate::auth;
-use crate::config::Settings;
+use crate::config::Shared;
 use crate::store::Store;
 use crate::turns::{Submit, SubmitError, Turns};
 
@@ -44,24 +44,57 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 /// What every handler shares.
 pub struct App {
-    pub settings: Arc<Settings>,
+    pub settings: Arc<Shared>,
     pub store: Arc<Store>,
     pub turns: Turns,
     pub started: Instant,
 }
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
+/// Which door a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The local listener (`HOST:PORT`).
+    Local,
+    /// The loopback listener that only cloudflared talks to: everything on it came through Cloudflare.
+    Tunnel,
+}
+
+/// A bound listener, with TLS when the server terminates HTTPS itself.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub via: Via,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Serves every listener until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
 /// to finish.
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, app.clone(), stopped.clone())))
+        .collect();
+    shutdown.await;
+    let _ = stop.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    app: Arc<App>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
-    tokio::pin!(shutdown);
+    let via = listener.via;
     let mut backoff = Duration::from_millis(5);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.tcp.accept() => match accepted {
                 Ok(pair) => { backoff = Duration::from_millis(5); pair }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
@@ -71,20 +104,42 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = signalled(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+            async move { Ok::<_, Infallible>(handle(&app, req, peer, via).await) }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+        match &listener.tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs on the connection's own task, under a deadline, so a slow client holds up
+                // no one else.
+                let handshake = acceptor.accept(stream);
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    };
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service));
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown())
@@ -98,8 +153,42 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
 }
 
+/// Resolves once the flag is set (the watch's guard is dropped inside, so callers stay `Send`).
+pub async fn signalled(flag: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the TLS certificate {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the TLS key {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not fit together")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Handles one request and logs it (method, path without the query, status, time; never a header).
-pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    via: Via,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -109,9 +198,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
     }
+    let door = if via == Via::Tunnel { " (tunnel)" } else { "" };
     tracing::info!(
         target: "remote_agent::http",
-        "{peer} {method} {path} {} {:.1}ms",
+        "{peer}{door} {method} {path} {} {:.1}ms",
         resp.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0
     );
@@ -141,11 +231,8 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> 
         (_, [""] | ["health"]) => return method_not_allowed("GET"),
         _ => {}
     }
-    if !auth::basic_ok(
-        req.headers(),
-        &app.settings.username,
-        &app.settings.password,
-    ) {
+    let settings = app.settings.get();
+    if !auth::basic_ok(req.headers(), &settings.username, &settings.password) {
         return auth::unauthorized(req.headers());
     }
     use Method as M;
@@ -209,7 +296,7 @@ async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
     if let Err(e) = app.turns.ready() {
         return submit_error(e);
     }
-    let project = app.settings.default_project().display().to_string();
+    let project = app.settings.get().default_project().display().to_string();
     if let Err(e) = app.store.ensure_conversation(&conv_id, &project) {
         return internal(e);
     }

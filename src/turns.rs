@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use self::hub::Hub;
 pub use self::hub::{Batch, Subscription};
 use crate::claude::{self, Event, Outcome, SpawnError};
-use crate::config::Settings;
+use crate::config::{Settings, Shared};
 use crate::store::{Finish, Store, StreamEvent, Turn};
 
 /// Readers of one turn's stream at once.
@@ -99,8 +99,10 @@ impl Waiter {
 
 struct Inner {
     store: Arc<Store>,
-    settings: Arc<Settings>,
+    settings: Arc<Shared>,
     slots: Semaphore,
+    /// The permits `slots` was last sized to (settings can change the cap while running).
+    cap: Mutex<usize>,
     /// One lock per conversation with turns in flight; tokio's mutex is fair, so its queue is the FIFO.
     lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: Mutex<HashMap<String, Live>>,
@@ -119,10 +121,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Turns {
-    pub fn new(store: Arc<Store>, settings: Arc<Settings>) -> Turns {
+    pub fn new(store: Arc<Store>, settings: Arc<Shared>) -> Turns {
+        let cap = settings.get().max_concurrent_turns;
         Turns {
             inner: Arc::new(Inner {
-                slots: Semaphore::new(settings.max_concurrent_turns),
+                slots: Semaphore::new(cap),
+                cap: Mutex::new(cap),
                 store,
                 settings,
                 lanes: Mutex::default(),
@@ -202,10 +206,9 @@ impl Turns {
         if *self.inner.shutting_down.borrow() {
             return Err(SubmitError::ShuttingDown);
         }
-        if claude::resolve_bin(&self.inner.settings.claude_bin).is_none() {
-            return Err(SubmitError::NotFound(SpawnError::NotFound(
-                self.inner.settings.claude_bin.clone(),
-            )));
+        let bin = self.inner.settings.get().claude_bin.clone();
+        if claude::resolve_bin(&bin).is_none() {
+            return Err(SubmitError::NotFound(SpawnError::NotFound(bin)));
         }
         Ok(())
     }
@@ -291,11 +294,30 @@ impl Turns {
         lock(&self.inner.live).contains_key(turn_id)
     }
 
+    /// Resizes the cap on running turns to the settings' (after a reload). A smaller cap takes effect as
+    /// running turns end.
+    pub fn apply_cap(&self) {
+        let want = self.inner.settings.get().max_concurrent_turns;
+        let mut cap = lock(&self.inner.cap);
+        if want > *cap {
+            self.inner.slots.add_permits(want - *cap);
+        } else if want < *cap {
+            let inner = self.inner.clone();
+            let fewer = (*cap - want) as u32;
+            tokio::spawn(async move {
+                if let Ok(permits) = inner.slots.acquire_many(fewer).await {
+                    permits.forget();
+                }
+            });
+        }
+        *cap = want;
+    }
+
     /// Turns running now and turns waiting for their conversation or a slot.
     pub fn counts(&self) -> (usize, usize) {
         let live = lock(&self.inner.live).len();
-        let running =
-            self.inner.settings.max_concurrent_turns - self.inner.slots.available_permits();
+        let cap = *lock(&self.inner.cap);
+        let running = cap.saturating_sub(self.inner.slots.available_permits());
         (running, live.saturating_sub(running))
     }
 }
@@ -365,7 +387,7 @@ async fn run_turn(
     let (_lane, _slot) = tokio::select! {
         held = queued => held,
         why = stopped(stop.clone()) => {
-            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.turn_timeout), None);
+            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None);
         }
     };
     stream.emit("status", json!({ "status": "running" }));
@@ -400,7 +422,8 @@ async fn run_turn(
         "turn started"
     );
 
-    let deadline = tokio::time::sleep(inner.settings.turn_timeout);
+    let timeout = inner.settings.get().turn_timeout;
+    let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut outcome: Option<Outcome> = None;
     let mut why: Option<Stop> = None;
@@ -456,7 +479,7 @@ async fn run_turn(
     }
     let elapsed = started.elapsed();
     let ended = match why {
-        Some(w) => stopped_ending(w, outcome.as_ref(), inner.settings.turn_timeout),
+        Some(w) => stopped_ending(w, outcome.as_ref(), timeout),
         None => match &outcome {
             Some(o) if o.succeeded() => Ended {
                 status: "succeeded",
@@ -632,7 +655,7 @@ fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> rusqlite::Result<claude
         .store
         .conversation_settings(&s.conversation_id)?
         .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    let settings = &inner.settings;
+    let settings: Arc<Settings> = inner.settings.get();
     let mut options: Vec<(&'static str, String)> = vec![(
         "permission-mode",
         conv.permission_mode

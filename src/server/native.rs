@@ -31,14 +31,21 @@ const MAX_PAGE: usize = 200;
 
 pub(super) fn status(app: &App) -> Response<Body> {
     let (running, queued) = app.turns.counts();
+    // Under `up`, its state file tells the tunnel and the children; served alone, there is no tunnel.
+    let supervisor = crate::up::recorded_state(&app.settings.get().state_dir);
+    let tunnel = supervisor.as_ref().map_or_else(
+        || json!({"kind": "none", "url": null, "ready": false}),
+        |s| s["tunnel"].clone(),
+    );
     json(
         StatusCode::OK,
         &json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": app.started.elapsed().as_secs(),
-            "tunnel": {"kind": "none", "url": null, "ready": false},
+            "tunnel": tunnel,
             "turns": {"running": running, "queued": queued},
             "subscribers": app.turns.subscribers(),
+            "supervisor": supervisor.map(|s| json!({"pid": s["pid"], "children": s["children"]})),
         }),
     )
 }
@@ -71,7 +78,7 @@ pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Re
         return resp;
     }
     let project = match &body.project {
-        None => app.settings.default_project().to_path_buf(),
+        None => app.settings.get().default_project().to_path_buf(),
         Some(p) => match allowed_project(app, p) {
             Some(p) => p,
             None => {
@@ -125,6 +132,7 @@ pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Re
 fn allowed_project(app: &App, path: &str) -> Option<std::path::PathBuf> {
     let canonical = std::path::Path::new(path).canonicalize().ok()?;
     app.settings
+        .get()
         .projects
         .iter()
         .find(|p| **p == canonical)
@@ -458,7 +466,7 @@ pub(super) fn events_stream(app: &App, req: &Request<Incoming>, id: &str) -> Res
         return resp;
     }
     let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(pump(sub, tx, app.settings.sse_keepalive));
+    tokio::spawn(pump(sub, tx, app.settings.get().sse_keepalive));
     let mut resp = Response::new(ChannelBody(rx).boxed());
     let h = resp.headers_mut();
     h.insert(

@@ -1,0 +1,1073 @@
+//! `remote-agent up`: runs `serve` and `cloudflared` as supervised children, prints the local and public URLs with
+//! a QR code, restarts either one when it exits or `serve` stops answering, and records what it runs in
+//! `state.json` for `remote-agent status` and `GET /api/status`. Also `remote-agent status`.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{ConfigError, Flags, Settings};
+use crate::supervise::{self, Backoff};
+use crate::tunnel::{self, Kind, Named};
+
+/// How long a child gets to stop after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long to wait for the Cloudflare edge before saying something is wrong.
+const EDGE_WARNING: Duration = Duration::from_secs(30);
+/// cloudflared's log is rotated past this size (one old file is kept); serve's log is rotated at its restarts.
+const LOG_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The tunnel `up` opens.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Quick,
+    Named,
+    None,
+}
+
+/// `up`'s flags: the server's, and the tunnel's.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub flags: Flags,
+    /// The tunnel: quick (a new trycloudflare.com URL each start), named (your own domain), none
+    /// [config: [tunnel] mode; default: quick]
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub tunnel: Option<Mode>,
+    /// Serve under supervision with no tunnel (the same as --tunnel none)
+    #[arg(long, conflicts_with = "tunnel")]
+    pub no_tunnel: bool,
+    /// The named tunnel to run, with --tunnel-config [config: [tunnel] name]
+    #[arg(long, value_name = "NAME")]
+    pub tunnel_name: Option<String>,
+    /// cloudflared's config file for the named tunnel (its ingress names the public hostname) [config: [tunnel] config]
+    #[arg(long, value_name = "FILE")]
+    pub tunnel_config: Option<PathBuf>,
+    /// The named tunnel's token (visible in `ps`: prefer --tunnel-token-file)
+    #[arg(long, value_name = "TOKEN")]
+    pub tunnel_token: Option<String>,
+    /// A file holding the named tunnel's token [config: [tunnel] token_file]
+    #[arg(long, value_name = "FILE")]
+    pub tunnel_token_file: Option<PathBuf>,
+    /// The cloudflared executable [env: CLOUDFLARED_BIN; default: cloudflared on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub cloudflared_bin: Option<String>,
+    /// Seconds `serve` may fail its /health probe before it is restarted
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub health_timeout: u64,
+}
+
+/// `remote-agent up`.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let settings = match Settings::load(&args.flags) {
+        Ok(s) => s,
+        Err(ConfigError::NoCredentials(path)) => {
+            first_run(&path)?;
+            Settings::load(&args.flags)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let state_dir = settings.state_dir.clone();
+    create_private_dir(&state_dir)?;
+    let _lock = lock(&state_dir)?;
+    let mut kind = tunnel_kind(&args, &settings)?;
+    let mut cloudflared = None;
+    if kind.is_some() {
+        let bin = args
+            .cloudflared_bin
+            .clone()
+            .or_else(|| {
+                std::env::var("CLOUDFLARED_BIN")
+                    .ok()
+                    .filter(|b| !b.is_empty())
+            })
+            .unwrap_or_else(|| "cloudflared".into());
+        match crate::claude::resolve_bin(&bin) {
+            Some(path) => cloudflared = Some(path),
+            None => {
+                println!(
+                    "cloudflared was not found ({bin:?}; set CLOUDFLARED_BIN or --cloudflared-bin).\n\
+                     To reach this server from your phone, {}.\n\
+                     Serving locally only for now.",
+                    tunnel::INSTALL_HINT
+                );
+                kind = None;
+            }
+        }
+    }
+    if let (Some(Kind::Named(Named::Config { config, .. })), Some(bin)) = (&kind, &cloudflared) {
+        tunnel::validate(bin, config).await.map_err(|said| {
+            anyhow::anyhow!(
+                "the tunnel config {} is not valid; cloudflared says:\n{said}",
+                config.display()
+            )
+        })?;
+    }
+    let quick_config = state_dir.join("cloudflared-quick.yml");
+    if kind == Some(Kind::Quick) {
+        // No ingress rules here, so cloudflared uses --url whatever ~/.cloudflared/config.yml says.
+        std::fs::write(
+            &quick_config,
+            "# written by remote-agent up for its quick tunnel: no ingress rules\n",
+        )
+        .with_context(|| format!("writing {}", quick_config.display()))?;
+    }
+    let mut sup = Supervisor {
+        exe: std::env::current_exe().context("finding our own executable")?,
+        flags: args.flags.clone(),
+        settings,
+        state_dir,
+        health_timeout: Duration::from_secs(args.health_timeout),
+        kind,
+        cloudflared,
+        quick_config,
+        started,
+        events: mpsc::unbounded_channel(),
+        serve: Child::new("serve"),
+        tunnel: Child::new("cloudflared"),
+        local: None,
+        tunnel_origin: None,
+        metrics: None,
+        public_url: None,
+        banner_url: None,
+        ready: false,
+        announced: false,
+        cf_started: None,
+        edge_warned: false,
+        last_healthy: Instant::now(),
+    };
+    sup.run().await
+}
+
+/// One supervised child: its current run (if any), restarts and backoff.
+struct Child {
+    name: &'static str,
+    /// Counts starts, so events of an earlier run are told apart.
+    generation: u64,
+    pid: Option<u32>,
+    stop: Option<watch::Sender<bool>>,
+    started: Instant,
+    next_start: Option<tokio::time::Instant>,
+    backoff: Backoff,
+    restarts: u32,
+    last_exit: Option<String>,
+    tail: VecDeque<String>,
+}
+
+impl Child {
+    fn new(name: &'static str) -> Child {
+        Child {
+            name,
+            generation: 0,
+            pid: None,
+            stop: None,
+            started: Instant::now(),
+            next_start: None,
+            backoff: Backoff::default(),
+            restarts: 0,
+            last_exit: None,
+            tail: VecDeque::new(),
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn keep(&mut self, line: &str) {
+        if self.tail.len() == 8 {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_string());
+    }
+
+    fn state(&self) -> Value {
+        let state = if self.running() {
+            "running"
+        } else if self.next_start.is_some() {
+            "restarting"
+        } else {
+            "stopped"
+        };
+        json!({"pid": self.pid, "state": state, "restarts": self.restarts, "last_exit": self.last_exit})
+    }
+}
+
+/// What the children's tasks and the probes report to the supervisor loop.
+enum Event {
+    Started {
+        who: Who,
+        generation: u64,
+        pid: u32,
+    },
+    Line {
+        who: Who,
+        generation: u64,
+        line: String,
+    },
+    Exited {
+        who: Who,
+        generation: u64,
+        how: String,
+        asked: bool,
+    },
+    Healthy {
+        generation: u64,
+    },
+    Tunnel {
+        generation: u64,
+        ready: bool,
+        url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    Serve,
+    Tunnel,
+}
+
+struct Supervisor {
+    exe: PathBuf,
+    flags: Flags,
+    settings: Settings,
+    state_dir: PathBuf,
+    health_timeout: Duration,
+    kind: Option<Kind>,
+    cloudflared: Option<PathBuf>,
+    quick_config: PathBuf,
+    started: Instant,
+    events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    serve: Child,
+    tunnel: Child,
+    /// Where serve listens (locally, and for cloudflared); kept across its restarts.
+    local: Option<SocketAddr>,
+    tunnel_origin: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    public_url: Option<String>,
+    banner_url: Option<String>,
+    ready: bool,
+    announced: bool,
+    cf_started: Option<Instant>,
+    edge_warned: bool,
+    last_healthy: Instant,
+}
+
+impl Supervisor {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.start(Who::Serve)?;
+        loop {
+            tokio::select! {
+                Some(event) = self.events.1.recv() => self.on_event(event),
+                () = sleep_until(self.serve.next_start) => self.start(Who::Serve)?,
+                () = sleep_until(self.tunnel.next_start) => self.start(Who::Tunnel)?,
+                _ = tick.tick() => self.probe(),
+                _ = hup.recv() => {
+                    if let Some(pid) = self.serve.pid.filter(|_| self.serve.running()) {
+                        println!("reloading serve's settings (SIGHUP)");
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGHUP);
+                    }
+                }
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+            }
+        }
+        self.shutdown(&mut int).await;
+        let _ = std::fs::remove_file(self.state_dir.join("state.json"));
+        Ok(())
+    }
+
+    /// Stops both children (SIGTERM, then SIGKILL after the grace); a second Ctrl-C kills them at once.
+    async fn shutdown(&mut self, int: &mut tokio::signal::unix::Signal) {
+        println!("stopping…");
+        for child in [&mut self.serve, &mut self.tunnel] {
+            child.next_start = None;
+            if let Some(stop) = &child.stop {
+                let _ = stop.send(true);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(5);
+        while self.serve.running() || self.tunnel.running() {
+            tokio::select! {
+                Some(event) = self.events.1.recv() => {
+                    if let Event::Exited { who, generation, .. } = event {
+                        let child = self.child(who);
+                        if generation == child.generation {
+                            child.stop = None;
+                        }
+                    }
+                }
+                _ = int.recv() => {
+                    println!("forcing");
+                    self.kill_all();
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    self.kill_all();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn kill_all(&self) {
+        for pid in [&self.serve, &self.tunnel]
+            .iter()
+            .filter_map(|c| c.pid.filter(|_| c.running()))
+        {
+            let _ =
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+
+    fn child(&mut self, who: Who) -> &mut Child {
+        match who {
+            Who::Serve => &mut self.serve,
+            Who::Tunnel => &mut self.tunnel,
+        }
+    }
+
+    /// Starts a child's next run on a task of its own, which reports its output and exit.
+    fn start(&mut self, who: Who) -> anyhow::Result<()> {
+        let (mut cmd, log) = match who {
+            Who::Serve => (self.serve_command()?, None),
+            Who::Tunnel => {
+                let Some(cmd) = self.tunnel_command()? else {
+                    return Ok(());
+                };
+                (cmd, Some(self.state_dir.join("cloudflared.log")))
+            }
+        };
+        let tx = self.events.0.clone();
+        let child = self.child(who);
+        child.next_start = None;
+        child.generation += 1;
+        child.started = Instant::now();
+        let generation = child.generation;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        child.stop = Some(stop_tx);
+        tokio::spawn(run_child(
+            who,
+            generation,
+            cmd_spawn(&mut cmd),
+            stop_rx,
+            tx,
+            log,
+        ));
+        if who == Who::Tunnel {
+            self.cf_started = Some(Instant::now());
+            self.edge_warned = false;
+            self.ready = false;
+            self.banner_url = None;
+        } else {
+            self.last_healthy = Instant::now();
+        }
+        self.write_state();
+        Ok(())
+    }
+
+    fn serve_command(&mut self) -> anyhow::Result<Command> {
+        let mut flags = self.flags.clone();
+        // After the first start, keep the ports it got, so the URLs printed stay true across restarts.
+        if let Some(local) = self.local {
+            flags.port = Some(local.port());
+        }
+        let log_path = self.state_dir.join("serve.log");
+        rotate(&log_path);
+        let log = open_log(&log_path)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("serve").args(flags.to_args());
+        if matches!(self.kind, Some(Kind::Quick)) {
+            let origin = self
+                .tunnel_origin
+                .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+            cmd.arg(format!("--tunnel-listen={origin}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        Ok(cmd)
+    }
+
+    fn tunnel_command(&mut self) -> anyhow::Result<Option<Command>> {
+        let (Some(kind), Some(bin)) = (&self.kind, &self.cloudflared) else {
+            return Ok(None);
+        };
+        // Named tunnels reach serve where their ingress says (the local port); quick ones the tunnel listener.
+        let origin = match kind {
+            Kind::Quick => match self.tunnel_origin {
+                Some(origin) => origin,
+                None => return Ok(None),
+            },
+            Kind::Named(_) => self
+                .local
+                .unwrap_or_else(|| "127.0.0.1:8000".parse().expect("valid")),
+        };
+        let metrics = free_port()?;
+        self.metrics = Some(metrics);
+        let mut cmd = Command::new(bin);
+        cmd.args(tunnel::args(kind, origin, metrics, &self.quick_config))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Kind::Named(Named::Token(token)) = kind {
+            cmd.env("TUNNEL_TOKEN", token);
+        }
+        Ok(Some(cmd))
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                who,
+                generation,
+                pid,
+            } => {
+                let child = self.child(who);
+                if generation == child.generation {
+                    child.pid = Some(pid);
+                }
+                self.write_state();
+            }
+            Event::Line {
+                who: Who::Serve,
+                generation,
+                line,
+            } if generation == self.serve.generation => self.on_serve_line(&line),
+            Event::Line {
+                who: Who::Tunnel,
+                generation,
+                line,
+            } if generation == self.tunnel.generation => {
+                self.tunnel.keep(&line);
+                match tunnel::parse_line(&line) {
+                    tunnel::Line::QuickUrl(url) => self.banner_url = Some(url),
+                    tunnel::Line::Metrics(addr) => {
+                        if let Ok(addr) = addr.parse() {
+                            self.metrics = Some(addr);
+                        }
+                    }
+                    tunnel::Line::Registered | tunnel::Line::Other => {}
+                }
+            }
+            Event::Line { .. } => {}
+            Event::Exited {
+                who,
+                generation,
+                how,
+                asked,
+            } => {
+                let serve_log = self.state_dir.join("serve.log");
+                let child = self.child(who);
+                if generation != child.generation {
+                    return;
+                }
+                child.stop = None;
+                child.pid = None;
+                child.last_exit = Some(how.clone());
+                if who == Who::Serve {
+                    child.tail = last_lines(&serve_log, 8);
+                }
+                let ran = child.started.elapsed();
+                let delay = child.backoff.after_exit(ran, Instant::now());
+                child.restarts += 1;
+                child.next_start = Some(tokio::time::Instant::now() + delay);
+                let recent = child.backoff.recent();
+                let name = child.name;
+                let why = if asked {
+                    "was restarted".to_string()
+                } else {
+                    format!("exited ({how})")
+                };
+                if recent >= 3 && !asked {
+                    println!(
+                        "{name} keeps failing: {recent} restarts in the last minute; next try in {:.1} s. Its last lines:",
+                        delay.as_secs_f64()
+                    );
+                    for line in &child.tail {
+                        println!("    {line}");
+                    }
+                } else {
+                    println!("{name} {why}; restarting in {:.1} s", delay.as_secs_f64());
+                }
+                if who == Who::Tunnel {
+                    self.ready = false;
+                }
+                self.write_state();
+            }
+            Event::Healthy { generation } if generation == self.serve.generation => {
+                self.last_healthy = Instant::now();
+            }
+            Event::Healthy { .. } => {}
+            Event::Tunnel {
+                generation,
+                ready,
+                url,
+            } if generation == self.tunnel.generation => self.on_tunnel_probe(ready, url),
+            Event::Tunnel { .. } => {}
+        }
+    }
+
+    fn on_serve_line(&mut self, line: &str) {
+        let first = self.local.is_none();
+        if let Some(addr) = line.strip_prefix("listening on http://") {
+            self.local = addr.trim().parse().ok();
+        } else if let Some(addr) = line.strip_prefix("tunnel listener on http://") {
+            self.tunnel_origin = addr.trim().parse().ok();
+        } else {
+            return;
+        }
+        let waiting_for_origin =
+            matches!(self.kind, Some(Kind::Quick)) && self.tunnel_origin.is_none();
+        if self.local.is_none() || waiting_for_origin {
+            return;
+        }
+        if first || !self.announced && self.kind.is_none() {
+            self.announce_local();
+        }
+        if !self.tunnel.running() && self.tunnel.next_start.is_none() && self.kind.is_some() {
+            self.tunnel.next_start = Some(tokio::time::Instant::now());
+        }
+        self.write_state();
+    }
+
+    fn announce_local(&mut self) {
+        let local = self.local_url();
+        println!("remote-agent {} is up", env!("CARGO_PKG_VERSION"));
+        println!("  local:   {local}");
+        println!("  user:    {}", self.settings.username);
+        println!("  logs:    {}", self.state_dir.join("serve.log").display());
+        if self.kind.is_none() {
+            println!("  tunnel:  none (this computer and its network only)");
+            self.announced = true;
+        } else {
+            println!("waiting for the Cloudflare edge…");
+        }
+        let _ = std::io::stdout().flush();
+    }
+
+    fn local_url(&self) -> String {
+        match self.local {
+            Some(addr) if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
+            Some(addr) => format!("http://{addr}"),
+            None => "(starting)".into(),
+        }
+    }
+
+    /// Each tick: probe serve's /health, and cloudflared's /ready (and /quicktunnel until the URL is known);
+    /// restart a serve that has not answered for the health timeout.
+    fn probe(&mut self) {
+        if self.serve.running()
+            && self.last_healthy.elapsed() > self.health_timeout
+            && let Some(stop) = &self.serve.stop
+        {
+            println!(
+                "serve has not answered /health for {} s; restarting it",
+                self.health_timeout.as_secs()
+            );
+            let _ = stop.send(true);
+            self.last_healthy = Instant::now();
+        }
+        let tx = self.events.0.clone();
+        if let Some(local) = self.local.filter(|_| self.serve.running()) {
+            let generation = self.serve.generation;
+            let addr = if local.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], local.port()))
+            } else {
+                local
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Some((200, _)) = tunnel::get(&addr.to_string(), "/health").await {
+                    let _ = tx.send(Event::Healthy { generation });
+                }
+            });
+        }
+        if let Some(metrics) = self.metrics.filter(|_| self.tunnel.running()) {
+            let generation = self.tunnel.generation;
+            let want_url = matches!(self.kind, Some(Kind::Quick)) && self.public_url.is_none();
+            tokio::spawn(async move {
+                let addr = metrics.to_string();
+                let ready = tunnel::ready(&addr).await;
+                let url = if want_url {
+                    tunnel::quick_url(&addr).await
+                } else {
+                    None
+                };
+                let _ = tx.send(Event::Tunnel {
+                    generation,
+                    ready,
+                    url,
+                });
+            });
+        }
+        if let Some(since) = self.cf_started
+            && !self.ready
+            && !self.edge_warned
+            && self.tunnel.running()
+            && since.elapsed() > EDGE_WARNING
+        {
+            self.edge_warned = true;
+            println!(
+                "still no connection to the Cloudflare edge after {} s: is this computer online? cloudflared's log: {}",
+                EDGE_WARNING.as_secs(),
+                self.state_dir.join("cloudflared.log").display()
+            );
+        }
+    }
+
+    fn on_tunnel_probe(&mut self, ready: bool, url: Option<String>) {
+        let url = match &self.kind {
+            // The banner's URL, once cloudflared's own /quicktunnel confirms it.
+            Some(Kind::Quick) => url.filter(|u| self.banner_url.as_ref().is_none_or(|b| b == u)),
+            Some(Kind::Named(named)) if self.public_url.is_none() => Some(named_url(named)),
+            _ => None,
+        };
+        if let Some(url) = url
+            && self.public_url.as_ref() != Some(&url)
+        {
+            let again = self.public_url.is_some() || self.announced;
+            self.public_url = Some(url.clone());
+            if again {
+                println!("cloudflared restarted; the public URL is now:");
+            }
+            println!("  public:  {url}");
+            println!("{}", qr(&url));
+            if !self.ready {
+                println!("waiting for the Cloudflare edge…");
+            }
+            self.announced = true;
+        }
+        if ready != self.ready {
+            self.ready = ready;
+            if ready {
+                println!("tunnel connected to the Cloudflare edge");
+            }
+        }
+        let _ = std::io::stdout().flush();
+        self.write_state();
+    }
+
+    /// `state.json` in the state dir, replaced atomically.
+    fn write_state(&mut self) {
+        if matches!(self.kind, Some(Kind::Quick))
+            && !self.tunnel.running()
+            && self.tunnel.next_start.is_some()
+        {
+            // A restarted quick tunnel gets a new URL.
+            self.public_url = None;
+        }
+        let state = json!({
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "started_at_unix": SystemTime::now()
+                .checked_sub(self.started.elapsed())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            "user": self.settings.username,
+            "local_url": self.local.map(|_| self.local_url()),
+            "tunnel": {
+                "kind": self.kind.as_ref().map_or("none", Kind::label),
+                "url": self.public_url,
+                "ready": self.ready,
+            },
+            "children": {"serve": self.serve.state(), "cloudflared": self.tunnel.state()},
+        });
+        let path = self.state_dir.join("state.json");
+        let tmp = self.state_dir.join("state.json.tmp");
+        let written = std::fs::write(&tmp, format!("{state:#}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            eprintln!("remote-agent: cannot write {}: {e}", path.display());
+        }
+    }
+}
+
+fn cmd_spawn(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
+    supervise::spawn(cmd)
+}
+
+/// Owns one run of a child: reports its pid, its stdout and stderr lines (stderr also appended to `log`), and its
+/// exit; stops it with the ladder when asked.
+async fn run_child(
+    who: Who,
+    generation: u64,
+    spawned: std::io::Result<tokio::process::Child>,
+    mut stop: watch::Receiver<bool>,
+    tx: mpsc::UnboundedSender<Event>,
+    log: Option<PathBuf>,
+) {
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = tx.send(Event::Exited {
+                who,
+                generation,
+                how: format!("could not start: {e}"),
+                asked: false,
+            });
+            return;
+        }
+    };
+    if let Some(pid) = child.id() {
+        let _ = tx.send(Event::Started {
+            who,
+            generation,
+            pid,
+        });
+    }
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward_lines(out, who, generation, tx.clone(), None));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward_lines(err, who, generation, tx.clone(), log));
+    }
+    let (status, asked) = tokio::select! {
+        status = child.wait() => (status.ok(), false),
+        () = crate::server::signalled(&mut stop) => (supervise::stop(&mut child, GRACE).await, true),
+    };
+    let how = match status {
+        Some(s) => s.to_string(),
+        None => "status unknown".into(),
+    };
+    let _ = tx.send(Event::Exited {
+        who,
+        generation,
+        how,
+        asked,
+    });
+}
+
+async fn forward_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin,
+    who: Who,
+    generation: u64,
+    tx: mpsc::UnboundedSender<Event>,
+    log: Option<PathBuf>,
+) {
+    let mut lines = BufReader::new(pipe).lines();
+    let mut file = log.as_deref().and_then(|p| open_log(p).ok());
+    let mut written = 0u64;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let (Some(f), Some(path)) = (&mut file, &log) {
+            let _ = writeln!(f, "{line}");
+            written += line.len() as u64 + 1;
+            if written > LOG_LIMIT {
+                rotate(path);
+                file = open_log(path).ok();
+                written = 0;
+            }
+        }
+        if tx
+            .send(Event::Line {
+                who,
+                generation,
+                line,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn named_url(named: &Named) -> String {
+    match named {
+        Named::Config { config, .. } => std::fs::read_to_string(config)
+            .ok()
+            .and_then(|c| tunnel::ingress_hostnames(&c).into_iter().next())
+            .map_or_else(
+                || "(see the ingress of your tunnel's config)".into(),
+                |h| format!("https://{h}"),
+            ),
+        Named::Token(_) | Named::TokenFile(_) => {
+            "(the hostname your tunnel routes: see terraform output or the Cloudflare dashboard)"
+                .into()
+        }
+    }
+}
+
+/// The URL as a QR code drawn with half blocks, dark on light, for a phone's camera.
+pub fn qr(url: &str) -> String {
+    match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+        Err(e) => format!("(no QR code: {e})"),
+    }
+}
+
+/// Picks a free loopback port for cloudflared's metrics server.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Keeps one old log: `x.log` becomes `x.log.1` once it is over [`LOG_LIMIT`].
+fn rotate(path: &Path) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_LIMIT) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
+    }
+}
+
+fn last_lines(path: &Path, n: usize) -> VecDeque<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let from = text.len().saturating_sub(16 * 1024);
+    let text = String::from_utf8_lossy(&text[from..]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("securing {}", dir.display()))
+}
+
+/// One `up` per state dir: an exclusive lock on `up.lock`, held while we run.
+fn lock(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = state_dir.join("up.lock");
+    let file = open_log(&path).with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        let state = read_state(state_dir);
+        let pid = state.as_ref().and_then(|s| s["pid"].as_u64());
+        let local = state
+            .as_ref()
+            .and_then(|s| s["local_url"].as_str().map(String::from));
+        let public = state
+            .as_ref()
+            .and_then(|s| s["tunnel"]["url"].as_str().map(String::from));
+        anyhow::anyhow!(
+            "remote-agent up is already running for {} (pid {}), serving {}{}",
+            state_dir.display(),
+            pid.map_or("?".into(), |p| p.to_string()),
+            local.unwrap_or_else(|| "(starting)".into()),
+            public.map(|p| format!(" and {p}")).unwrap_or_default()
+        )
+    })
+}
+
+fn read_state(state_dir: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(state_dir.join("state.json")).ok()?).ok()
+}
+
+/// The state `up` recorded, for `GET /api/status` (None when `up` is not running there).
+pub fn recorded_state(state_dir: &Path) -> Option<Value> {
+    let state = read_state(state_dir)?;
+    let pid = state["pid"].as_u64()? as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok()?;
+    Some(state)
+}
+
+/// The tunnel to open, from the flags, then the config file's `[tunnel]`.
+fn tunnel_kind(args: &UpArgs, settings: &Settings) -> anyhow::Result<Option<Kind>> {
+    let file = crate::config::tunnel_section(&settings.config_path)?;
+    let text = |key: &str| {
+        file.get(key)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    let mode = if args.no_tunnel {
+        Mode::None
+    } else if let Some(mode) = args.tunnel {
+        mode
+    } else if let Some(mode) = text("mode") {
+        match mode.as_str() {
+            "quick" => Mode::Quick,
+            "named" => Mode::Named,
+            "none" => Mode::None,
+            other => anyhow::bail!(
+                "[tunnel] mode = {other:?} in {} is not quick, named or none",
+                settings.config_path.display()
+            ),
+        }
+    } else if args.tunnel_name.is_some()
+        || args.tunnel_token.is_some()
+        || args.tunnel_token_file.is_some()
+    {
+        Mode::Named
+    } else {
+        Mode::Quick
+    };
+    Ok(match mode {
+        Mode::None => None,
+        Mode::Quick => Some(Kind::Quick),
+        Mode::Named => {
+            let name = args.tunnel_name.clone().or_else(|| text("name"));
+            let config = args
+                .tunnel_config
+                .clone()
+                .or_else(|| text("config").map(PathBuf::from));
+            let token_file = args
+                .tunnel_token_file
+                .clone()
+                .or_else(|| text("token_file").map(PathBuf::from));
+            let named = if let Some(token) = &args.tunnel_token {
+                Named::Token(token.clone())
+            } else if let Some(file) = token_file {
+                anyhow::ensure!(
+                    file.is_file(),
+                    "the tunnel token file {} does not exist",
+                    file.display()
+                );
+                Named::TokenFile(file)
+            } else if let (Some(name), Some(config)) = (name, config) {
+                anyhow::ensure!(
+                    config.is_file(),
+                    "the tunnel config {} does not exist",
+                    config.display()
+                );
+                Named::Config { name, config }
+            } else {
+                anyhow::bail!(
+                    "a named tunnel needs --tunnel-name with --tunnel-config, or --tunnel-token-file \
+                     (see terraform/README.md)"
+                );
+            };
+            Some(Kind::Named(named))
+        }
+    })
+}
+
+/// No credentials anywhere: make a login, save it to the config file (0600), and show it once.
+fn first_run(config: &Path) -> anyhow::Result<()> {
+    let username = std::env::var("USER")
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| "me".into());
+    let password = random_password();
+    crate::config::save_credentials(config, &username, &password)?;
+    println!("First run: created a login for this server.");
+    println!("  user:     {username}");
+    println!("  password: {password}");
+    println!(
+        "Saved in {} (readable only by you). To change them, edit [auth] there and restart.",
+        config.display()
+    );
+    Ok(())
+}
+
+/// 24 characters from 62, from the OS's random source (through UUID v4): about 142 bits.
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes: Vec<u8> = (0..2)
+        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
+        .collect();
+    // Each UUID v4 has 122 random bits; skip its fixed version and variant bytes.
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 16 != 6 && i % 16 != 8)
+        .take(24)
+        .map(|(_, b)| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// `remote-agent status`: what `up` runs, from its state file. Fails when `up` is not running.
+pub fn status(flags: &Flags) -> anyhow::Result<()> {
+    let state_dir = crate::config::state_dir(flags)?;
+    let Some(state) = recorded_state(&state_dir) else {
+        anyhow::bail!(
+            "remote-agent up is not running (no live state in {})",
+            state_dir.display()
+        );
+    };
+    println!(
+        "remote-agent up {} (pid {})",
+        state["version"].as_str().unwrap_or("?"),
+        state["pid"]
+    );
+    println!(
+        "  local:   {}",
+        state["local_url"].as_str().unwrap_or("(starting)")
+    );
+    let tunnel = &state["tunnel"];
+    println!(
+        "  tunnel:  {} {} ({})",
+        tunnel["kind"].as_str().unwrap_or("?"),
+        tunnel["url"].as_str().unwrap_or("(no URL yet)"),
+        if tunnel["ready"] == true {
+            "connected"
+        } else {
+            "not connected"
+        }
+    );
+    println!("  user:    {}", state["user"].as_str().unwrap_or("?"));
+    for (name, child) in state["children"].as_object().into_iter().flatten() {
+        println!(
+            "  {name}: {} (pid {}, {} restarts{})",
+            child["state"].as_str().unwrap_or("?"),
+            child["pid"],
+            child["restarts"],
+            child["last_exit"]
+                .as_str()
+                .map(|e| format!(", last exit {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_and_differ() {
+        let a = random_password();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, random_password());
+    }
+
+    #[test]
+    fn a_qr_code_is_drawn() {
+        let code = qr("https://example-words-here.trycloudflare.com");
+        assert!(code.lines().count() > 10);
+        assert!(code.contains('█') || code.contains('▀') || code.contains('▄'));
+    }
+}
