@@ -1,0 +1,611 @@
+//! `remote-agent up` with our fake cloudflared (tests/fake/cloudflared.rs) and fake claude: the URL printed, both
+//! children restarted when they die or hang, backoff in a crash loop, clean stops, first-run credentials, a missing
+//! cloudflared, named tunnels, one `up` per state dir, SIGHUP reload, and `serve` over HTTPS.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, USER, alive, basic, unsafe_kill, wait_for};
+use serde_json::Value;
+
+fn fake_cloudflared() -> PathBuf {
+    common::bin()
+        .parent()
+        .unwrap()
+        .join("examples/fake-cloudflared")
+}
+
+/// A running `up` in temp dirs, its stdout collected line by line.
+struct Up {
+    child: Option<Child>,
+    root: tempfile::TempDir,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+struct UpBuilder {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    credentials: bool,
+    root: Option<tempfile::TempDir>,
+}
+
+impl UpBuilder {
+    fn arg(mut self, a: impl AsRef<str>) -> Self {
+        self.args.push(a.as_ref().into());
+        self
+    }
+    fn env(mut self, k: &str, v: impl AsRef<str>) -> Self {
+        self.envs.push((k.into(), v.as_ref().into()));
+        self
+    }
+    fn without_credentials(mut self) -> Self {
+        self.credentials = false;
+        self
+    }
+    fn in_dir(mut self, root: tempfile::TempDir) -> Self {
+        self.root = Some(root);
+        self
+    }
+    fn start(self) -> Up {
+        let root = self.root.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        for d in ["project", "home", "record"] {
+            let _ = std::fs::create_dir(root.path().join(d));
+        }
+        let mut cmd = Command::new(common::bin());
+        cmd.arg("up")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .arg("--data-dir")
+            .arg(root.path().join("data"))
+            .arg("--state-dir")
+            .arg(root.path().join("state"))
+            .arg("--project")
+            .arg(root.path().join("project"))
+            .args(&self.args)
+            .current_dir(root.path())
+            .env("HOME", root.path().join("home"))
+            .env("CLAUDE_BIN", common::fake_claude())
+            .env("CLOUDFLARED_BIN", fake_cloudflared())
+            .env("FAKE_CLOUDFLARED_RECORD", root.path().join("record"))
+            .env_remove("AUTH_USERNAME")
+            .env_remove("AUTH_PASSWORD")
+            .env_remove("REMOTE_AGENT_CONFIG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if self.credentials {
+            cmd.env("AUTH_USERNAME", USER)
+                .env("AUTH_PASSWORD", PASSWORD);
+        }
+        let mut child = cmd.spawn().expect("start remote-agent up");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Up {
+            child: Some(child),
+            root,
+            out,
+        }
+    }
+}
+
+impl Up {
+    fn builder() -> UpBuilder {
+        UpBuilder {
+            args: vec![],
+            envs: vec![],
+            credentials: true,
+            root: None,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a printed line containing `needle` (after the `skip` first lines); returns it.
+    fn wait_line(&self, needle: &str, skip: usize, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(line) = self
+                .out
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(skip)
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needle:?} within {secs} s; printed:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lines(&self) -> usize {
+        self.out.lock().unwrap().len()
+    }
+
+    fn state(&self) -> Value {
+        wait_for("state.json", 10, || {
+            let bytes = std::fs::read(self.root.path().join("state/state.json")).ok()?;
+            serde_json::from_slice(&bytes).ok()
+        })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn child_pid(&self, name: &str) -> i32 {
+        wait_for(&format!("{name} to run"), 10, || {
+            let s = self.state();
+            (s["children"][name]["state"] == "running")
+                .then(|| s["children"][name]["pid"].as_i64())
+                .flatten()
+                .map(|p| p as i32)
+        })
+    }
+
+    fn local(&self) -> std::net::SocketAddr {
+        let line = self.wait_line("local:", 0, 20);
+        line.split("http://")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn health(&self) -> Option<u16> {
+        let addr = self.local();
+        let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        drop(stream);
+        Some(
+            common::raw_request(
+                addr,
+                b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .status,
+        )
+    }
+
+    fn starts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root.path().join("record/starts"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        unsafe_kill(child.id() as i32, 15);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "up did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_kill(child.id() as i32, 15);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe_kill(child.id() as i32, 9);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn public_url(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn up_prints_the_urls_and_a_qr_code_and_stops_cleanly() {
+    let mut up = Up::builder().start();
+    let public = public_url(&up.wait_line("public:", 0, 20));
+    assert!(public.ends_with(".trycloudflare.com"), "{public}");
+    let out = up.output();
+    assert!(out.contains(&format!("user:    {USER}")), "{out}");
+    assert!(out.contains('█') || out.contains('▀'), "no QR code:\n{out}");
+    assert!(!out.contains(PASSWORD), "the password was printed");
+    up.wait_line("tunnel connected to the Cloudflare edge", 0, 20);
+    // cloudflared was pointed at serve's tunnel listener, never a user's config, and the origin answered.
+    let starts = up.starts();
+    assert_eq!(starts.len(), 1);
+    assert!(
+        starts[0].contains("--no-autoupdate") && starts[0].contains("--config"),
+        "{starts:?}"
+    );
+    let log = std::fs::read_to_string(up.root.path().join("state/cloudflared.log")).unwrap();
+    assert!(log.contains("origin answered /health with 200"), "{log}");
+    assert_eq!(up.health(), Some(200));
+    let state = up.state();
+    assert_eq!(state["tunnel"]["url"], public.as_str());
+    assert_eq!(state["tunnel"]["ready"], true);
+    // The server reports the tunnel too.
+    let addr = up.local();
+    let auth = basic(USER, PASSWORD);
+    let status = common::raw_request(
+        addr,
+        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .json();
+    assert_eq!(status["tunnel"]["url"], public.as_str());
+    let status = Command::new(common::bin())
+        .args(["status", "--state-dir"])
+        .arg(up.root.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains(&public));
+
+    let (serve, cloudflared) = (up.child_pid("serve"), up.child_pid("cloudflared"));
+    let exit = up.stop();
+    assert!(exit.success(), "up exited with {exit}");
+    assert!(!alive(serve) && !alive(cloudflared), "a child outlived up");
+    let status = Command::new(common::bin())
+        .args(["status", "--state-dir"])
+        .arg(up.root.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+}
+
+#[test]
+fn a_killed_cloudflared_is_restarted_and_the_new_url_printed() {
+    let up = Up::builder().start();
+    let first = public_url(&up.wait_line("public:", 0, 20));
+    let pid = up.child_pid("cloudflared");
+    let seen = up.lines();
+    unsafe_kill(pid, 9);
+    let second = public_url(&up.wait_line("public:", seen, 20));
+    assert_ne!(first, second);
+    assert!(up.output().contains("cloudflared restarted"));
+    assert_ne!(up.child_pid("cloudflared"), pid);
+    assert_eq!(up.starts().len(), 2);
+    assert_eq!(up.state()["children"]["cloudflared"]["restarts"], 1);
+}
+
+#[test]
+fn a_killed_serve_comes_back_on_the_same_address() {
+    let up = Up::builder().start();
+    up.wait_line("public:", 0, 20);
+    let pid = up.child_pid("serve");
+    let addr = up.local();
+    unsafe_kill(pid, 9);
+    wait_for("a new serve", 10, || {
+        (up.child_pid("serve") != pid).then_some(())
+    });
+    wait_for("/health to answer again", 10, || {
+        (up.health() == Some(200)).then_some(())
+    });
+    assert_eq!(up.local(), addr);
+    // cloudflared kept running: the tunnel listener came back on the same port.
+    assert_eq!(up.starts().len(), 1);
+}
+
+#[test]
+fn a_hung_serve_is_restarted() {
+    let up = Up::builder()
+        .arg("--health-timeout")
+        .arg("2")
+        .arg("--no-tunnel")
+        .start();
+    up.wait_line("local:", 0, 20);
+    let pid = up.child_pid("serve");
+    unsafe_kill(pid, 19); // SIGSTOP
+    up.wait_line("has not answered /health", 0, 20);
+    wait_for("a new serve", 20, || {
+        (up.child_pid("serve") != pid).then_some(())
+    });
+    wait_for("/health to answer again", 10, || {
+        (up.health() == Some(200)).then_some(())
+    });
+    wait_for("the stopped serve to be gone", 10, || {
+        (!alive(pid)).then_some(())
+    });
+}
+
+#[test]
+fn a_crash_loop_backs_off_and_says_so_while_serve_keeps_answering() {
+    let up = Up::builder().env("FAKE_CLOUDFLARED_MODE", "crash").start();
+    up.wait_line("keeps failing", 0, 20);
+    let out = up.output();
+    assert!(
+        out.contains("failed to request quick Tunnel"),
+        "the last lines are shown:\n{out}"
+    );
+    assert_eq!(up.health(), Some(200));
+    // 0.5 + 1 + 2 + 4 s of backoff: within 6 s of the first start there are at most 5 starts.
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(started.elapsed()));
+    let starts = up.starts().len();
+    assert!((3..=5).contains(&starts), "{starts} starts in ~6 s");
+}
+
+#[test]
+fn cloudflared_exiting_zero_is_restarted_too() {
+    let up = Up::builder().env("FAKE_CLOUDFLARED_MODE", "exit0").start();
+    wait_for("a restart", 20, || (up.starts().len() >= 2).then_some(()));
+    assert!(up.output().contains("cloudflared exited"));
+}
+
+#[test]
+fn a_tunnel_that_never_connects_is_reported() {
+    let up = Up::builder()
+        .env("FAKE_CLOUDFLARED_MODE", "never-ready")
+        .start();
+    up.wait_line("public:", 0, 20);
+    up.wait_line("waiting for the Cloudflare edge", 0, 5);
+    assert_eq!(up.state()["tunnel"]["ready"], false);
+}
+
+#[test]
+fn without_cloudflared_up_says_how_to_install_it_and_serves_locally() {
+    let up = Up::builder()
+        .env("CLOUDFLARED_BIN", "/nonexistent/cloudflared")
+        .start();
+    up.wait_line("local:", 0, 20);
+    let out = up.output();
+    assert!(out.contains("cloudflared was not found"), "{out}");
+    assert!(out.contains("brew install cloudflared"), "{out}");
+    assert!(out.contains("Serving locally"), "{out}");
+    assert_eq!(up.health(), Some(200));
+}
+
+#[test]
+fn the_first_run_creates_credentials_that_work() {
+    let up = Up::builder()
+        .arg("--no-tunnel")
+        .without_credentials()
+        .start();
+    let user = up.wait_line("user:", 0, 20);
+    let password = up.wait_line("password:", 0, 20);
+    let user = user.split_whitespace().last().unwrap().to_string();
+    let password = password.split_whitespace().last().unwrap().to_string();
+    assert!(password.len() >= 20);
+    let config = up.root.path().join("home/.config/remote-agent/config.toml");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the config file must be private");
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains(&password)
+    );
+    let addr = up.local();
+    let auth = basic(&user, &password);
+    let resp = common::raw_request(
+        addr,
+        format!("GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn a_second_up_on_the_same_state_dir_says_where_the_first_serves() {
+    let up = Up::builder().arg("--no-tunnel").start();
+    let local = up.wait_line("local:", 0, 20);
+    let local = local.split_whitespace().last().unwrap().to_string();
+    let out = Command::new(common::bin())
+        .args(["up", "--no-tunnel", "--port", "0", "--state-dir"])
+        .arg(up.root.path().join("state"))
+        .arg("--data-dir")
+        .arg(up.root.path().join("data2"))
+        .current_dir(up.root.path())
+        .env("HOME", up.root.path().join("home"))
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already running") && err.contains(&local),
+        "{err}"
+    );
+}
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+#[test]
+fn a_named_tunnel_runs_from_its_config_and_a_bad_config_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let bad = write(
+        &root.path().join("bad.yml"),
+        "tunnel: t\ningress:\n  - hostname: agent.example.com\n    service: http://127.0.0.1:8000\n",
+    );
+    let out = Command::new(common::bin())
+        .args([
+            "up",
+            "--tunnel",
+            "named",
+            "--tunnel-name",
+            "agent",
+            "--tunnel-config",
+        ])
+        .arg(&bad)
+        .args(["--port", "0", "--state-dir"])
+        .arg(root.path().join("state"))
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .current_dir(root.path())
+        .env("HOME", root.path())
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .env("CLOUDFLARED_BIN", fake_cloudflared())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not valid") && err.contains("last ingress rule"),
+        "{err}"
+    );
+
+    let good = write(
+        &root.path().join("good.yml"),
+        "tunnel: t\ningress:\n  - hostname: agent.example.com\n    service: http://127.0.0.1:8000\n  - service: http_status:404\n",
+    );
+    let up = Up::builder().in_dir(root).args_named(&good).start();
+    let public = up.wait_line("public:", 0, 20);
+    assert!(public.contains("https://agent.example.com"), "{public}");
+    up.wait_line("tunnel connected", 0, 20);
+    let starts = up.starts();
+    assert!(
+        starts[0].contains("\"run\"") && starts[0].contains("\"agent\""),
+        "{starts:?}"
+    );
+    assert_eq!(up.state()["tunnel"]["kind"], "named");
+}
+
+impl UpBuilder {
+    fn args_named(self, config: &Path) -> Self {
+        self.arg("--tunnel")
+            .arg("named")
+            .arg("--tunnel-name")
+            .arg("agent")
+            .arg("--tunnel-config")
+            .arg(config.display().to_string())
+    }
+}
+
+#[test]
+fn sighup_reloads_serves_settings() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write(
+        &root.path().join("config.toml"),
+        "[auth]\nusername = \"me\"\npassword = \"first-password\"\n",
+    );
+    let up = Up::builder()
+        .in_dir(root)
+        .without_credentials()
+        .arg("--no-tunnel")
+        .arg("--config")
+        .arg(config.display().to_string())
+        .start();
+    let addr = up.local();
+    let sessions = |password: &str| {
+        let auth = basic("me", password);
+        common::raw_request(
+            addr,
+            format!("GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .status
+    };
+    assert_eq!(sessions("first-password"), 200);
+    write(
+        &config,
+        "[auth]\nusername = \"me\"\npassword = \"second-password\"\n",
+    );
+    unsafe_kill(up.pid(), 1);
+    wait_for("the new password to work", 10, || {
+        (sessions("second-password") == 200).then_some(())
+    });
+    assert_eq!(sessions("first-password"), 401);
+    // An invalid file keeps the settings in force.
+    write(&config, "[auth\nbroken");
+    unsafe_kill(up.pid(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sessions("second-password"), 200);
+}
+
+#[test]
+fn serve_answers_over_https_with_a_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let server = common::Server::builder()
+        .arg("--tls-cert")
+        .arg(cert.display().to_string())
+        .arg("--tls-key")
+        .arg(key.display().to_string())
+        .start();
+    let url = format!("https://127.0.0.1:{}/health", server.addr.port());
+    let out = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["status"], "healthy");
+    // Plain HTTP to the TLS port gets no answer, and the server goes on.
+    let _ = std::net::TcpStream::connect(server.addr).map(|mut s| {
+        use std::io::Write;
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\n\r\n");
+    });
+    let again = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}
