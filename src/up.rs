@@ -142,6 +142,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         public_url: None,
         banner_url: None,
         ready: false,
+        local_announced: false,
         announced: false,
         cf_started: None,
         edge_warned: false,
@@ -258,6 +259,9 @@ struct Supervisor {
     public_url: Option<String>,
     banner_url: Option<String>,
     ready: bool,
+    /// The local URL and the user were printed (once; restarts keep the address).
+    local_announced: bool,
+    /// A public URL was printed (a later one is a change).
     announced: bool,
     cf_started: Option<Instant>,
     edge_warned: bool,
@@ -525,7 +529,6 @@ impl Supervisor {
     }
 
     fn on_serve_line(&mut self, line: &str) {
-        let first = self.local.is_none();
         if let Some(addr) = line.strip_prefix("listening on http://") {
             self.local = addr.trim().parse().ok();
         } else if let Some(addr) = line.strip_prefix("tunnel listener on http://") {
@@ -538,7 +541,8 @@ impl Supervisor {
         if self.local.is_none() || waiting_for_origin {
             return;
         }
-        if first || !self.announced && self.kind.is_none() {
+        if !self.local_announced {
+            self.local_announced = true;
             self.announce_local();
         }
         if !self.tunnel.running() && self.tunnel.next_start.is_none() && self.kind.is_some() {

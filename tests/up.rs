@@ -487,8 +487,10 @@ fn a_named_tunnel_runs_from_its_config_and_a_bad_config_is_refused() {
     assert!(public.contains("https://agent.example.com"), "{public}");
     up.wait_line("tunnel connected", 0, 20);
     let starts = up.starts();
+    // The config is checked first (`ingress validate`), then the tunnel runs by name.
+    assert!(starts[0].contains("\"validate\""), "{starts:?}");
     assert!(
-        starts[0].contains("\"run\"") && starts[0].contains("\"agent\""),
+        starts[1].contains("\"run\"") && starts[1].contains("\"agent\""),
         "{starts:?}"
     );
     assert_eq!(up.state()["tunnel"]["kind"], "named");
