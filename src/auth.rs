@@ -44,6 +44,24 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// False when a browser says the request comes from another site: `Sec-Fetch-Site` other than `same-origin` or
+/// `none`, or an `Origin` whose host is not the `Host` asked for. Clients that send neither (curl, scripts) pass.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
 /// 401 with `WWW-Authenticate: Basic`, except for our web app (`X-Requested-With: remote-agent`), so a browser
 /// never pops its own password dialog over the app's login screen.
 pub fn unauthorized(headers: &HeaderMap) -> Response<Body> {
@@ -77,6 +95,29 @@ mod tests {
         assert!(!ct_eq(b"secret", b"secret2"));
         assert!(!ct_eq(b"", b"x"));
         assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_apart() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&h(&[])));
+        assert!(same_origin(&h(&[
+            ("host", "a.example"),
+            ("origin", "https://a.example")
+        ])));
+        assert!(same_origin(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&h(&[
+            ("host", "a.example"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&h(&[("origin", "null")])));
     }
 
     #[test]

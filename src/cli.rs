@@ -156,6 +156,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls: None,
         });
     }
+    if claude::resolve_bin(&settings.claude_bin).is_none() {
+        tracing::warn!(
+            "claude executable {:?} not found or not executable: messages will fail until it is \
+             (set CLAUDE_BIN or --claude-bin)",
+            settings.claude_bin
+        );
+    }
     let settings = Shared::new(settings);
     let app = Arc::new(App {
         turns: Turns::new(store.clone(), settings.clone()),

@@ -29,6 +29,7 @@ pub fn is_own_env(name: &str) -> bool {
                 | "CLAUDE_PERMISSION_MODE"
                 | "CLAUDE_ALLOWED_TOOLS"
                 | "TUNNEL_TOKEN"
+                | "CLOUDFLARE_API_TOKEN"
                 | "CLOUDFLARED_BIN"
         )
 }
@@ -283,14 +284,14 @@ pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
             continue;
         };
         let value = value.trim();
-        let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"'))
-                || (value.starts_with('\'') && value.ends_with('\'')))
-        {
-            &value[1..value.len() - 1]
-        } else {
-            // An unquoted value ends at an inline comment.
-            value.split(" #").next().unwrap_or("").trim_end()
+        // A quoted value ends at its closing quote (a comment may follow); an unquoted one at " #".
+        let quoted = ['"', '\''].into_iter().find_map(|q| {
+            let inner = value.strip_prefix(q)?;
+            inner.find(q).map(|end| &inner[..end])
+        });
+        let value = match quoted {
+            Some(inner) => inner,
+            None => value.split(" #").next().unwrap_or("").trim_end(),
         };
         out.insert(key.trim().to_string(), value.to_string());
     }
@@ -429,7 +430,7 @@ impl Settings {
         };
         if !(1..=15).contains(&sse_keepalive) {
             return Err(ConfigError::Invalid {
-                name: "REMOTE_AGENT_SSE_KEEPALIVE",
+                name: "SSE keepalive (--sse-keepalive, REMOTE_AGENT_SSE_KEEPALIVE)",
                 message: format!("{sse_keepalive} is not between 1 and 15 seconds"),
             });
         }
@@ -455,12 +456,12 @@ impl Settings {
         for dir in first.iter().chain(file.projects.allow.iter()) {
             let dir = absolute(cwd, dir);
             let canonical = dir.canonicalize().map_err(|e| ConfigError::Invalid {
-                name: "CLAUDE_PROJECT_PATH",
+                name: "project (--project, CLAUDE_PROJECT_PATH, [projects] allow)",
                 message: format!("project directory {}: {e}", dir.display()),
             })?;
             if !canonical.is_dir() {
                 return Err(ConfigError::Invalid {
-                    name: "CLAUDE_PROJECT_PATH",
+                    name: "project (--project, CLAUDE_PROJECT_PATH, [projects] allow)",
                     message: format!("{} is not a directory", dir.display()),
                 });
             }
@@ -538,11 +539,27 @@ pub fn state_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
     Ok(dirs(flags, &env, &cwd)?.1)
 }
 
+/// Splits `Bash(git *),Edit` on the commas that are not inside parentheses (a rule may hold commas).
 fn split_rules(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
+    let mut rules = Vec::new();
+    let (mut depth, mut current) = (0usize, String::new());
+    for c in list.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                rules.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    rules.push(current);
+    rules
+        .into_iter()
+        .map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
-        .map(String::from)
         .collect()
 }
 
@@ -685,13 +702,14 @@ mod tests {
     #[test]
     fn dotenv_parses_quotes_comments_and_export() {
         let env = parse_dotenv(
-            "# comment\nexport AUTH_USERNAME=me\nAUTH_PASSWORD=\"p#w = x\"\nPORT=8001 # inline\nEMPTY=\nnot a line\n",
+            "# comment\nexport AUTH_USERNAME=me\nAUTH_PASSWORD=\"p#w = x\"\nPORT=8001 # inline\nEMPTY=\nnot a line\nMODE='plan' # comment\n",
         );
         assert_eq!(env["AUTH_USERNAME"], "me");
         assert_eq!(env["AUTH_PASSWORD"], "p#w = x");
         assert_eq!(env["PORT"], "8001");
         assert_eq!(env["EMPTY"], "");
-        assert_eq!(env.len(), 4);
+        assert_eq!(env["MODE"], "plan");
+        assert_eq!(env.len(), 5);
     }
 
     #[test]

@@ -209,14 +209,29 @@ pub async fn handle(
 }
 
 async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method().clone();
+    let Some(decoded) = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect::<Option<Vec<String>>>()
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the path is not valid percent-encoded UTF-8",
+        );
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    // HEAD is GET without the body (hyper drops it).
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
     // Public routes first; everything else needs credentials before we even say whether it exists.
     match (&method, segments.as_slice()) {
         (&Method::GET, [""]) => {
             return with_type(Response::new(full(INDEX_HTML)), "text/html; charset=utf-8");
         }
-        (&Method::GET | &Method::HEAD, ["health"]) => {
+        (&Method::GET, ["health"]) => {
             // Probed often (the supervisor, load balancers): a constant, built at compile time.
             const HEALTH: &str = concat!(
                 r#"{"status":"healthy","service":"remote-agent","version":""#,
@@ -235,10 +250,14 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> 
     if !auth::basic_ok(req.headers(), &settings.username, &settings.password) {
         return auth::unauthorized(req.headers());
     }
+    if method != Method::GET && !auth::same_origin(req.headers()) {
+        // A browser that holds the credentials must not act for another site's page.
+        return error(StatusCode::FORBIDDEN, "cross-site request refused");
+    }
     use Method as M;
     match (&method, segments.as_slice()) {
         (&M::POST, ["api", "chat"]) => chat(app, req).await,
-        (&M::POST, ["api", "reset"]) => reset(app, &req).await,
+        (&M::POST, ["api", "reset"]) => reset(app, req).await,
         (&M::GET, ["api", "sessions"]) => sessions(app),
         (&M::GET, ["api", "status"]) => status(app),
         (&M::GET, ["api", "conversations"]) => list_conversations(app),
@@ -285,7 +304,7 @@ async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
         Err(resp) => return resp,
     };
     let conv_id = body.conv_id.unwrap_or_else(|| "default".into());
-    if let Err(resp) = check_conversation_id(&conv_id) {
+    if let Err(resp) = check_conversation_id("conv_id", &conv_id) {
         return resp;
     }
     if let Some(id) = &body.session_id
@@ -333,9 +352,28 @@ async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
     )
 }
 
-async fn reset(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    let conv_id = query_param(req.uri().query(), "conv_id").unwrap_or_else(|| "default".into());
-    if let Err(resp) = check_conversation_id(&conv_id) {
+#[derive(Deserialize, Default)]
+struct ResetRequest {
+    conv_id: Option<String>,
+}
+
+async fn reset(app: &App, req: Request<Incoming>) -> Response<Body> {
+    // The prototype read `conv_id` from the query; a JSON body naming it is honoured too, rather than
+    // silently resetting `default`.
+    let from_query = query_param(req.uri().query(), "conv_id");
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0");
+    let from_body = match (&from_query, has_body) {
+        (None, true) => match read_json::<ResetRequest>(req).await {
+            Ok(body) => body.conv_id,
+            Err(resp) => return resp,
+        },
+        _ => None,
+    };
+    let conv_id = from_query.or(from_body).unwrap_or_else(|| "default".into());
+    if let Err(resp) = check_conversation_id("conv_id", &conv_id) {
         return resp;
     }
     app.turns.cancel_conversation(&conv_id).await;
@@ -396,13 +434,13 @@ pub fn valid_conversation_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn check_conversation_id(id: &str) -> Result<(), Response<Body>> {
+fn check_conversation_id(field: &str, id: &str) -> Result<(), Response<Body>> {
     if valid_conversation_id(id) {
         Ok(())
     } else {
         Err(error(
             StatusCode::BAD_REQUEST,
-            "conv_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+            format!("{field} must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -"),
         ))
     }
 }
@@ -444,7 +482,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             ));
         }
     };
-    serde_json::from_slice(&bytes)
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 

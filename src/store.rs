@@ -196,8 +196,8 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
 
 /// The figures derived from a conversation's turns (a scan of them).
 const FIGURES: &str = "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
-    (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id),
-    (SELECT t.prompt FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
+    (SELECT round(coalesce(sum(t.cost), 0.0), 9) FROM turns t WHERE t.conversation_id = c.id),
+    (SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
     (SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
     (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
      ORDER BY t.rowid LIMIT 1)";

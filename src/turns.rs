@@ -221,7 +221,10 @@ impl Turns {
 
     /// Asks a live turn to stop; false if it is not running here.
     pub fn stop(&self, turn_id: &str, why: Stop) -> bool {
-        match lock(&self.inner.live).get(turn_id) {
+        match lock(&self.inner.live)
+            .get(turn_id)
+            .filter(|live| live.ended.borrow().is_none())
+        {
             Some(live) => {
                 live.stop
                     .send_if_modified(|s| s.is_none() && s.replace(why).is_none());

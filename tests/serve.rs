@@ -437,6 +437,12 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
         ("POST", "/api/chat", b"{not json".to_vec(), 400),
         ("POST", "/api/chat", b"{}".to_vec(), 400),
+        (
+            "POST",
+            "/api/chat",
+            br#"["hi", "default", null]"#.to_vec(),
+            400,
+        ),
         ("POST", "/api/chat", br#"{"message": ""}"#.to_vec(), 400),
         ("POST", "/api/chat", br#"{"message": "   "}"#.to_vec(), 400),
         ("POST", "/api/chat", br#"{"message": 42}"#.to_vec(), 400),
@@ -588,4 +594,53 @@ fn settings_come_from_dotenv_and_the_config_file() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn a_browser_request_from_another_site_is_refused() {
+    let server = Server::start();
+    let auth = basic(USER, PASSWORD);
+    let body = br#"{"message":"pwned via form","conv_id":"victim"}"#;
+    for headers in [
+        vec![
+            ("Origin", "https://evil.example"),
+            ("Content-Type", "text/plain"),
+        ],
+        vec![("Sec-Fetch-Site", "cross-site")],
+    ] {
+        let mut h = vec![("Authorization", auth.as_str())];
+        h.extend(headers);
+        let resp = server.request("POST", "/api/chat", &h, body);
+        assert_eq!(resp.status, 403, "{}", resp.text());
+        assert!(
+            resp.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("cross-site")
+        );
+    }
+    assert!(
+        server.recorded_runs().is_empty(),
+        "claude ran for a cross-site request"
+    );
+    // The same origin, and clients that send no Origin at all, go through.
+    let origin = format!("http://{}", server.addr);
+    let resp = server.request(
+        "POST",
+        "/api/chat",
+        &[("Authorization", &auth), ("Origin", &origin)],
+        br#"{"message":"same site"}"#,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn reset_honours_a_conv_id_in_the_body() {
+    let server = Server::start();
+    ok_chat(&server, json!({"message": "one", "conv_id": "keep"}));
+    ok_chat(&server, json!({"message": "two", "conv_id": "drop"}));
+    let resp = server.authed("POST", "/api/reset", br#"{"conv_id":"drop"}"#);
+    assert_eq!(resp.json()["conv_id"], "drop");
+    let sessions = server.authed("GET", "/api/sessions", b"").json();
+    assert!(sessions.get("drop").is_none() && sessions.get("keep").is_some());
 }

@@ -344,10 +344,16 @@ fn a_killed_server_leaves_no_turn_running_and_the_conversation_goes_on() {
     server.create(json!({"id": "c"}));
     let first = server.send("c", json!({"message": "first"}));
     wait_status(&server, &first, 10);
-    let id = server.send("c", json!({"message": "[[slow:60]] doomed"}));
-    wait_for("the run to start", 10, || {
-        (server.recorded_runs().len() == 2).then_some(())
-    });
+    let id = server.send("c", json!({"message": "[[tool]] [[slow:60]] doomed"}));
+    // Once the tool call is out, the fake sleeps in its "tool" and writes nothing until then, so it outlives
+    // the server (a write to a closed pipe would end it).
+    let mut events = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
+    while let Some(e) = events.next() {
+        if e.event == "tool_use" {
+            break;
+        }
+    }
+    drop(events);
     let (pid, _) = server.recorded_runs().pop().unwrap();
     let pid: i32 = pid.parse().unwrap();
     server.stop(9);

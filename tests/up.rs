@@ -236,11 +236,12 @@ fn up_prints_the_urls_and_a_qr_code_and_stops_cleanly() {
     let mut up = Up::builder().start();
     let public = public_url(&up.wait_line("public:", 0, 20));
     assert!(public.ends_with(".trycloudflare.com"), "{public}");
+    // The QR code is printed between the URL and this line.
+    up.wait_line("tunnel connected to the Cloudflare edge", 0, 20);
     let out = up.output();
     assert!(out.contains(&format!("user:    {USER}")), "{out}");
     assert!(out.contains('█') || out.contains('▀'), "no QR code:\n{out}");
     assert!(!out.contains(PASSWORD), "the password was printed");
-    up.wait_line("tunnel connected to the Cloudflare edge", 0, 20);
     // cloudflared was pointed at serve's tunnel listener, never a user's config, and the origin answered.
     let starts = up.starts();
     assert_eq!(starts.len(), 1);

@@ -74,7 +74,7 @@ pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Re
         Err(resp) => return resp,
     };
     let id = body.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    if let Err(resp) = check_conversation_id(&id) {
+    if let Err(resp) = check_conversation_id("id", &id) {
         return resp;
     }
     let project = match &body.project {
@@ -350,6 +350,7 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewMessage {
     message: Option<String>,
     client_id: Option<String>,
