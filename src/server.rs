@@ -34,6 +34,9 @@ use crate::turns::{Submit, SubmitError, Turns};
 /// Response bodies: whole buffers now, streams later, behind one type.
 pub type Body = BoxBody<Bytes, Infallible>;
 
+/// The header that marks the supervisor's own `/health` probe, logged at debug level only.
+pub const PROBE_HEADER: &str = "x-remote-agent-probe";
+
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -192,6 +195,7 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let probe = req.headers().contains_key(PROBE_HEADER);
     let mut resp = route(app, req, &path).await;
     if path.starts_with("/api/") {
         resp.headers_mut()
@@ -199,12 +203,14 @@ pub async fn handle(
             .or_insert(HeaderValue::from_static("no-store"));
     }
     let door = if via == Via::Tunnel { " (tunnel)" } else { "" };
-    tracing::info!(
-        target: "remote_agent::http",
-        "{peer}{door} {method} {path} {} {:.1}ms",
-        resp.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if probe && path == "/health" {
+        // `up` asks every second; its probes would bury the log.
+        tracing::debug!(target: "remote_agent::http", "{peer}{door} {method} {path} {status} {ms:.1}ms (probe)");
+    } else {
+        tracing::info!(target: "remote_agent::http", "{peer}{door} {method} {path} {status} {ms:.1}ms");
+    }
     resp
 }
 

@@ -131,9 +131,15 @@ pub fn ingress_hostnames(config: &str) -> Vec<String> {
 
 /// A GET to cloudflared's metrics server: the status and body, or None if it did not answer in time.
 pub async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    get_with(addr, path, "").await
+}
+
+/// A GET on loopback with extra header lines (`Name: value\r\n`), under a two-second deadline.
+pub async fn get_with(addr: &str, path: &str, extra: &str) -> Option<(u16, String)> {
     let request = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         stream.take(64 * 1024).read_to_end(&mut buf).await.ok()?;

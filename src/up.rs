@@ -274,7 +274,7 @@ impl Supervisor {
         let mut int = signal(SignalKind::interrupt())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.start(Who::Serve)?;
         loop {
@@ -465,9 +465,12 @@ impl Supervisor {
                     tunnel::Line::Metrics(addr) => {
                         if let Ok(addr) = addr.parse() {
                             self.metrics = Some(addr);
+                            // The URL can be confirmed now; don't wait for the next tick.
+                            self.probe_tunnel();
                         }
                     }
-                    tunnel::Line::Registered | tunnel::Line::Other => {}
+                    tunnel::Line::Registered => self.probe_tunnel(),
+                    tunnel::Line::Other => {}
                 }
             }
             Event::Line { .. } => {}
@@ -596,31 +599,15 @@ impl Supervisor {
             } else {
                 local
             };
-            let tx = tx.clone();
             tokio::spawn(async move {
-                if let Some((200, _)) = tunnel::get(&addr.to_string(), "/health").await {
+                let probe = format!("{}: 1\r\n", crate::server::PROBE_HEADER);
+                if let Some((200, _)) = tunnel::get_with(&addr.to_string(), "/health", &probe).await
+                {
                     let _ = tx.send(Event::Healthy { generation });
                 }
             });
         }
-        if let Some(metrics) = self.metrics.filter(|_| self.tunnel.running()) {
-            let generation = self.tunnel.generation;
-            let want_url = matches!(self.kind, Some(Kind::Quick)) && self.public_url.is_none();
-            tokio::spawn(async move {
-                let addr = metrics.to_string();
-                let ready = tunnel::ready(&addr).await;
-                let url = if want_url {
-                    tunnel::quick_url(&addr).await
-                } else {
-                    None
-                };
-                let _ = tx.send(Event::Tunnel {
-                    generation,
-                    ready,
-                    url,
-                });
-            });
-        }
+        self.probe_tunnel();
         if let Some(since) = self.cf_started
             && !self.ready
             && !self.edge_warned
@@ -634,6 +621,30 @@ impl Supervisor {
                 self.state_dir.join("cloudflared.log").display()
             );
         }
+    }
+
+    /// Asks cloudflared's metrics server whether it is ready (and, for a quick tunnel, its URL).
+    fn probe_tunnel(&self) {
+        let Some(metrics) = self.metrics.filter(|_| self.tunnel.running()) else {
+            return;
+        };
+        let tx = self.events.0.clone();
+        let generation = self.tunnel.generation;
+        let want_url = matches!(self.kind, Some(Kind::Quick)) && self.public_url.is_none();
+        tokio::spawn(async move {
+            let addr = metrics.to_string();
+            let ready = tunnel::ready(&addr).await;
+            let url = if want_url {
+                tunnel::quick_url(&addr).await
+            } else {
+                None
+            };
+            let _ = tx.send(Event::Tunnel {
+                generation,
+                ready,
+                url,
+            });
+        });
     }
 
     fn on_tunnel_probe(&mut self, ready: bool, url: Option<String>) {
