@@ -82,3 +82,6 @@ cargo bench -q --bench chat_latency 2>/dev/null | grep -v '^$'
 
 echo "== streaming (the real-CLI part needs REMOTE_AGENT_REAL_CLAUDE)"
 cargo bench -q --bench stream 2>/dev/null | grep -v '^$'
+
+echo "== up"
+cargo bench -q --bench up 2>/dev/null | grep -v '^$'

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mock_api;
+pub mod up;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
