@@ -400,3 +400,15 @@ fn serve_answers_over_https_with_a_given_certificate() {
         .unwrap();
     assert!(again.status.success());
 }
+
+#[test]
+fn the_children_die_with_a_killed_up() {
+    let mut up = Up::builder().start();
+    up.wait_line("tunnel connected", 0, 20);
+    let (serve, cloudflared) = (up.child_pid("serve"), up.child_pid("cloudflared"));
+    unsafe_kill(up.pid(), 9);
+    let _ = up.stop();
+    wait_for("serve and cloudflared to die with up", 20, || {
+        (!alive(serve) && !alive(cloudflared)).then_some(())
+    });
+}
