@@ -564,7 +564,10 @@ impl Supervisor {
             println!("  tunnel:  none (this computer and its network only)");
             self.announced = true;
         } else {
-            println!("waiting for the Cloudflare edge…");
+            println!(
+                "  tunnel:  opening a {} Cloudflare tunnel…",
+                self.kind.as_ref().map_or("", Kind::label)
+            );
         }
         let _ = std::io::stdout().flush();
     }
