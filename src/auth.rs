@@ -78,6 +78,153 @@ pub fn unauthorized(headers: &HeaderMap) -> Response<Body> {
     resp
 }
 
+/// How many failed logins a client may make within [`FAILURE_WINDOW`] before it is locked out.
+const FAILURES_BEFORE_LOCKOUT: usize = 5;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// The first lockout; each further one doubles, up to [`MAX_LOCKOUT`].
+const FIRST_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Failures across all clients in the last minute past which every failed login is answered more slowly.
+const GLOBAL_CALM: usize = 10;
+/// API requests a client may make per second, sustained, and in a burst.
+pub const RATE_PER_SEC: f64 = 20.0;
+pub const RATE_BURST: f64 = 100.0;
+/// Clients remembered at once; the ones idle longest are forgotten first.
+const MAX_CLIENTS: usize = 10_000;
+
+/// Throttling per client (the socket peer, or `CF-Connecting-IP` on the tunnel listener): growing lockouts after
+/// failed logins, a slowdown of failed logins when failures pile up overall (never a global lockout, so an
+/// attacker cannot lock the owner out), and a request rate on the API.
+#[derive(Default)]
+pub struct Throttle {
+    state: std::sync::Mutex<ThrottleState>,
+}
+
+#[derive(Default)]
+struct ThrottleState {
+    clients: std::collections::HashMap<std::net::IpAddr, ClientState>,
+    recent_failures: std::collections::VecDeque<std::time::Instant>,
+}
+
+struct ClientState {
+    failures: std::collections::VecDeque<std::time::Instant>,
+    locked_until: Option<std::time::Instant>,
+    lockouts: u32,
+    tokens: f64,
+    refilled: std::time::Instant,
+    seen: std::time::Instant,
+}
+
+impl ClientState {
+    fn new(now: std::time::Instant) -> ClientState {
+        ClientState {
+            failures: Default::default(),
+            locked_until: None,
+            lockouts: 0,
+            tokens: RATE_BURST,
+            refilled: now,
+            seen: now,
+        }
+    }
+}
+
+impl Throttle {
+    fn with<T>(
+        &self,
+        ip: std::net::IpAddr,
+        f: impl FnOnce(&mut ClientState, &mut ThrottleState) -> T,
+    ) -> T {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.clients.len() >= MAX_CLIENTS && !state.clients.contains_key(&ip) {
+            // Forget the client idle longest (a linear scan, only when the table is full).
+            if let Some(oldest) = state
+                .clients
+                .iter()
+                .min_by_key(|(_, c)| c.seen)
+                .map(|(ip, _)| *ip)
+            {
+                state.clients.remove(&oldest);
+            }
+        }
+        let mut client = state
+            .clients
+            .remove(&ip)
+            .unwrap_or_else(|| ClientState::new(now));
+        client.seen = now;
+        let out = f(&mut client, &mut state);
+        state.clients.insert(ip, client);
+        out
+    }
+
+    /// How long the client must wait before it may try a password again, if it is locked out.
+    pub fn locked(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        let now = std::time::Instant::now();
+        self.with(ip, |c, _| {
+            c.locked_until.filter(|t| *t > now).map(|t| t - now)
+        })
+    }
+
+    /// Records a failed login; returns how long to hold the answer back (the overall slowdown).
+    pub fn failed(&self, ip: std::net::IpAddr) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        self.with(ip, |c, all| {
+            c.failures.push_back(now);
+            while c.failures.front().is_some_and(|t| now - *t > FAILURE_WINDOW) {
+                c.failures.pop_front();
+            }
+            if c.failures.len() >= FAILURES_BEFORE_LOCKOUT {
+                let lockout = FIRST_LOCKOUT
+                    .saturating_mul(1 << c.lockouts.min(16))
+                    .min(MAX_LOCKOUT);
+                c.locked_until = Some(now + lockout);
+                c.lockouts += 1;
+                c.failures.clear();
+                tracing::warn!(client = %ip, "locked out for {} s after repeated failed logins", lockout.as_secs());
+            }
+            all.recent_failures.push_back(now);
+            while all
+                .recent_failures
+                .front()
+                .is_some_and(|t| now - *t > std::time::Duration::from_secs(60))
+            {
+                all.recent_failures.pop_front();
+            }
+            let excess = all.recent_failures.len().saturating_sub(GLOBAL_CALM) as u32;
+            std::time::Duration::from_millis(100)
+                .saturating_mul(excess)
+                .min(std::time::Duration::from_secs(2))
+        })
+    }
+
+    /// Forgets a client's failures after it logged in.
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        self.with(ip, |c, _| {
+            c.failures.clear();
+            c.lockouts = 0;
+            c.locked_until = None;
+        })
+    }
+
+    /// Takes one request from the client's API budget; how long to wait when it is spent.
+    pub fn request(&self, ip: std::net::IpAddr) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        self.with(ip, |c, _| {
+            let earned = now.duration_since(c.refilled).as_secs_f64() * RATE_PER_SEC;
+            c.tokens = (c.tokens + earned).min(RATE_BURST);
+            c.refilled = now;
+            if c.tokens >= 1.0 {
+                c.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(std::time::Duration::from_secs_f64(
+                    (1.0 - c.tokens) / RATE_PER_SEC,
+                ))
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

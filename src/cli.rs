@@ -113,6 +113,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// listener on http://ADDR`), serve until SIGINT/SIGTERM, then stop every turn's child before exiting. SIGHUP
 /// reloads the settings.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    private_files();
     let flags = args.flags;
     let settings = Settings::load(&flags)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -169,6 +170,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         settings,
         store,
         started: Instant::now(),
+        throttle: Default::default(),
     });
     for line in &lines {
         println!("{line}");
@@ -218,6 +220,11 @@ fn reload(app: &App, flags: &Flags) {
         }
         Err(e) => tracing::error!("settings not reloaded, keeping the old ones: {e}"),
     }
+}
+
+/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone.
+pub fn private_files() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }
 
 /// Creates the data dir (0700) and the database file (0600) before SQLite touches them.

@@ -51,7 +51,15 @@ pub struct App {
     pub store: Arc<Store>,
     pub turns: Turns,
     pub started: Instant,
+    pub throttle: auth::Throttle,
 }
+
+/// Open connections at once across listeners; past it a connection gets a 503 and is closed. Local loopback
+/// clients (the supervisor's health probe, the owner's own tools) are not counted.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Request headers: at most this many (hyper answers 431 past it), and at most this many bytes in all.
+const MAX_HEADERS: usize = 64;
+const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Which door a connection came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +81,10 @@ pub struct Listener {
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let loops: Vec<_> = listeners
         .into_iter()
-        .map(|l| tokio::spawn(accept_loop(l, app.clone(), stopped.clone())))
+        .map(|l| tokio::spawn(accept_loop(l, app.clone(), slots.clone(), stopped.clone())))
         .collect();
     shutdown.await;
     let _ = stop.send(true);
@@ -87,13 +96,17 @@ pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<
 async fn accept_loop(
     listener: Listener,
     app: Arc<App>,
+    slots: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    // The header-read timeout also closes a kept-alive connection that sends nothing (slowloris, idle).
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(Duration::from_secs(30))
+        .max_headers(MAX_HEADERS);
     let via = listener.via;
+    let secure = listener.tls.is_some() || via == Via::Tunnel;
     let mut backoff = Duration::from_millis(5);
     loop {
         let (stream, peer) = tokio::select! {
@@ -109,11 +122,21 @@ async fn accept_loop(
             },
             () = signalled(&mut stop) => break,
         };
+        let exempt = via == Via::Local && peer.ip().is_loopback();
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if exempt => None,
+            Err(_) => {
+                tokio::spawn(refuse(stream));
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, req, peer, via).await) }
+            let _held = &permit;
+            async move { Ok::<_, Infallible>(handle(&app, req, peer, via, secure).await) }
         });
         match &listener.tls {
             None => {
@@ -156,6 +179,18 @@ async fn accept_loop(
     }
 }
 
+/// Answers a connection over the cap with a 503 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":"too many open connections; try again shortly"}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
+}
+
 /// Resolves once the flag is set (the watch's guard is dropped inside, so callers stay `Send`).
 pub async fn signalled(flag: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|set| *set).await;
@@ -185,36 +220,97 @@ pub fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Handles one request and logs it (method, path without the query, status, time; never a header).
+/// Handles one request: routes it, adds the security headers, and logs it (method, path without the query,
+/// status, time; never a header).
 pub async fn handle(
     app: &App,
     req: Request<Incoming>,
     peer: SocketAddr,
     via: Via,
+    secure: bool,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let probe = req.headers().contains_key(PROBE_HEADER);
-    let mut resp = route(app, req, &path).await;
+    let client = client_ip(&req, peer, via);
+    // This computer's own clients (the supervisor's probe, the owner's scripts) are not rate-limited.
+    let local = via == Via::Local && peer.ip().is_loopback();
+    let head_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let mut resp = if head_bytes > MAX_HEAD_BYTES {
+        error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers over {MAX_HEAD_BYTES} bytes"),
+        )
+    } else {
+        route(app, req, &path, client, local).await
+    };
+    let h = resp.headers_mut();
     if path.starts_with("/api/") {
-        resp.headers_mut()
-            .entry(header::CACHE_CONTROL)
+        h.entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if secure {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     let door = if via == Via::Tunnel { " (tunnel)" } else { "" };
     let status = resp.status().as_u16();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if probe && path == "/health" {
         // `up` asks every second; its probes would bury the log.
-        tracing::debug!(target: "remote_agent::http", "{peer}{door} {method} {path} {status} {ms:.1}ms (probe)");
+        tracing::debug!(target: "remote_agent::http", "{client}{door} {method} {path} {status} {ms:.1}ms (probe)");
     } else {
-        tracing::info!(target: "remote_agent::http", "{peer}{door} {method} {path} {status} {ms:.1}ms");
+        tracing::info!(target: "remote_agent::http", "{client}{door} {method} {path} {status} {ms:.1}ms");
     }
     resp
 }
 
-async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> {
+/// Who is asking: the socket peer, or on the tunnel listener (where every peer is cloudflared) the address
+/// Cloudflare puts in `CF-Connecting-IP`. Nowhere else is that header believed.
+fn client_ip(req: &Request<Incoming>, peer: SocketAddr, via: Via) -> std::net::IpAddr {
+    let forwarded = (via == Via::Tunnel)
+        .then(|| {
+            req.headers()
+                .get("cf-connecting-ip")?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .flatten();
+    forwarded.unwrap_or(peer.ip())
+}
+
+async fn route(
+    app: &App,
+    req: Request<Incoming>,
+    path: &str,
+    client: std::net::IpAddr,
+    local: bool,
+) -> Response<Body> {
     let Some(decoded) = path
         .trim_start_matches('/')
         .split('/')
@@ -252,9 +348,11 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> 
         (_, [""] | ["health"]) => return method_not_allowed("GET"),
         _ => {}
     }
-    let settings = app.settings.get();
-    if !auth::basic_ok(req.headers(), &settings.username, &settings.password) {
-        return auth::unauthorized(req.headers());
+    if let Err(resp) = authenticate(app, &req, client).await {
+        return resp;
+    }
+    if !local && let Err(wait) = app.throttle.request(client) {
+        return too_many(wait, "too many requests; slow down");
     }
     if method != Method::GET && !auth::same_origin(req.headers()) {
         // A browser that holds the credentials must not act for another site's page.
@@ -291,6 +389,41 @@ async fn route(app: &App, req: Request<Incoming>, path: &str) -> Response<Body> 
         (_, ["api", "turns", _, "events"]) => method_not_allowed("GET, POST"),
         _ => error(StatusCode::NOT_FOUND, format!("no route for {path}")),
     }
+}
+
+/// Checks the credentials, with the brute-force defences: a locked-out client gets 429, a failed attempt is
+/// counted, logged and (when failures pile up overall) answered slowly.
+async fn authenticate(
+    app: &App,
+    req: &Request<Incoming>,
+    client: std::net::IpAddr,
+) -> Result<(), Response<Body>> {
+    let attempted = req.headers().contains_key(header::AUTHORIZATION);
+    if attempted && let Some(wait) = app.throttle.locked(client) {
+        return Err(too_many(wait, "too many failed logins; try again later"));
+    }
+    let settings = app.settings.get();
+    if auth::basic_ok(req.headers(), &settings.username, &settings.password) {
+        app.throttle.succeeded(client);
+        return Ok(());
+    }
+    if attempted {
+        tracing::warn!(client = %client, "failed login");
+        let slow = app.throttle.failed(client);
+        if !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
+    }
+    Err(auth::unauthorized(req.headers()))
+}
+
+/// 429 with `Retry-After` in whole seconds.
+fn too_many(wait: Duration, message: &str) -> Response<Body> {
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, message);
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    resp
 }
 
 #[derive(Deserialize)]

@@ -375,6 +375,17 @@ fn serve_answers_over_https_with_a_given_certificate() {
         .start();
     let url = format!("https://127.0.0.1:{}/health", server.addr.port());
     let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        head.contains("strict-transport-security"),
+        "HSTS over HTTPS: {head}"
+    );
+    let out = Command::new("curl")
         .args(["-s", "--cacert"])
         .arg(&cert)
         .arg(&url)

@@ -58,6 +58,8 @@ pub fn alive(pid: i32) -> bool {
 /// `record/` (where the fake records argv, prompt and environment).
 pub struct Server {
     pub addr: SocketAddr,
+    /// The tunnel listener, when started with `--tunnel-listen`.
+    pub tunnel: Option<SocketAddr>,
     pub root: tempfile::TempDir,
     child: Option<Child>,
     envs: Vec<(String, String)>,
@@ -101,6 +103,7 @@ impl Builder {
         envs.extend(self.envs);
         let mut server = Server {
             addr: "127.0.0.1:0".parse().unwrap(),
+            tunnel: None,
             root,
             child: None,
             envs,
@@ -177,14 +180,28 @@ impl Server {
                     .strip_prefix("listening on http://")
                     .or_else(|| line.strip_prefix("listening on https://"));
                 if let Some(addr) = addr {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((false, addr.to_string()));
+                } else if let Some(addr) = line.strip_prefix("tunnel listener on http://") {
+                    let _ = tx.send((true, addr.to_string()));
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("serve did not start; log:\n{}", self.log()));
-        self.addr = addr.parse().unwrap();
+        let wanted = if self.args.iter().any(|a| a.starts_with("--tunnel-listen")) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..wanted {
+            let (tunnel, addr) = rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("serve did not start; log:\n{}", self.log()));
+            let addr = addr.parse().unwrap();
+            if tunnel {
+                self.tunnel = Some(addr);
+            } else {
+                self.addr = addr;
+            }
+        }
         self.child = Some(child);
     }
 
@@ -208,6 +225,25 @@ impl Server {
     /// Starts the server again on the same data dir and settings.
     pub fn restart(&mut self) {
         self.spawn();
+    }
+
+    /// A request to the tunnel listener, as cloudflared would forward it for a client at `client_ip`.
+    pub fn via_tunnel(
+        &self,
+        client_ip: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let addr = self.tunnel.expect("started with --tunnel-listen");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x.trycloudflare.com\r\nCF-Connecting-IP: {client_ip}\r\nConnection: close\r\n"
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        raw_request(addr, req.as_bytes())
     }
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
