@@ -1,10 +1,161 @@
-//! Credentials: HTTP Basic checks with constant-time comparison, and the 401 answer.
+//! Credentials and the defences around them: HTTP Basic and argon2id passwords (with a short cache of verified
+//! headers), browser sign-ins by cookie, one-time pairing tokens, the cross-site check, the 401 answer, and
+//! throttling (lockouts, an overall slowdown, a request rate).
 
 use base64::Engine;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
+use crate::config::Secret;
 use crate::server::{Body, error};
+
+/// The browser sign-in cookie.
+pub const COOKIE: &str = "ra_session";
+/// How long a browser sign-in lasts.
+pub const SESSION_TTL_SECS: i64 = 30 * 24 * 3600;
+/// How long a pairing link lasts.
+pub const PAIRING_TTL_SECS: i64 = 600;
+/// How long a verified Basic header is trusted without running argon2 again.
+const BASIC_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const BASIC_CACHE_MAX: usize = 256;
+
+/// A random 256-bit token, base64url without padding (43 characters).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 in hex: how tokens are stored (a stolen database gives no usable token).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An argon2id hash (PHC string) of a password, with a fresh salt.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+}
+
+/// Checks a password against the configured secret: constant-time for plaintext, argon2id for a hash.
+pub fn password_ok(given: &str, secret: &Secret) -> bool {
+    match secret {
+        Secret::Plain(p) => ct_eq(given.as_bytes(), p.as_bytes()),
+        Secret::Hash(h) => {
+            use argon2::password_hash::PasswordVerifier;
+            let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(h) else {
+                return false;
+            };
+            argon2::Argon2::default()
+                .verify_password(given.as_bytes(), &parsed)
+                .is_ok()
+        }
+    }
+}
+
+/// Basic headers verified lately, by a hash of the header and of the secret they were checked against, so that
+/// argon2 does not run on every API request (and cannot be used as a CPU drain by a signed-in client).
+#[derive(Default)]
+pub struct BasicCache(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl BasicCache {
+    fn key(header: &str, secret: &Secret) -> String {
+        sha256_hex(format!("{header}\n{}", secret.fingerprint()).as_bytes())
+    }
+
+    fn hit(&self, key: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).is_some_and(|t| t.elapsed() < BASIC_CACHE_TTL)
+    }
+
+    fn remember(&self, key: String) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= BASIC_CACHE_MAX {
+            map.retain(|_, t| t.elapsed() < BASIC_CACHE_TTL);
+            if map.len() >= BASIC_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, std::time::Instant::now());
+    }
+}
+
+/// Checks a request's Basic credentials against the settings; argon2 runs off the async threads, and a header
+/// verified in the last minute is not verified again.
+pub async fn basic_verified(
+    headers: &HeaderMap,
+    username: &str,
+    secret: &Secret,
+    cache: &BasicCache,
+) -> bool {
+    let Some(header) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let key = BasicCache::key(header, secret);
+    if cache.hit(&key) {
+        return true;
+    }
+    let Some((user, pass)) = basic_credentials(headers) else {
+        return false;
+    };
+    let user_ok = ct_eq(user.as_bytes(), username.as_bytes());
+    let pass_ok = match secret {
+        Secret::Plain(_) => password_ok(&pass, secret),
+        Secret::Hash(_) => {
+            let secret = secret.clone();
+            tokio::task::spawn_blocking(move || password_ok(&pass, &secret))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    let ok = user_ok & pass_ok;
+    if ok {
+        cache.remember(key);
+    }
+    ok
+}
+
+/// The value of the sign-in cookie, if the request has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// `Set-Cookie` for a sign-in (or, with `None`, one that clears it). `Secure` whenever the browser is on HTTPS.
+pub fn set_cookie(token: Option<&str>, secure: bool) -> HeaderValue {
+    let (value, age) = match token {
+        Some(t) => (t, SESSION_TTL_SECS),
+        None => ("", 0),
+    };
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={age}{secure}"
+    ))
+    .expect("a cookie of token characters")
+}
+
+/// For a request signed in by cookie that changes state: the browser must say it comes from our own page
+/// (`Sec-Fetch-Site: same-origin`, or an `Origin` naming this host).
+pub fn same_origin_strict(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let site_ok = text("sec-fetch-site").is_some_and(|s| s == "same-origin");
+    let origin_ok = matches!((text("origin"), text("host")), (Some(origin), Some(host))
+        if origin.split_once("://").is_some_and(|(_, a)| a.eq_ignore_ascii_case(host)));
+    (site_ok || origin_ok) && same_origin(headers)
+}
 
 /// Compares two byte strings in time that depends only on their lengths, not on where they differ.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {

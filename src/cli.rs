@@ -35,6 +35,34 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Set the password: stores an argon2id hash in the config file (reads it twice from the terminal, or one
+    /// line from standard input), and asks a running `up` to reload.
+    Passwd {
+        #[command(flatten)]
+        flags: Flags,
+        /// The user name to store with it [default: the one configured, else your login name]
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Print a fresh one-time link (and its QR code) that signs a phone's browser in; it lasts 10 minutes.
+    Pair {
+        #[command(flatten)]
+        flags: Flags,
+        /// Print only the link
+        #[arg(long)]
+        quiet: bool,
+        /// The URL the link starts with [default: the tunnel's, else the local one, from `up`'s state]
+        #[arg(long, value_name = "URL")]
+        base: Option<String>,
+    },
+    /// Sign browsers out.
+    Logout {
+        #[command(flatten)]
+        flags: Flags,
+        /// Sign every browser out (revoke all sign-in cookies)
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// `serve`'s own flags.
@@ -69,6 +97,9 @@ pub fn main() -> ExitCode {
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(crate::up::up(args))),
         Command::Status { flags } => crate::up::status(&flags),
+        Command::Passwd { flags, username } => passwd(&flags, username),
+        Command::Pair { flags, quiet, base } => pair(&flags, quiet, base),
+        Command::Logout { flags, all } => logout(&flags, all),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +202,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store,
         started: Instant::now(),
         throttle: Default::default(),
+        basic_cache: Default::default(),
     });
     for line in &lines {
         println!("{line}");
@@ -220,6 +252,118 @@ fn reload(app: &App, flags: &Flags) {
         }
         Err(e) => tracing::error!("settings not reloaded, keeping the old ones: {e}"),
     }
+}
+
+fn open_store_at(flags: &Flags) -> anyhow::Result<Store> {
+    private_files();
+    let dir = crate::config::data_dir(flags)?;
+    let path = dir.join("remote-agent.db");
+    anyhow::ensure!(
+        path.exists(),
+        "no database at {} (has the server run with this data dir?)",
+        path.display()
+    );
+    Store::open(&path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// `remote-agent passwd`.
+fn passwd(flags: &Flags, username: Option<String>) -> anyhow::Result<()> {
+    private_files();
+    let config = crate::config::config_path(flags)?;
+    let password = read_new_password()?;
+    anyhow::ensure!(
+        password.chars().count() >= 8,
+        "the password must have at least 8 characters"
+    );
+    let username = username
+        .or_else(|| Settings::load(flags).ok().map(|s| s.username))
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "me".into());
+    let hash = crate::auth::hash_password(&password)?;
+    crate::config::save_credentials(&config, &username, &crate::config::Secret::Hash(hash))?;
+    println!("Saved the password for {username} in {} (as an argon2id hash).", config.display());
+    if std::env::var_os("AUTH_PASSWORD").is_some() {
+        println!("Note: AUTH_PASSWORD is set in the environment and wins over the config file.");
+    }
+    match crate::config::state_dir(flags).ok().and_then(|d| crate::up::recorded_state(&d)) {
+        Some(state) => {
+            if let Some(pid) = state["pid"].as_i64() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGHUP,
+                );
+                println!("Asked the running `remote-agent up` (pid {pid}) to reload it.");
+            }
+        }
+        None => println!("A running `remote-agent serve` takes it on SIGHUP or a restart."),
+    }
+    Ok(())
+}
+
+/// Reads the new password: twice, without echo, from a terminal; else one line of standard input.
+fn read_new_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = prompt_hidden("New password: ")?;
+    let second = prompt_hidden("Again: ")?;
+    anyhow::ensure!(first == second, "the two passwords differ; nothing was changed");
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::BufRead;
+    print!("{prompt}");
+    std::io::stdout().flush()?;
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).context("reading the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning echo off")?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    println!();
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `remote-agent pair`: a one-time sign-in link, stored as a hash.
+fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> {
+    let store = open_store_at(flags)?;
+    let token = crate::auth::random_token();
+    store.create_pairing(&crate::auth::sha256_hex(token.as_bytes()), crate::auth::PAIRING_TTL_SECS)?;
+    let base = base
+        .or_else(|| {
+            let state = crate::up::recorded_state(&crate::config::state_dir(flags).ok()?)?;
+            state["tunnel"]["url"]
+                .as_str()
+                .or(state["local_url"].as_str())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "http://127.0.0.1:8000".into());
+    let link = format!("{}/pair/{token}", base.trim_end_matches('/'));
+    if quiet {
+        println!("{link}");
+    } else {
+        println!("Open this on your phone to sign its browser in (one use, 10 minutes):");
+        println!("  {link}");
+        println!("{}", crate::up::qr(&link));
+    }
+    Ok(())
+}
+
+/// `remote-agent logout --all`.
+fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(all, "say --all to sign every browser out (a single browser signs out from the app)");
+    let n = open_store_at(flags)?.revoke_all_sessions()?;
+    println!("Signed out {n} browser session(s).");
+    Ok(())
 }
 
 /// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone.

@@ -113,7 +113,7 @@ pub fn tunnel_section(path: &Path) -> Result<toml::Table, ConfigError> {
 
 /// Saves first-run credentials into the config file (created 0600 in a 0700 directory), keeping what else it
 /// holds.
-pub fn save_credentials(path: &Path, username: &str, password: &str) -> Result<(), ConfigError> {
+pub fn save_credentials(path: &Path, username: &str, password: &Secret) -> Result<(), ConfigError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |e: std::io::Error| ConfigError::File {
         path: path.to_path_buf(),
@@ -132,7 +132,12 @@ pub fn save_credentials(path: &Path, username: &str, password: &str) -> Result<(
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     if let toml::Value::Table(auth) = auth {
         auth.insert("username".into(), username.into());
-        auth.insert("password".into(), password.into());
+        auth.remove("password");
+        auth.remove("password_hash");
+        match password {
+            Secret::Plain(p) => auth.insert("password".into(), p.as_str().into()),
+            Secret::Hash(h) => auth.insert("password_hash".into(), h.as_str().into()),
+        };
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -161,7 +166,7 @@ pub fn save_credentials(path: &Path, username: &str, password: &str) -> Result<(
 pub struct Settings {
     pub username: String,
     /// Secret: never logged, never passed to a child.
-    pub password: String,
+    pub password: Secret,
     pub host: String,
     pub port: u16,
     pub data_dir: PathBuf,
@@ -189,6 +194,29 @@ impl std::fmt::Debug for Settings {
             .field("claude_bin", &self.claude_bin)
             .field("projects", &self.projects)
             .finish_non_exhaustive()
+    }
+}
+
+/// The password as configured: plaintext (from the environment, `.env`, or `password` in the file; the
+/// prototype's way) or an argon2id hash (`password_hash`, written by `remote-agent passwd`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Plain(String),
+    Hash(String),
+}
+
+impl Secret {
+    /// A fingerprint that changes when the secret does (for caches), revealing nothing of it.
+    pub fn fingerprint(&self) -> String {
+        let (kind, text) = match self {
+            Secret::Plain(p) => ("plain", p),
+            Secret::Hash(h) => ("hash", h),
+        };
+        use sha2::Digest;
+        sha2::Sha256::digest(format!("{kind}:{text}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -246,6 +274,7 @@ struct FileConfig {
 struct FileAuth {
     username: Option<String>,
     password: Option<String>,
+    password_hash: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -351,13 +380,21 @@ impl Settings {
         };
 
         let username = env("AUTH_USERNAME").or(file.auth.username);
-        let password = env("AUTH_PASSWORD").or(file.auth.password);
-        let (Some(username), Some(password)) = (
-            username.filter(|u| !u.is_empty()),
-            password.filter(|p| !p.is_empty()),
-        ) else {
+        let password = env("AUTH_PASSWORD")
+            .map(Secret::Plain)
+            .or(file.auth.password_hash.filter(|h| !h.is_empty()).map(Secret::Hash))
+            .or(file.auth.password.filter(|p| !p.is_empty()).map(Secret::Plain));
+        let (Some(username), Some(password)) = (username.filter(|u| !u.is_empty()), password) else {
             return Err(ConfigError::NoCredentials(config_path));
         };
+        if let Secret::Hash(h) = &password
+            && !h.starts_with("$argon2")
+        {
+            return Err(ConfigError::File {
+                path: config_path,
+                message: "[auth] password_hash is not an argon2 hash (set it with `remote-agent passwd`)".into(),
+            });
+        }
 
         let host = flags
             .host
@@ -523,19 +560,43 @@ fn dirs(
     Ok((data_dir, state_dir))
 }
 
-/// The state dir alone (for `status`, which needs no credentials).
-pub fn state_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
+/// The data dir alone (for commands that need no credentials).
+pub fn data_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
+    let (env, cwd) = process_env()?;
+    Ok(dirs(flags, &env, &cwd)?.0)
+}
+
+/// The config file's path alone.
+pub fn config_path(flags: &Flags) -> Result<PathBuf, ConfigError> {
+    let (env, _) = process_env()?;
+    flags
+        .config
+        .clone()
+        .or_else(|| env("REMOTE_AGENT_CONFIG").map(PathBuf::from))
+        .or_else(default_config_path)
+        .ok_or_else(|| ConfigError::Other("no home directory: pass --config".into()))
+}
+
+type EnvFn = Box<dyn Fn(&str) -> Option<String>>;
+
+/// The environment over `./.env`, and the working directory.
+fn process_env() -> Result<(EnvFn, PathBuf), ConfigError> {
     let dotenv = std::fs::read_to_string(".env")
         .map(|t| parse_dotenv(&t))
         .unwrap_or_default();
-    let env = |name: &str| {
+    let env = move |name: &str| {
         std::env::var(name)
             .ok()
             .or_else(|| dotenv.get(name).cloned())
             .filter(|v| !v.is_empty())
     };
-    let cwd = std::env::current_dir()
-        .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+    let cwd = std::env::current_dir().map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+    Ok((Box::new(env), cwd))
+}
+
+/// The state dir alone (for `status`, which needs no credentials).
+pub fn state_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
+    let (env, cwd) = process_env()?;
     Ok(dirs(flags, &env, &cwd)?.1)
 }
 

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 mod native;
+mod signin;
 
 use self::native::{
     cancel_turn, create_conversation, delete_conversation, events_poll, events_stream,
@@ -52,6 +53,26 @@ pub struct App {
     pub turns: Turns,
     pub started: Instant,
     pub throttle: auth::Throttle,
+    pub basic_cache: auth::BasicCache,
+}
+
+/// Who is asking and through which door.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// The client's address (see [`client_ip`]).
+    pub client: std::net::IpAddr,
+    /// A loopback client of the local listener: this computer itself.
+    pub local: bool,
+    /// The browser is on HTTPS (our TLS, or Cloudflare's in front of the tunnel listener).
+    pub secure: bool,
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signed {
+    /// A browser sign-in: the hash of its cookie's token.
+    Cookie(String),
+    Basic,
 }
 
 /// Open connections at once across listeners; past it a connection gets a 503 and is closed. Local loopback
@@ -235,7 +256,11 @@ pub async fn handle(
     let probe = req.headers().contains_key(PROBE_HEADER);
     let client = client_ip(&req, peer, via);
     // This computer's own clients (the supervisor's probe, the owner's scripts) are not rate-limited.
-    let local = via == Via::Local && peer.ip().is_loopback();
+    let ctx = Ctx {
+        client,
+        local: via == Via::Local && peer.ip().is_loopback(),
+        secure,
+    };
     let head_bytes: usize = req
         .headers()
         .iter()
@@ -247,7 +272,7 @@ pub async fn handle(
             format!("request headers over {MAX_HEAD_BYTES} bytes"),
         )
     } else {
-        route(app, req, &path, client, local).await
+        route(app, req, &path, ctx).await
     };
     let h = resp.headers_mut();
     if path.starts_with("/api/") {
@@ -308,8 +333,7 @@ async fn route(
     app: &App,
     req: Request<Incoming>,
     path: &str,
-    client: std::net::IpAddr,
-    local: bool,
+    ctx: Ctx,
 ) -> Response<Body> {
     let Some(decoded) = path
         .trim_start_matches('/')
@@ -345,17 +369,27 @@ async fn route(
                 "application/json",
             );
         }
-        (_, [""] | ["health"]) => return method_not_allowed("GET"),
+        (&Method::POST, ["api", "login"]) => return signin::login(app, req, ctx).await,
+        (&Method::GET, ["pair", token]) => return signin::pair_page(app, token),
+        (&Method::POST, ["pair", token]) => return signin::pair(app, &req, token, ctx),
+        (_, [""] | ["health"] | ["pair", _]) => return method_not_allowed("GET"),
+        (_, ["api", "login"]) => return method_not_allowed("POST"),
         _ => {}
     }
-    if let Err(resp) = authenticate(app, &req, client).await {
-        return resp;
-    }
-    if !local && let Err(wait) = app.throttle.request(client) {
+    let signed = match authenticate(app, &req, ctx.client).await {
+        Ok(signed) => signed,
+        Err(resp) => return resp,
+    };
+    if !ctx.local && let Err(wait) = app.throttle.request(ctx.client) {
         return too_many(wait, "too many requests; slow down");
     }
-    if method != Method::GET && !auth::same_origin(req.headers()) {
-        // A browser that holds the credentials must not act for another site's page.
+    // A browser that holds credentials must not act for another site's page; signed in by cookie, it must
+    // even say that the request comes from our own.
+    let same_site = match signed {
+        Signed::Cookie(_) => auth::same_origin_strict(req.headers()),
+        Signed::Basic => auth::same_origin(req.headers()),
+    };
+    if method != Method::GET && !same_site {
         return error(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     use Method as M;
@@ -364,6 +398,7 @@ async fn route(
         (&M::POST, ["api", "reset"]) => reset(app, req).await,
         (&M::GET, ["api", "sessions"]) => sessions(app),
         (&M::GET, ["api", "status"]) => status(app),
+        (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),
         (&M::GET, ["api", "conversations"]) => list_conversations(app),
         (&M::POST, ["api", "conversations"]) => create_conversation(app, req).await,
         (&M::GET, ["api", "conversations", id]) => get_conversation(app, &req, id),
@@ -391,30 +426,43 @@ async fn route(
     }
 }
 
-/// Checks the credentials, with the brute-force defences: a locked-out client gets 429, a failed attempt is
-/// counted, logged and (when failures pile up overall) answered slowly.
+/// Checks the credentials (a sign-in cookie, else HTTP Basic) with the brute-force defences: a locked-out client
+/// gets 429, a failed attempt is counted, logged and (when failures pile up overall) answered slowly.
 async fn authenticate(
     app: &App,
     req: &Request<Incoming>,
     client: std::net::IpAddr,
-) -> Result<(), Response<Body>> {
+) -> Result<Signed, Response<Body>> {
+    if let Some(token) = auth::session_cookie(req.headers()) {
+        let hash = auth::sha256_hex(token.as_bytes());
+        match app.store.session_valid(&hash) {
+            Ok(true) => return Ok(Signed::Cookie(hash)),
+            Ok(false) => {}
+            Err(e) => return Err(internal(e)),
+        }
+    }
     let attempted = req.headers().contains_key(header::AUTHORIZATION);
     if attempted && let Some(wait) = app.throttle.locked(client) {
         return Err(too_many(wait, "too many failed logins; try again later"));
     }
     let settings = app.settings.get();
-    if auth::basic_ok(req.headers(), &settings.username, &settings.password) {
+    if auth::basic_verified(req.headers(), &settings.username, &settings.password, &app.basic_cache).await {
         app.throttle.succeeded(client);
-        return Ok(());
+        return Ok(Signed::Basic);
     }
     if attempted {
-        tracing::warn!(client = %client, "failed login");
-        let slow = app.throttle.failed(client);
-        if !slow.is_zero() {
-            tokio::time::sleep(slow).await;
-        }
+        login_failed(app, client).await;
     }
     Err(auth::unauthorized(req.headers()))
+}
+
+/// Counts and logs a failed login, holding the answer back while failures pile up overall.
+async fn login_failed(app: &App, client: std::net::IpAddr) {
+    tracing::warn!(client = %client, "failed login");
+    let slow = app.throttle.failed(client);
+    if !slow.is_zero() {
+        tokio::time::sleep(slow).await;
+    }
 }
 
 /// 429 with `Retry-After` in whole seconds.

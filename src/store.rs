@@ -49,6 +49,19 @@ CREATE TABLE events (
     data    TEXT NOT NULL,
     PRIMARY KEY (turn_id, seq)
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE auth_sessions (
+    token_hash TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE pairing_tokens (
+    token_hash TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) WITHOUT ROWID;
 "#];
 
 /// A conversation with the figures derived from its turns.
@@ -102,6 +115,15 @@ pub struct Finish {
     pub error: Option<String>,
     /// Store `session_id` on the conversation (only a successful result may).
     pub keep_session: bool,
+}
+
+/// What a pairing link is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    Valid,
+    Used,
+    Expired,
+    Unknown,
 }
 
 /// A process recorded for a turn that was still running when the server stopped.
@@ -586,6 +608,94 @@ impl Store {
         Ok(out)
     }
 
+    /// Records a browser sign-in, by the hash of its token, valid for `ttl_secs`.
+    pub fn create_session(&self, token_hash: &str, ttl_secs: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO auth_sessions (token_hash, created_at, expires_at)
+             VALUES (?1, unixepoch(), unixepoch() + ?2)",
+            params![token_hash, ttl_secs],
+        )?;
+        Ok(())
+    }
+
+    /// True for a sign-in that exists, has not expired and was not revoked.
+    pub fn session_valid(&self, token_hash: &str) -> Result<bool> {
+        self.conn()
+            .prepare_cached(
+                "SELECT 1 FROM auth_sessions
+                 WHERE token_hash = ?1 AND revoked = 0 AND expires_at > unixepoch()",
+            )?
+            .exists([token_hash])
+    }
+
+    /// Revokes one sign-in; false if there was none.
+    pub fn revoke_session(&self, token_hash: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "UPDATE auth_sessions SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+            [token_hash],
+        )? > 0)
+    }
+
+    /// Revokes every sign-in; returns how many were live.
+    pub fn revoke_all_sessions(&self) -> Result<usize> {
+        self.conn().execute(
+            "UPDATE auth_sessions SET revoked = 1 WHERE revoked = 0 AND expires_at > unixepoch()",
+            [],
+        )
+    }
+
+    /// Records a one-time pairing token, by its hash, valid for `ttl_secs`.
+    pub fn create_pairing(&self, token_hash: &str, ttl_secs: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO pairing_tokens (token_hash, created_at, expires_at)
+             VALUES (?1, unixepoch(), unixepoch() + ?2)",
+            params![token_hash, ttl_secs],
+        )?;
+        Ok(())
+    }
+
+    /// A pairing token's state, without spending it.
+    pub fn pairing(&self, token_hash: &str) -> Result<Pairing> {
+        let row: Option<(bool, bool)> = self
+            .conn()
+            .query_row(
+                "SELECT used_at IS NOT NULL, expires_at <= unixepoch() FROM pairing_tokens WHERE token_hash = ?1",
+                [token_hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            None => Pairing::Unknown,
+            Some((true, _)) => Pairing::Used,
+            Some((false, true)) => Pairing::Expired,
+            Some((false, false)) => Pairing::Valid,
+        })
+    }
+
+    /// Spends a valid pairing token and records the sign-in it buys, in one transaction; the token's state
+    /// otherwise.
+    pub fn spend_pairing(&self, token_hash: &str, session_hash: &str, ttl_secs: i64) -> Result<Pairing> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let spent = tx.execute(
+            "UPDATE pairing_tokens SET used_at = unixepoch()
+             WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > unixepoch()",
+            [token_hash],
+        )?;
+        if spent == 0 {
+            drop(tx);
+            drop(conn);
+            return self.pairing(token_hash);
+        }
+        tx.execute(
+            "INSERT INTO auth_sessions (token_hash, created_at, expires_at)
+             VALUES (?1, unixepoch(), unixepoch() + ?2)",
+            params![session_hash, ttl_secs],
+        )?;
+        tx.commit()?;
+        Ok(Pairing::Valid)
+    }
+
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
     /// processes those turns had recorded, to be stopped.
     pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
@@ -681,6 +791,27 @@ mod tests {
                 data: "{}".into()
             }]
         );
+    }
+
+    #[test]
+    fn sessions_and_pairing_tokens() {
+        let s = Store::open_in_memory().unwrap();
+        s.create_session("h1", 60).unwrap();
+        s.create_session("h2", -1).unwrap();
+        assert!(s.session_valid("h1").unwrap());
+        assert!(!s.session_valid("h2").unwrap(), "expired");
+        assert!(!s.session_valid("nope").unwrap());
+        assert_eq!(s.revoke_all_sessions().unwrap(), 1);
+        assert!(!s.session_valid("h1").unwrap());
+        s.create_pairing("p", 600).unwrap();
+        assert_eq!(s.pairing("p").unwrap(), Pairing::Valid);
+        assert_eq!(s.spend_pairing("p", "h3", 60).unwrap(), Pairing::Valid);
+        assert!(s.session_valid("h3").unwrap());
+        assert_eq!(s.spend_pairing("p", "h4", 60).unwrap(), Pairing::Used);
+        assert!(!s.session_valid("h4").unwrap());
+        s.create_pairing("old", -1).unwrap();
+        assert_eq!(s.spend_pairing("old", "h5", 60).unwrap(), Pairing::Expired);
+        assert_eq!(s.pairing("other").unwrap(), Pairing::Unknown);
     }
 
     #[test]

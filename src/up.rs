@@ -564,6 +564,7 @@ impl Supervisor {
         if self.kind.is_none() {
             println!("  tunnel:  none (this computer and its network only)");
             self.announced = true;
+            self.print_pairing(&local);
         } else {
             println!(
                 "  tunnel:  opening a {} Cloudflare tunnel…",
@@ -627,6 +628,27 @@ impl Supervisor {
         }
     }
 
+    /// Prints a one-time link (and its QR code) that signs a phone in, made by `remote-agent pair` in a child
+    /// process so that the supervisor itself never opens the database.
+    fn print_pairing(&self, base: &str) {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("pair")
+            .args(self.flags.to_args())
+            .arg("--quiet")
+            .arg(format!("--base={base}"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        tokio::spawn(async move {
+            let Ok(out) = cmd.output().await else { return };
+            let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && !link.is_empty() {
+                println!("  sign in a phone at once (one use, 10 minutes): {link}");
+                println!("{}", qr(&link));
+                let _ = std::io::stdout().flush();
+            }
+        });
+    }
+
     /// Asks cloudflared's metrics server whether it is ready (and, for a quick tunnel, its URL).
     fn probe_tunnel(&self) {
         let Some(metrics) = self.metrics.filter(|_| self.tunnel.running()) else {
@@ -668,6 +690,7 @@ impl Supervisor {
             }
             println!("  public:  {url}");
             println!("{}", qr(&url));
+            self.print_pairing(&url);
             if !self.ready {
                 println!("waiting for the Cloudflare edge…");
             }
@@ -999,12 +1022,14 @@ fn first_run(config: &Path) -> anyhow::Result<()> {
         })
         .unwrap_or_else(|| "me".into());
     let password = random_password();
-    crate::config::save_credentials(config, &username, &password)?;
+    let hash = crate::auth::hash_password(&password)?;
+    crate::config::save_credentials(config, &username, &crate::config::Secret::Hash(hash))?;
     println!("First run: created a login for this server.");
     println!("  user:     {username}");
     println!("  password: {password}");
     println!(
-        "Saved in {} (readable only by you). To change them, edit [auth] there and restart.",
+        "Saved in {} as an argon2 hash (readable only by you); this is the only time the password is shown. \
+         Change it with `remote-agent passwd`.",
         config.display()
     );
     Ok(())

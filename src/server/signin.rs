@@ -1,0 +1,156 @@
+//! Browser sign-in: `POST /api/login` (a cookie for the password), `POST /api/logout`, and one-time pairing
+//! links (`GET /pair/{token}` shows a page and changes nothing, `POST` signs the browser in).
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+
+use super::{App, Body, Ctx, Signed, error, full, internal, login_failed, read_json, too_many};
+use crate::auth;
+use crate::store::Pairing;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/login {username, password}` → 204 and the `ra_session` cookie; the brute-force defences apply as
+/// for Basic.
+pub(super) async fn login(app: &App, req: Request<Incoming>, ctx: Ctx) -> Response<Body> {
+    if !auth::same_origin(req.headers()) {
+        return error(StatusCode::FORBIDDEN, "cross-site request refused");
+    }
+    if let Some(wait) = app.throttle.locked(ctx.client) {
+        return too_many(wait, "too many failed logins; try again later");
+    }
+    let body: Login = match read_json(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let settings = app.settings.get();
+    let user_ok = auth::ct_eq(body.username.as_bytes(), settings.username.as_bytes());
+    let secret = settings.password.clone();
+    let password = body.password;
+    let pass_ok = tokio::task::spawn_blocking(move || auth::password_ok(&password, &secret))
+        .await
+        .unwrap_or(false);
+    if !(user_ok & pass_ok) {
+        login_failed(app, ctx.client).await;
+        return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
+    }
+    app.throttle.succeeded(ctx.client);
+    let token = auth::random_token();
+    if let Err(e) = app
+        .store
+        .create_session(&auth::sha256_hex(token.as_bytes()), auth::SESSION_TTL_SECS)
+    {
+        return internal(e);
+    }
+    tracing::info!(client = %ctx.client, "signed in");
+    signed_in(StatusCode::NO_CONTENT, &token, ctx)
+}
+
+fn signed_in(status: StatusCode, token: &str, ctx: Ctx) -> Response<Body> {
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, auth::set_cookie(Some(token), ctx.secure));
+    resp
+}
+
+/// `POST /api/logout`: revokes this browser's sign-in and clears its cookie.
+pub(super) fn logout(app: &App, signed: &Signed, ctx: Ctx) -> Response<Body> {
+    if let Signed::Cookie(hash) = signed
+        && let Err(e) = app.store.revoke_session(hash)
+    {
+        return internal(e);
+    }
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, auth::set_cookie(None, ctx.secure));
+    resp
+}
+
+/// `GET /pair/{token}`: a page that asks to confirm. Chat apps fetch links to preview them, so a GET spends
+/// nothing.
+pub(super) fn pair_page(app: &App, token: &str) -> Response<Body> {
+    match app.store.pairing(&auth::sha256_hex(token.as_bytes())) {
+        Ok(Pairing::Valid) => page(
+            StatusCode::OK,
+            "Sign in this browser?",
+            "This one-time link signs this browser in to remote-agent, which can run Claude Code on your \
+             computer. Continue only if you opened this link yourself.",
+            true,
+        ),
+        Ok(other) => spent(other),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /pair/{token}`: spends the token, signs the browser in, and sends it to the app.
+pub(super) fn pair(app: &App, req: &Request<Incoming>, token: &str, ctx: Ctx) -> Response<Body> {
+    if !auth::same_origin(req.headers()) {
+        return error(StatusCode::FORBIDDEN, "cross-site request refused");
+    }
+    let session = auth::random_token();
+    match app.store.spend_pairing(
+        &auth::sha256_hex(token.as_bytes()),
+        &auth::sha256_hex(session.as_bytes()),
+        auth::SESSION_TTL_SECS,
+    ) {
+        Ok(Pairing::Valid) => {
+            tracing::info!(client = %ctx.client, "signed in with a pairing link");
+            let mut resp = signed_in(StatusCode::SEE_OTHER, &session, ctx);
+            resp.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
+            resp
+        }
+        Ok(other) => {
+            tracing::warn!(client = %ctx.client, "a spent or unknown pairing link was used");
+            spent(other)
+        }
+        Err(e) => internal(e),
+    }
+}
+
+fn spent(state: Pairing) -> Response<Body> {
+    let why = match state {
+        Pairing::Used => "This pairing link has already been used.",
+        Pairing::Expired => "This pairing link has expired (they last 10 minutes).",
+        Pairing::Valid | Pairing::Unknown => "This pairing link is not valid.",
+    };
+    page(
+        StatusCode::GONE,
+        "Link no longer valid",
+        &format!("{why} Run `remote-agent pair` on your computer for a new one, or sign in with your password."),
+        false,
+    )
+}
+
+/// A small HTML page, with no script and no inline style (the CSP allows neither).
+fn page(status: StatusCode, title: &str, text: &str, confirm: bool) -> Response<Body> {
+    let form = if confirm {
+        r#"<form method="post"><button type="submit">Sign in</button></form>"#
+    } else {
+        r#"<p><a href="/">Open remote-agent</a></p>"#
+    };
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · remote-agent</title></head>\
+         <body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>\n"
+    );
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
