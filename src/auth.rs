@@ -95,7 +95,10 @@ pub async fn basic_verified(
     secret: &Secret,
     cache: &BasicCache,
 ) -> bool {
-    let Some(header) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(header) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let key = BasicCache::key(header, secret);

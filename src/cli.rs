@@ -281,11 +281,17 @@ fn passwd(flags: &Flags, username: Option<String>) -> anyhow::Result<()> {
         .unwrap_or_else(|| "me".into());
     let hash = crate::auth::hash_password(&password)?;
     crate::config::save_credentials(&config, &username, &crate::config::Secret::Hash(hash))?;
-    println!("Saved the password for {username} in {} (as an argon2id hash).", config.display());
+    println!(
+        "Saved the password for {username} in {} (as an argon2id hash).",
+        config.display()
+    );
     if std::env::var_os("AUTH_PASSWORD").is_some() {
         println!("Note: AUTH_PASSWORD is set in the environment and wins over the config file.");
     }
-    match crate::config::state_dir(flags).ok().and_then(|d| crate::up::recorded_state(&d)) {
+    match crate::config::state_dir(flags)
+        .ok()
+        .and_then(|d| crate::up::recorded_state(&d))
+    {
         Some(state) => {
             if let Some(pid) = state["pid"].as_i64() {
                 let _ = nix::sys::signal::kill(
@@ -311,7 +317,10 @@ fn read_new_password() -> anyhow::Result<String> {
     }
     let first = prompt_hidden("New password: ")?;
     let second = prompt_hidden("Again: ")?;
-    anyhow::ensure!(first == second, "the two passwords differ; nothing was changed");
+    anyhow::ensure!(
+        first == second,
+        "the two passwords differ; nothing was changed"
+    );
     Ok(first)
 }
 
@@ -337,7 +346,10 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
 fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> {
     let store = open_store_at(flags)?;
     let token = crate::auth::random_token();
-    store.create_pairing(&crate::auth::sha256_hex(token.as_bytes()), crate::auth::PAIRING_TTL_SECS)?;
+    store.create_pairing(
+        &crate::auth::sha256_hex(token.as_bytes()),
+        crate::auth::PAIRING_TTL_SECS,
+    )?;
     let base = base
         .or_else(|| {
             let state = crate::up::recorded_state(&crate::config::state_dir(flags).ok()?)?;
@@ -360,7 +372,10 @@ fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> 
 
 /// `remote-agent logout --all`.
 fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(all, "say --all to sign every browser out (a single browser signs out from the app)");
+    anyhow::ensure!(
+        all,
+        "say --all to sign every browser out (a single browser signs out from the app)"
+    );
     let n = open_store_at(flags)?.revoke_all_sessions()?;
     println!("Signed out {n} browser session(s).");
     Ok(())

@@ -382,9 +382,18 @@ impl Settings {
         let username = env("AUTH_USERNAME").or(file.auth.username);
         let password = env("AUTH_PASSWORD")
             .map(Secret::Plain)
-            .or(file.auth.password_hash.filter(|h| !h.is_empty()).map(Secret::Hash))
-            .or(file.auth.password.filter(|p| !p.is_empty()).map(Secret::Plain));
-        let (Some(username), Some(password)) = (username.filter(|u| !u.is_empty()), password) else {
+            .or(file
+                .auth
+                .password_hash
+                .filter(|h| !h.is_empty())
+                .map(Secret::Hash))
+            .or(file
+                .auth
+                .password
+                .filter(|p| !p.is_empty())
+                .map(Secret::Plain));
+        let (Some(username), Some(password)) = (username.filter(|u| !u.is_empty()), password)
+        else {
             return Err(ConfigError::NoCredentials(config_path));
         };
         if let Secret::Hash(h) = &password
@@ -392,7 +401,9 @@ impl Settings {
         {
             return Err(ConfigError::File {
                 path: config_path,
-                message: "[auth] password_hash is not an argon2 hash (set it with `remote-agent passwd`)".into(),
+                message:
+                    "[auth] password_hash is not an argon2 hash (set it with `remote-agent passwd`)"
+                        .into(),
             });
         }
 
@@ -590,7 +601,8 @@ fn process_env() -> Result<(EnvFn, PathBuf), ConfigError> {
             .or_else(|| dotenv.get(name).cloned())
             .filter(|v| !v.is_empty())
     };
-    let cwd = std::env::current_dir().map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
     Ok((Box::new(env), cwd))
 }
 

@@ -329,12 +329,7 @@ fn client_ip(req: &Request<Incoming>, peer: SocketAddr, via: Via) -> std::net::I
     forwarded.unwrap_or(peer.ip())
 }
 
-async fn route(
-    app: &App,
-    req: Request<Incoming>,
-    path: &str,
-    ctx: Ctx,
-) -> Response<Body> {
+async fn route(app: &App, req: Request<Incoming>, path: &str, ctx: Ctx) -> Response<Body> {
     let Some(decoded) = path
         .trim_start_matches('/')
         .split('/')
@@ -380,7 +375,9 @@ async fn route(
         Ok(signed) => signed,
         Err(resp) => return resp,
     };
-    if !ctx.local && let Err(wait) = app.throttle.request(ctx.client) {
+    if !ctx.local
+        && let Err(wait) = app.throttle.request(ctx.client)
+    {
         return too_many(wait, "too many requests; slow down");
     }
     // A browser that holds credentials must not act for another site's page; signed in by cookie, it must
@@ -446,7 +443,14 @@ async fn authenticate(
         return Err(too_many(wait, "too many failed logins; try again later"));
     }
     let settings = app.settings.get();
-    if auth::basic_verified(req.headers(), &settings.username, &settings.password, &app.basic_cache).await {
+    if auth::basic_verified(
+        req.headers(),
+        &settings.username,
+        &settings.password,
+        &app.basic_cache,
+    )
+    .await
+    {
         app.throttle.succeeded(client);
         return Ok(Signed::Basic);
     }

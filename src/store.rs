@@ -10,7 +10,8 @@ use serde::Serialize;
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
 /// Append-only: each entry moves `user_version` up by one. Never edit a shipped entry.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     id              TEXT PRIMARY KEY,
     title           TEXT,
@@ -49,7 +50,8 @@ CREATE TABLE events (
     data    TEXT NOT NULL,
     PRIMARY KEY (turn_id, seq)
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE auth_sessions (
     token_hash TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL,
@@ -62,7 +64,8 @@ CREATE TABLE pairing_tokens (
     expires_at INTEGER NOT NULL,
     used_at    INTEGER
 ) WITHOUT ROWID;
-"#];
+"#,
+];
 
 /// A conversation with the figures derived from its turns.
 #[derive(Debug, Clone, Serialize)]
@@ -674,7 +677,12 @@ impl Store {
 
     /// Spends a valid pairing token and records the sign-in it buys, in one transaction; the token's state
     /// otherwise.
-    pub fn spend_pairing(&self, token_hash: &str, session_hash: &str, ttl_secs: i64) -> Result<Pairing> {
+    pub fn spend_pairing(
+        &self,
+        token_hash: &str,
+        session_hash: &str,
+        ttl_secs: i64,
+    ) -> Result<Pairing> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let spent = tx.execute(

@@ -190,8 +190,14 @@ fn the_first_run_creates_credentials_that_work() {
     let mode = std::fs::metadata(&config).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the config file must be private");
     let saved = std::fs::read_to_string(&config).unwrap();
-    assert!(saved.contains("password_hash") && saved.contains("$argon2id$"), "{saved}");
-    assert!(!saved.contains(&password), "the password itself is never stored");
+    assert!(
+        saved.contains("password_hash") && saved.contains("$argon2id$"),
+        "{saved}"
+    );
+    assert!(
+        !saved.contains(&password),
+        "the password itself is never stored"
+    );
     let addr = up.local();
     let auth = basic(&user, &password);
     let resp = common::raw_request(

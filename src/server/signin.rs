@@ -56,8 +56,10 @@ pub(super) async fn login(app: &App, req: Request<Incoming>, ctx: Ctx) -> Respon
 fn signed_in(status: StatusCode, token: &str, ctx: Ctx) -> Response<Body> {
     let mut resp = Response::new(full(""));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, auth::set_cookie(Some(token), ctx.secure));
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        auth::set_cookie(Some(token), ctx.secure),
+    );
     resp
 }
 
@@ -126,7 +128,9 @@ fn spent(state: Pairing) -> Response<Body> {
     page(
         StatusCode::GONE,
         "Link no longer valid",
-        &format!("{why} Run `remote-agent pair` on your computer for a new one, or sign in with your password."),
+        &format!(
+            "{why} Run `remote-agent pair` on your computer for a new one, or sign in with your password."
+        ),
         false,
     )
 }
