@@ -429,3 +429,16 @@ fn a_seeded_fuzz_of_the_request_path_finds_no_500_and_no_crash() {
     assert!(!server.log().contains("panicked"));
     assert_eq!(server.request("GET", "/health", &[], b"").status, 200);
 }
+
+#[test]
+fn a_project_outside_the_allow_list_is_refused_even_through_a_symlink_or_dots() {
+    let server = Server::start();
+    let link = server.path("project").join("escape");
+    std::os::unix::fs::symlink("/", &link).unwrap();
+    let dots = format!("{}/..", server.path("project").display());
+    for project in [link.display().to_string(), dots, "/etc".to_string()] {
+        let body = serde_json::json!({ "project": project }).to_string();
+        let r = server.authed("POST", "/api/conversations", body.as_bytes());
+        assert_eq!(r.status, 400, "{project}: {}", r.text());
+    }
+}
