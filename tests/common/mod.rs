@@ -334,18 +334,23 @@ impl Drop for Server {
     /// SIGTERM, so the server stops its turns' children as it would in use; SIGKILL if it hangs.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe_kill(child.id() as i32, 15);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            unsafe_kill(child.id() as i32, 9);
-            let _ = child.wait();
+            terminate(&mut child, Duration::from_secs(15));
         }
     }
+}
+
+/// SIGTERM, up to `grace` for the process to exit, then SIGKILL; reaps it.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    unsafe_kill(child.id() as i32, 15);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe_kill(child.id() as i32, 9);
+    let _ = child.wait();
 }
 
 /// Sends a signal with the kill command (keeps the tests free of unsafe code).

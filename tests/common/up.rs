@@ -231,16 +231,7 @@ impl Up {
 impl Drop for Up {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe_kill(child.id() as i32, 15);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            unsafe_kill(child.id() as i32, 9);
-            let _ = child.wait();
+            super::terminate(&mut child, Duration::from_secs(20));
         }
     }
 }

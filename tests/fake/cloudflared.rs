@@ -86,6 +86,9 @@
 //!   (without argv[0]) as one line to `<dir>/starts` (the directory is created if needed).
 //! - Read like the real one: `TUNNEL_TOKEN`, `TUNNEL_TOKEN_FILE`, `TUNNEL_LOG_OUTPUT`, `TUNNEL_GRACE_PERIOD`.
 
+#[path = "clock.rs"]
+mod clock;
+
 use std::collections::BTreeMap;
 use std::ffi::c_int;
 use std::fmt::Write as _;
@@ -97,7 +100,7 @@ use std::process;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
 use serde_json::{Value, json};
@@ -1418,26 +1421,7 @@ fn console_value(value: &str) -> String {
 
 /// The current UTC time as `2026-11-24T19:54:05Z`.
 fn timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    clock::utc(false)
 }
 
 /// A Go-like text for an I/O error (`connection refused`, `no such file or directory`, …).
