@@ -87,11 +87,11 @@ fn failed_logins_lock_the_client_out_and_only_that_client() {
         &[("Authorization", &right)],
     );
     assert_eq!(r.status, 200);
-    let log = server.log();
-    assert!(
-        log.contains("failed login") && log.contains(attacker),
-        "failures are logged"
-    );
+    // The log is written by a writer thread: wait for it.
+    let log = wait_for("the failures in the log", 10, || {
+        let log = server.log();
+        (log.contains("failed login") && log.contains(attacker)).then_some(log)
+    });
     assert!(!log.contains("guess") && !log.contains(PASSWORD));
 }
 
