@@ -442,3 +442,40 @@ fn a_project_outside_the_allow_list_is_refused_even_through_a_symlink_or_dots() 
         assert_eq!(r.status, 400, "{project}: {}", r.text());
     }
 }
+
+#[test]
+fn a_slow_or_idle_connection_is_closed() {
+    let server = Server::start();
+    let addr = server.addr;
+    // Slowloris: headers that never end.
+    let slow = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        started.elapsed()
+    });
+    // Idle: one request on a kept-alive connection, then silence.
+    let idle = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        (started.elapsed(), statuses(&buf))
+    });
+    let slow = slow.join().unwrap();
+    let (idle, answered) = idle.join().unwrap();
+    assert_eq!(answered, [200]);
+    for waited in [slow, idle] {
+        assert!(
+            waited >= Duration::from_secs(25) && waited < Duration::from_secs(40),
+            "closed after {waited:?}"
+        );
+    }
+}

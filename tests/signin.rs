@@ -103,6 +103,15 @@ fn a_login_gives_a_cookie_that_signs_the_browser_in_until_logout() {
         after.header("www-authenticate").is_none(),
         "no browser dialog over the app"
     );
+    // No secret reaches the status or the log.
+    let status = server.authed("GET", "/api/status", b"").text();
+    let token = c.split_once('=').unwrap().1;
+    assert!(!status.contains(PASSWORD) && !status.contains(token));
+    let log = wait_for("the request log", 10, || {
+        let log = server.log();
+        log.contains("POST /api/logout").then_some(log)
+    });
+    assert!(!log.contains(PASSWORD) && !log.contains(token));
 }
 
 #[test]

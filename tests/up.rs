@@ -60,6 +60,21 @@ fn up_prints_the_urls_and_a_qr_code_and_stops_cleanly() {
     assert!(status.status.success());
     assert!(String::from_utf8_lossy(&status.stdout).contains(&public));
 
+    // The state dir and everything in it are private.
+    use std::os::unix::fs::PermissionsExt;
+    let state = up.root.path().join("state");
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for name in ["serve.log", "cloudflared.log", "state.json", "up.lock"] {
+        let mode = std::fs::metadata(state.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name} is {mode:o}");
+    }
     let (serve, cloudflared) = (up.child_pid("serve"), up.child_pid("cloudflared"));
     let exit = up.stop();
     assert!(exit.success(), "up exited with {exit}");
