@@ -44,7 +44,48 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// How long open connections get to finish after a shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
 
-const INDEX_HTML: &str = include_str!("../assets/index.html");
+/// The web app, embedded at build time: (file name, content type, bytes). `/` is `index.html`.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../assets/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/app.css"),
+    ),
+    (
+        "sw.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/sw.js"),
+    ),
+    (
+        "manifest.webmanifest",
+        "application/manifest+json",
+        include_bytes!("../assets/manifest.webmanifest"),
+    ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/icon.svg"),
+    ),
+];
+
+/// An embedded asset; `no-cache` so that a new binary's app is picked up (the service worker keeps it offline).
+fn asset(name: &str) -> Option<Response<Body>> {
+    let (_, content_type, bytes) = ASSETS.iter().find(|(n, _, _)| *n == name)?;
+    let mut resp = with_type(Response::new(full(Bytes::from_static(bytes))), content_type);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Some(resp)
+}
 
 /// What every handler shares.
 pub struct App {
@@ -349,9 +390,8 @@ async fn route(app: &App, req: Request<Incoming>, path: &str, ctx: Ctx) -> Respo
     };
     // Public routes first; everything else needs credentials before we even say whether it exists.
     match (&method, segments.as_slice()) {
-        (&Method::GET, [""]) => {
-            return with_type(Response::new(full(INDEX_HTML)), "text/html; charset=utf-8");
-        }
+        (&Method::GET, [""]) => return asset("index.html").expect("embedded"),
+        (&Method::GET, [name]) if let Some(resp) = asset(name) => return resp,
         (&Method::GET, ["health"]) => {
             // Probed often (the supervisor, load balancers): a constant, built at compile time.
             const HEALTH: &str = concat!(

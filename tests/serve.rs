@@ -30,6 +30,21 @@ fn health_and_index_are_public_and_the_api_is_not() {
             .starts_with("text/html")
     );
     assert!(index.text().contains("remote-agent"));
+    for (path, kind) in [
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+        ("/sw.js", "text/javascript"),
+        ("/manifest.webmanifest", "application/manifest+json"),
+        ("/icon.svg", "image/svg+xml"),
+    ] {
+        let r = server.request("GET", path, &[], b"");
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+    }
+    assert_eq!(server.request("GET", "/nope.js", &[], b"").status, 401);
 
     let none = server.request("GET", "/api/sessions", &[], b"");
     assert_eq!(none.status, 401);

@@ -1,0 +1,1 @@
+// The web app; written in the web-app issue.

@@ -1,0 +1,1 @@
+// The service worker: caches the app shell, never API answers.
