@@ -172,17 +172,6 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// True when the request carries `Authorization: Basic` with these credentials.
-pub fn basic_ok(headers: &HeaderMap, username: &str, password: &str) -> bool {
-    let Some((user, pass)) = basic_credentials(headers) else {
-        return false;
-    };
-    // Both comparisons always run, so timing does not tell which part was wrong.
-    let user_ok = ct_eq(user.as_bytes(), username.as_bytes());
-    let pass_ok = ct_eq(pass.as_bytes(), password.as_bytes());
-    user_ok & pass_ok
-}
-
 /// The user name and password of a Basic `Authorization` header.
 pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -422,13 +411,29 @@ mod tests {
     }
 
     #[test]
-    fn basic_header_is_checked() {
+    fn basic_header_is_parsed() {
         // "me:p:w" — a password may hold colons.
+        let creds = basic_credentials(&headers("Basic bWU6cDp3"));
+        assert_eq!(creds, Some(("me".into(), "p:w".into())));
+        assert_eq!(basic_credentials(&headers("basic bWU6cDp3")), creds);
+        assert_eq!(basic_credentials(&headers("Bearer bWU6cDp3")), None);
+        assert_eq!(basic_credentials(&headers("Basic !!!")), None);
+        assert_eq!(basic_credentials(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn basic_credentials_are_verified_against_plain_and_hashed_secrets() {
         let ok = headers("Basic bWU6cDp3");
-        assert!(basic_ok(&ok, "me", "p:w"));
-        assert!(!basic_ok(&ok, "me", "p"));
-        assert!(!basic_ok(&headers("Bearer bWU6cDp3"), "me", "p:w"));
-        assert!(!basic_ok(&headers("Basic !!!"), "me", "p:w"));
-        assert!(!basic_ok(&HeaderMap::new(), "me", "p:w"));
+        let plain = Secret::Plain("p:w".into());
+        let hashed = Secret::Hash(hash_password("p:w").unwrap());
+        let cache = BasicCache::default();
+        for secret in [&plain, &hashed] {
+            assert!(basic_verified(&ok, "me", secret, &cache).await);
+            assert!(!basic_verified(&ok, "you", secret, &BasicCache::default()).await);
+            assert!(!basic_verified(&headers("Basic bWU6cA=="), "me", secret, &cache).await);
+        }
+        // A changed secret does not hit the cache of the old one.
+        assert!(!basic_verified(&ok, "me", &Secret::Plain("new".into()), &cache).await);
+        assert!(password_ok("p:w", &hashed) && !password_ok("p:W", &hashed));
     }
 }

@@ -292,11 +292,6 @@ impl Turns {
         self.inner.subscribers.load(Ordering::Relaxed)
     }
 
-    /// True if the turn is queued or running in this process.
-    pub fn is_live(&self, turn_id: &str) -> bool {
-        lock(&self.inner.live).contains_key(turn_id)
-    }
-
     /// Resizes the cap on running turns to the settings' (after a reload). A smaller cap takes effect as
     /// running turns end.
     pub fn apply_cap(&self) {
