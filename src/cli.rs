@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, value_name = "URL")]
         base: Option<String>,
     },
+    /// Run `up` as a background service for this user (systemd user unit, or launchd LaunchAgent).
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Sign browsers out.
     Logout {
         #[command(flatten)]
@@ -63,6 +68,52 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// `remote-agent service …`.
+#[derive(Subcommand, Debug)]
+enum ServiceAction {
+    /// Write the unit with the settings in use and the PATH that finds claude and cloudflared, then enable and
+    /// start it.
+    Install {
+        #[command(flatten)]
+        flags: Flags,
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// Stop and remove the unit.
+    Uninstall {
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// Whether the unit is installed, and what the service manager says of it.
+    Status {
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// The service's recent log.
+    Logs {
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// Print the unit for a service manager without installing it.
+    Print {
+        #[arg(value_enum)]
+        manager: crate::service::Manager,
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+/// How `service` talks to the service manager.
+#[derive(clap::Args, Debug)]
+struct Manage {
+    /// systemd or launchd [default: this platform's]
+    #[arg(long, value_enum)]
+    manager: Option<crate::service::Manager>,
+    /// Say what would be run instead of calling systemctl/launchctl
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// `serve`'s own flags.
@@ -100,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Passwd { flags, username } => passwd(&flags, username),
         Command::Pair { flags, quiet, base } => pair(&flags, quiet, base),
         Command::Logout { flags, all } => logout(&flags, all),
+        Command::Service { action } => service(action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -366,6 +418,73 @@ fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> 
         println!("Open this on your phone to sign its browser in (one use, 10 minutes):");
         println!("  {link}");
         println!("{}", crate::up::qr(&link));
+    }
+    Ok(())
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set")
+}
+
+/// The unit for the settings in use: `up` with the same flags, in the default project.
+fn unit(flags: &Flags) -> anyhow::Result<crate::service::Unit> {
+    let settings = Settings::load(flags).map_err(|e| match e {
+        crate::config::ConfigError::NoCredentials(path) => anyhow::anyhow!(
+            "set a password first (`remote-agent passwd`, saved in {}): the service must not make one up \
+             where nobody reads it",
+            path.display()
+        ),
+        e => e.into(),
+    })?;
+    let project = settings.default_project().to_path_buf();
+    let mut flags = flags.clone();
+    flags.project = Some(project.clone());
+    Ok(crate::service::Unit {
+        exe: std::env::current_exe().context("finding our own executable")?,
+        args: flags.to_args(),
+        project,
+        path: crate::service::service_path(
+            &settings.claude_bin,
+            &std::env::var("CLOUDFLARED_BIN").unwrap_or_else(|_| "cloudflared".into()),
+        ),
+        log: home()?.join("Library/Logs/remote-agent.log"),
+    })
+}
+
+/// `remote-agent service …`.
+fn service(action: ServiceAction) -> anyhow::Result<()> {
+    use crate::service::{self as svc, Manager};
+    let pick = |m: &Manage| m.manager.unwrap_or_else(Manager::native);
+    match action {
+        ServiceAction::Print { manager, flags } => {
+            print!("{}", unit(&flags)?.render(manager));
+        }
+        ServiceAction::Install { flags, manage } => {
+            let path = svc::install(pick(&manage), &unit(&flags)?, &home()?, manage.dry_run)?;
+            println!(
+                "installed {}; it runs `remote-agent up` at login and after a crash",
+                path.display()
+            );
+        }
+        ServiceAction::Uninstall { manage } => {
+            if svc::uninstall(pick(&manage), &home()?, manage.dry_run)? {
+                println!("uninstalled");
+            } else {
+                println!("not installed");
+            }
+        }
+        ServiceAction::Status { manage } => {
+            svc::status(pick(&manage), &home()?, manage.dry_run)?;
+        }
+        ServiceAction::Logs { manage } => {
+            svc::logs(
+                pick(&manage),
+                &home()?.join("Library/Logs/remote-agent.log"),
+                manage.dry_run,
+            )?;
+        }
     }
     Ok(())
 }

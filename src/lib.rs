@@ -7,6 +7,7 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod supervise;
 pub mod tunnel;

@@ -466,6 +466,11 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Skips a test with a message that gets past the test harness's capture.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+}
+
 /// Finds the real Claude Code CLI: `REMOTE_AGENT_REAL_CLAUDE`, else `claude` on PATH. Under `CI=true` its absence
 /// fails the test; elsewhere the test is skipped with a message written past the test harness's capture.
 pub fn real_claude(test: &str) -> Option<PathBuf> {

@@ -1,0 +1,306 @@
+//! Running `remote-agent up` as a background service: the systemd user unit and the launchd LaunchAgent, filled
+//! from the templates in `systemd/` and `launchd/` (embedded), installed for the current user, and managed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+const SYSTEMD_TEMPLATE: &str = include_str!("../systemd/remote-agent.service");
+const LAUNCHD_TEMPLATE: &str = include_str!("../launchd/com.remote-agent.up.plist");
+const SYSTEMD_UNIT: &str = "remote-agent.service";
+const LAUNCHD_LABEL: &str = "com.remote-agent.up";
+
+/// The service managers we write units for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Manager {
+    Systemd,
+    Launchd,
+}
+
+impl Manager {
+    /// This platform's manager.
+    pub fn native() -> Manager {
+        if cfg!(target_os = "macos") {
+            Manager::Launchd
+        } else {
+            Manager::Systemd
+        }
+    }
+
+    /// Where the unit goes for the user whose home is `home`.
+    pub fn unit_path(self, home: &Path) -> PathBuf {
+        match self {
+            Manager::Systemd => home.join(".config/systemd/user").join(SYSTEMD_UNIT),
+            Manager::Launchd => home
+                .join("Library/LaunchAgents")
+                .join(format!("{LAUNCHD_LABEL}.plist")),
+        }
+    }
+}
+
+/// What a unit says: the executable, the arguments of `up` (settings in use, never a secret: those stay in the
+/// 0600 config file), the project dir, the PATH, and (launchd) the log file.
+pub struct Unit {
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub project: PathBuf,
+    pub path: String,
+    pub log: PathBuf,
+}
+
+impl Unit {
+    /// The unit text for `manager`.
+    pub fn render(&self, manager: Manager) -> String {
+        match manager {
+            Manager::Systemd => {
+                let exec = std::iter::once(self.exe.display().to_string())
+                    .chain(["up".to_string()])
+                    .chain(self.args.iter().cloned())
+                    .map(|a| systemd_quote(&a))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                fill(
+                    SYSTEMD_TEMPLATE,
+                    &[
+                        ("exec_start", exec),
+                        (
+                            "project",
+                            systemd_quote(&self.project.display().to_string()),
+                        ),
+                        ("path", self.path.replace('%', "%%")),
+                    ],
+                )
+            }
+            Manager::Launchd => {
+                let args = std::iter::once(self.exe.display().to_string())
+                    .chain(["up".to_string()])
+                    .chain(self.args.iter().cloned())
+                    .map(|a| format!("    <string>{}</string>", xml_escape(&a)))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                fill(
+                    LAUNCHD_TEMPLATE,
+                    &[
+                        ("program_arguments", args),
+                        ("project", xml_escape(&self.project.display().to_string())),
+                        ("path", xml_escape(&self.path)),
+                        ("log", xml_escape(&self.log.display().to_string())),
+                    ],
+                )
+            }
+        }
+    }
+}
+
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    values
+        .iter()
+        .fold(template.to_string(), |text, (key, value)| {
+            text.replace(&format!("{{{{{key}}}}}"), value)
+        })
+}
+
+/// Quotes one systemd command-line word (and keeps `%` and `$` literal).
+fn systemd_quote(word: &str) -> String {
+    let escaped = word
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%")
+        .replace('$', "$$");
+    if escaped.is_empty() || escaped.contains(|c: char| c.is_whitespace() || c == '\'') {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The PATH for the service: the directories of `claude` and `cloudflared` as found now, then the usual ones.
+pub fn service_path(claude: &str, cloudflared: &str) -> String {
+    let mut dirs: Vec<String> = [claude, cloudflared]
+        .iter()
+        .filter_map(|bin| crate::claude::resolve_bin(bin))
+        .filter_map(|p| p.parent().map(|d| d.display().to_string()))
+        .collect();
+    for d in ["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"] {
+        dirs.push(d.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+    dirs.join(":")
+}
+
+/// Runs a service manager command, or with `dry_run` only says what it would run.
+fn manage(dry_run: bool, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let shown = format!("{program} {}", args.join(" "));
+    if dry_run {
+        println!("would run: {shown}");
+        return Ok(());
+    }
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {shown}"))?;
+    anyhow::ensure!(status.success(), "{shown} failed ({status})");
+    Ok(())
+}
+
+fn uid() -> String {
+    nix::unistd::getuid().to_string()
+}
+
+/// Writes the unit (0644 in the user's service dir) and, unless `dry_run`, loads and starts it.
+pub fn install(
+    manager: Manager,
+    unit: &Unit,
+    home: &Path,
+    dry_run: bool,
+) -> anyhow::Result<PathBuf> {
+    let path = manager.unit_path(home);
+    let dir = path.parent().expect("a unit path has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(log_dir) = unit.log.parent() {
+        std::fs::create_dir_all(log_dir)
+            .with_context(|| format!("creating {}", log_dir.display()))?;
+    }
+    std::fs::write(&path, unit.render(manager))
+        .with_context(|| format!("writing {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    let plist = path.display().to_string();
+    match manager {
+        Manager::Systemd => {
+            manage(dry_run, "systemctl", &["--user", "daemon-reload"])?;
+            manage(
+                dry_run,
+                "systemctl",
+                &["--user", "enable", "--now", SYSTEMD_UNIT],
+            )?;
+        }
+        Manager::Launchd => {
+            let domain = format!("gui/{}", uid());
+            // A unit loaded before must go first, or bootstrap fails.
+            let _ = manage(
+                dry_run,
+                "launchctl",
+                &["bootout", &format!("{domain}/{LAUNCHD_LABEL}")],
+            );
+            manage(dry_run, "launchctl", &["bootstrap", &domain, &plist])?;
+        }
+    }
+    Ok(path)
+}
+
+/// Stops and removes the unit; false if it was not installed.
+pub fn uninstall(manager: Manager, home: &Path, dry_run: bool) -> anyhow::Result<bool> {
+    let path = manager.unit_path(home);
+    if !path.exists() {
+        return Ok(false);
+    }
+    match manager {
+        Manager::Systemd => {
+            let _ = manage(
+                dry_run,
+                "systemctl",
+                &["--user", "disable", "--now", SYSTEMD_UNIT],
+            );
+        }
+        Manager::Launchd => {
+            let target = format!("gui/{}/{LAUNCHD_LABEL}", uid());
+            let _ = manage(dry_run, "launchctl", &["bootout", &target]);
+        }
+    }
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    if manager == Manager::Systemd {
+        let _ = manage(dry_run, "systemctl", &["--user", "daemon-reload"]);
+    }
+    Ok(true)
+}
+
+/// Whether the unit is installed, and what the manager says of it.
+pub fn status(manager: Manager, home: &Path, dry_run: bool) -> anyhow::Result<bool> {
+    let path = manager.unit_path(home);
+    if !path.exists() {
+        println!("not installed (no {})", path.display());
+        return Ok(false);
+    }
+    println!("installed: {}", path.display());
+    let _ = match manager {
+        Manager::Systemd => manage(
+            dry_run,
+            "systemctl",
+            &["--user", "--no-pager", "status", SYSTEMD_UNIT],
+        ),
+        Manager::Launchd => manage(
+            dry_run,
+            "launchctl",
+            &["print", &format!("gui/{}/{LAUNCHD_LABEL}", uid())],
+        ),
+    };
+    Ok(true)
+}
+
+/// Shows the service's log: the journal (systemd) or the log file (launchd).
+pub fn logs(manager: Manager, log: &Path, dry_run: bool) -> anyhow::Result<()> {
+    match manager {
+        Manager::Systemd => manage(
+            dry_run,
+            "journalctl",
+            &["--user", "-u", SYSTEMD_UNIT, "-n", "200", "--no-pager"],
+        ),
+        Manager::Launchd => manage(dry_run, "tail", &["-n", "200", &log.display().to_string()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit() -> Unit {
+        Unit {
+            exe: "/opt/remote agent/bin/remote-agent".into(),
+            args: vec!["--project=/home/me/my app".into(), "--port=8000".into()],
+            project: "/home/me/my app".into(),
+            path: "/home/me/.npm/bin:/usr/bin".into(),
+            log: "/home/me/Library/Logs/remote-agent.log".into(),
+        }
+    }
+
+    #[test]
+    fn the_systemd_unit_quotes_what_needs_it() {
+        let text = unit().render(Manager::Systemd);
+        assert!(text.contains(
+            "ExecStart=\"/opt/remote agent/bin/remote-agent\" up \"--project=/home/me/my app\" --port=8000"
+        ), "{text}");
+        assert!(text.contains("WorkingDirectory=\"/home/me/my app\""));
+        assert!(text.contains("Environment=PATH=/home/me/.npm/bin:/usr/bin"));
+        assert!(text.contains("Restart=on-failure"));
+        assert!(!text.contains("{{"));
+    }
+
+    #[test]
+    fn the_launchd_plist_escapes_xml() {
+        let mut u = unit();
+        u.args.push("--tunnel-name=a&b".into());
+        let text = u.render(Manager::Launchd);
+        assert!(text.contains("<string>--tunnel-name=a&amp;b</string>"));
+        assert!(text.contains("<string>up</string>"));
+        assert!(!text.contains("{{"));
+    }
+
+    #[test]
+    fn the_service_path_starts_with_the_tools_directories() {
+        let path = service_path("/nonexistent/claude", "/nonexistent/cloudflared");
+        assert!(path.starts_with("/opt/homebrew/bin:/usr/local/bin"));
+        assert_eq!(path.matches("/usr/bin").count(), 1);
+    }
+}

@@ -1,0 +1,185 @@
+//! Operations: the service units (checked by real tools where they exist), installing and removing them against a
+//! temp home with the service manager stubbed (`--dry-run`).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{PASSWORD, USER};
+
+/// `remote-agent ARGS` with a temp home, credentials, and a project dir.
+fn run(home: &Path, args: &[&str]) -> Output {
+    let project = home.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    Command::new(common::bin())
+        .args(args)
+        .current_dir(&project)
+        .env("HOME", home)
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .env_remove("REMOTE_AGENT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        home.path(),
+        &["service", "print", "systemd", "--port", "8123"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let unit = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        unit.contains("up") && unit.contains("--port=8123") && unit.contains("--project="),
+        "{unit}"
+    );
+    assert!(!unit.contains(PASSWORD), "a secret in the unit");
+    assert!(unit.contains("Environment=PATH=") && unit.contains("Restart=on-failure"));
+    let Ok(analyze) = which("systemd-analyze") else {
+        common::skip("ops::systemd-analyze", "systemd-analyze is not installed");
+        return;
+    };
+    let file = home.path().join("remote-agent.service");
+    std::fs::write(&file, &unit).unwrap();
+    // A user manager needs a runtime dir; a private one will do.
+    let runtime = home.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let verify = Command::new(analyze)
+        .args(["verify", "--user"])
+        .arg(&file)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    let said = text(&verify);
+    assert!(verify.status.success(), "systemd-analyze verify: {said}");
+    assert!(
+        !said.contains("remote-agent.service:"),
+        "systemd-analyze found fault: {said}"
+    );
+}
+
+#[test]
+fn the_launchd_plist_parses_with_the_keys_launchd_needs() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(home.path(), &["service", "print", "launchd"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = home.path().join("agent.plist");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let Ok(python) = which("python3") else {
+        common::skip("ops::plist", "python3 is not installed");
+        return;
+    };
+    let script =
+        "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))";
+    let parsed = Command::new(python)
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(parsed.status.success(), "not a plist: {}", text(&parsed));
+    let plist: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(plist["Label"], "com.remote-agent.up");
+    let args: Vec<&str> = plist["ProgramArguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], common::bin().display().to_string());
+    assert_eq!(args[1], "up");
+    assert!(args.iter().any(|a| a.starts_with("--project=")), "{args:?}");
+    assert_eq!(plist["RunAtLoad"], true);
+    assert_eq!(plist["KeepAlive"]["SuccessfulExit"], false);
+    assert!(
+        plist["EnvironmentVariables"]["PATH"]
+            .as_str()
+            .unwrap()
+            .contains("/usr/bin")
+    );
+    assert!(
+        plist["WorkingDirectory"]
+            .as_str()
+            .unwrap()
+            .ends_with("project")
+    );
+}
+
+#[test]
+fn install_and_uninstall_write_and_remove_the_unit() {
+    let home = tempfile::tempdir().unwrap();
+    let unit = home
+        .path()
+        .join(".config/systemd/user/remote-agent.service");
+    let out = run(
+        home.path(),
+        &["service", "install", "--manager", "systemd", "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(unit.exists());
+    assert!(text(&out).contains("would run: systemctl --user enable --now remote-agent.service"));
+    let status = run(
+        home.path(),
+        &["service", "status", "--manager", "systemd", "--dry-run"],
+    );
+    assert!(text(&status).contains("installed:"), "{}", text(&status));
+    let out = run(
+        home.path(),
+        &["service", "uninstall", "--manager", "systemd", "--dry-run"],
+    );
+    assert!(
+        out.status.success() && text(&out).contains("uninstalled"),
+        "{}",
+        text(&out)
+    );
+    assert!(!unit.exists());
+    let status = run(
+        home.path(),
+        &["service", "status", "--manager", "systemd", "--dry-run"],
+    );
+    assert!(text(&status).contains("not installed"));
+
+    let plist = home
+        .path()
+        .join("Library/LaunchAgents/com.remote-agent.up.plist");
+    let out = run(
+        home.path(),
+        &["service", "install", "--manager", "launchd", "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(plist.exists());
+    assert!(text(&out).contains("would run: launchctl bootstrap gui/"));
+}
+
+#[test]
+fn a_service_is_not_installed_without_a_password() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("project")).unwrap();
+    let out = Command::new(common::bin())
+        .args(["service", "install", "--dry-run"])
+        .current_dir(home.path().join("project"))
+        .env("HOME", home.path())
+        .env_remove("AUTH_USERNAME")
+        .env_remove("AUTH_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("remote-agent passwd"), "{}", text(&out));
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::split_paths(&std::env::var_os("PATH").ok_or(())?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
