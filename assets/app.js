@@ -105,6 +105,7 @@ function setOffline(off) {
 }
 
 function reconnected() {
+  if (state.booting) { state.booting = false; boot(); return; }
   flushPending();
   resumeLive();
   if (!$('shell').hidden) loadList().catch(() => {});
@@ -255,7 +256,6 @@ async function openConv(id) {
   for (const p of state.pending) if (p.conv === id) box.append(p.bubble);
   box.scrollTop = box.scrollHeight;
   for (const t of live) follow(t.id, t.view);
-  localStorage.setItem('ra.last', id); // only which conversation was open; history always comes from the server
 }
 
 // "Load earlier" pages the transcript back by turns.
@@ -839,18 +839,22 @@ async function start() {
   await loadList(); // a 401 here shows the login screen
   $('login').hidden = true;
   $('shell').hidden = false;
-  const last = localStorage.getItem('ra.last');
-  const pick = state.convs.find((c) => c.id === last) || state.convs[0];
-  // The most recent conversation opens by default; with none yet, the composer starts one on the first send.
-  if (state.convs.length) await openConv(state.convs[0].id === pick.id ? pick.id : state.convs[0].id);
+  // The most recent conversation opens by default; with none yet, the first send starts one.
+  if (state.convs.length) await openConv(state.convs[0].id);
   else { clearChat(); showView('chat'); }
   flushPending();
 }
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
 loadPending();
-start().catch((e) => {
-  if (e.status === 401) return; // the login screen is up
-  if (e instanceof NetError) { showLogin(); $('login-error').textContent = 'The server is unreachable.'; }
-  else { showLogin(); $('login-error').textContent = e.message; }
-});
+boot();
+
+// Opened offline (the service worker gave the shell): wait for the server instead of asking to sign in.
+function boot() {
+  start().catch((e) => {
+    if (e.status === 401) return; // the login screen is up
+    if (e instanceof NetError) { state.booting = true; return; }
+    showLogin();
+    $('login-error').textContent = e.message;
+  });
+}

@@ -65,6 +65,10 @@ pub struct UpArgs {
     /// Seconds `serve` may fail its /health probe before it is restarted
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     pub health_timeout: u64,
+    /// The loopback port a named tunnel's ingress points at (`http://127.0.0.1:PORT`; terraform's `tunnel_port`).
+    /// Only what arrives there is treated as coming through Cloudflare.
+    #[arg(long, value_name = "PORT", default_value_t = 8001)]
+    pub tunnel_port: u16,
 }
 
 /// `remote-agent up`.
@@ -115,6 +119,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     }
+    if let Some(Kind::Named(Named::Config { config, .. })) = &kind {
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        let port = args.tunnel_port;
+        if !text.contains(&format!("127.0.0.1:{port}"))
+            && !text.contains(&format!("localhost:{port}"))
+        {
+            println!(
+                "warning: the ingress in {} does not point at http://127.0.0.1:{port}, where remote-agent listens \
+                 for the tunnel (--tunnel-port); traffic sent elsewhere is not treated as coming through Cloudflare",
+                config.display()
+            );
+        }
+    }
     let quick_config = state_dir.join("cloudflared-quick.yml");
     if kind == Some(Kind::Quick) {
         // No ingress rules here, so cloudflared uses --url whatever ~/.cloudflared/config.yml says.
@@ -130,6 +147,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         settings,
         state_dir,
         health_timeout: Duration::from_secs(args.health_timeout),
+        tunnel_port: args.tunnel_port,
         kind,
         cloudflared,
         quick_config,
@@ -246,6 +264,7 @@ struct Supervisor {
     settings: Settings,
     state_dir: PathBuf,
     health_timeout: Duration,
+    tunnel_port: u16,
     kind: Option<Kind>,
     cloudflared: Option<PathBuf>,
     quick_config: PathBuf,
@@ -398,11 +417,18 @@ impl Supervisor {
         let log = open_log(&log_path)?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("serve").args(flags.to_args());
-        if matches!(self.kind, Some(Kind::Quick)) {
-            let origin = self
-                .tunnel_origin
-                .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
-            cmd.arg(format!("--tunnel-listen={origin}"));
+        match self.kind {
+            Some(Kind::Quick) => {
+                let origin = self
+                    .tunnel_origin
+                    .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+                cmd.arg(format!("--tunnel-listen={origin}"));
+            }
+            // A named tunnel's ingress names a fixed port; serve's tunnel listener must be there.
+            Some(Kind::Named(_)) => {
+                cmd.arg(format!("--tunnel-listen=127.0.0.1:{}", self.tunnel_port));
+            }
+            None => {}
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -420,9 +446,7 @@ impl Supervisor {
                 Some(origin) => origin,
                 None => return Ok(None),
             },
-            Kind::Named(_) => self
-                .local
-                .unwrap_or_else(|| "127.0.0.1:8000".parse().expect("valid")),
+            Kind::Named(_) => SocketAddr::from(([127, 0, 0, 1], self.tunnel_port)),
         };
         let metrics = free_port()?;
         self.metrics = Some(metrics);
@@ -540,8 +564,7 @@ impl Supervisor {
         } else {
             return;
         }
-        let waiting_for_origin =
-            matches!(self.kind, Some(Kind::Quick)) && self.tunnel_origin.is_none();
+        let waiting_for_origin = self.kind.is_some() && self.tunnel_origin.is_none();
         if self.local.is_none() || waiting_for_origin {
             return;
         }

@@ -286,11 +286,23 @@ fn a_named_tunnel_runs_from_its_config_and_a_bad_config_is_refused() {
         "{err}"
     );
 
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let good = write(
         &root.path().join("good.yml"),
-        "tunnel: t\ningress:\n  - hostname: agent.example.com\n    service: http://127.0.0.1:8000\n  - service: http_status:404\n",
+        &format!(
+            "tunnel: t\ningress:\n  - hostname: agent.example.com\n    service: http://127.0.0.1:{port}\n  - service: http_status:404\n"
+        ),
     );
-    let up = Up::builder().in_dir(root).args_named(&good).start();
+    let up = Up::builder()
+        .in_dir(root)
+        .args_named(&good)
+        .arg("--tunnel-port")
+        .arg(port.to_string())
+        .start();
     let public = up.wait_line("public:", 0, 20);
     assert!(public.contains("https://agent.example.com"), "{public}");
     up.wait_line("tunnel connected", 0, 20);
@@ -302,6 +314,13 @@ fn a_named_tunnel_runs_from_its_config_and_a_bad_config_is_refused() {
         "{starts:?}"
     );
     assert_eq!(up.state()["tunnel"]["kind"], "named");
+    // cloudflared's ingress reaches serve's tunnel listener on the fixed port.
+    let log = wait_for("the origin check", 10, || {
+        let log = std::fs::read_to_string(up.root.path().join("state/cloudflared.log")).ok()?;
+        log.contains("origin answered").then_some(log)
+    });
+    assert!(log.contains("origin answered /health with 200"), "{log}");
+    assert!(!up.output().contains("does not point at"));
 }
 
 impl UpBuilder {
