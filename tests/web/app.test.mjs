@@ -1,0 +1,254 @@
+// Browser test of the web app against a running server with the fake claude.
+//   RA_URL=http://127.0.0.1:PORT RA_USER=me RA_PASS=secret-pass RA_SHOTS=/tmp/shots node tests/web/app.test.mjs
+// Drives Debian's Chromium at a phone's size (390×844, touch), light then dark; exits non-zero on a failure.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const { RA_URL, RA_USER, RA_PASS } = process.env;
+const SHOTS = process.env.RA_SHOTS || '/tmp/ra-shots';
+if (!RA_URL || !RA_USER || !RA_PASS) {
+  console.error('set RA_URL, RA_USER, RA_PASS (and RA_SHOTS for the screenshots)');
+  process.exit(2);
+}
+mkdirSync(SHOTS, { recursive: true });
+
+const started = Date.now();
+const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+function check(ok, msg) { if (!ok) throw new Error(msg); }
+const norm = (s) => s.replace(/\s+/g, ' ').trim();
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+
+// Console errors and page errors fail the test, except the network noise we cause on purpose: the 401 of the
+// first load before signing in, and failed requests while the test holds the browser offline.
+function newErrors(page, phase) {
+  const errors = [];
+  const expected = (t) => (phase.signedOut && /status of 401/.test(t))
+    || (phase.offline && /ERR_INTERNET_DISCONNECTED|ERR_NETWORK_CHANGED|Failed to fetch/.test(t));
+  page.on('console', (m) => { if (m.type() === 'error' && !expected(m.text())) errors.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? 'Renamed by the test' : undefined));
+  return errors;
+}
+
+async function newPage(colorScheme) {
+  const context = await browser.newContext({
+    viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2, colorScheme,
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  const phase = { signedOut: true, offline: false };
+  const errors = newErrors(page, phase);
+  return { context, page, phase, errors };
+}
+
+async function signIn(page, phase, shot) {
+  await page.goto(RA_URL);
+  await page.locator('#login-user').waitFor();
+  check(await page.getAttribute('#login-user', 'autocomplete') === 'username', 'user field autocomplete');
+  check(await page.getAttribute('#login-pass', 'autocomplete') === 'current-password', 'password autocomplete');
+  if (shot) await page.screenshot({ path: join(SHOTS, shot) });
+  await page.fill('#login-user', RA_USER);
+  await page.fill('#login-pass', 'wrong-password');
+  await page.click('#login-submit');
+  await page.locator('#login-error', { hasText: 'Wrong' }).waitFor();
+  await page.fill('#login-pass', RA_PASS);
+  await page.click('#login-submit');
+  await page.locator('#shell').waitFor();
+  phase.signedOut = false;
+}
+
+// Sends a message and returns the locator of the turn it started.
+async function send(page, text) {
+  const before = await page.locator('#messages .turn').count();
+  await page.fill('#input', text);
+  await page.click('#send');
+  const turn = page.locator('#messages .turn').nth(before);
+  await turn.waitFor();
+  return turn;
+}
+const ended = (turn, status = 'succeeded', timeout = 20000) =>
+  turn.locator(`.turn-foot[data-status="${status}"]`).waitFor({ timeout });
+
+async function newConversation(page) {
+  if (await page.locator('#back').isVisible()) await page.click('#back');
+  await page.click('#new-conv');
+  await page.locator('#chat-view').waitFor();
+  await page.locator('#messages .turn').first().waitFor({ state: 'detached', timeout: 5000 }).catch(() => {});
+}
+
+// Phone quality checks of what is on screen: no sideways scrolling, big enough touch targets.
+async function phoneChecks(page, where) {
+  const r = await page.evaluate(() => {
+    const wide = document.documentElement.scrollWidth > innerWidth + 1;
+    const m = document.getElementById('messages');
+    const small = [...document.querySelectorAll('button, summary, input, textarea')].filter((e) => {
+      const b = e.getBoundingClientRect();
+      return b.width && b.height && (b.height < 43.5 || b.width < 43.5);
+    }).map((e) => `${e.tagName}#${e.id}.${e.className} ${e.getBoundingClientRect().width}x${e.getBoundingClientRect().height}`);
+    const unlabelled = [...document.querySelectorAll('button, textarea, input')].filter((e) =>
+      e.getClientRects().length && !(e.getAttribute('aria-label') || e.labels?.length || e.textContent.trim()));
+    return { wide, msgWide: m && m.scrollWidth > m.clientWidth + 1, small, unlabelled: unlabelled.length };
+  });
+  check(!r.wide && !r.msgWide, `${where}: horizontal scroll`);
+  check(!r.small.length, `${where}: touch targets under 44 px: ${r.small.join(', ')}`);
+  check(!r.unlabelled, `${where}: ${r.unlabelled} controls without a label`);
+}
+
+async function light() {
+  const { context, page, phase, errors } = await newPage('light');
+  await signIn(page, phase, '01-login.png');
+  step('signed in');
+
+  // A conversation; the reply streams: text shows while the turn still runs.
+  await newConversation(page);
+  const t1 = await send(page, 'stream please [[paced:20:100]]');
+  await t1.locator('.bubble.assistant.streaming').filter({ hasText: /\d/ }).waitFor();
+  check(await t1.locator('.turn-foot[data-status]').count() === 0, 'text appeared only after the turn ended');
+  check(await page.locator('#stop').isVisible(), 'no Stop button while running');
+  await page.screenshot({ path: join(SHOTS, '03-chat-streaming.png') });
+  await ended(t1);
+  const final1 = norm(await t1.locator('.bubble.assistant').innerText());
+  check(final1.split(' ').length === 20, `paced reply has ${final1.split(' ').length} parts, not 20`);
+  check(/\$\d|turn/.test(await t1.locator('.turn-foot').innerText()), 'no cost/turns under the turn');
+  step('streamed text before the end');
+
+  // A tool call is a compact card with the command; its result folded.
+  const t2 = await send(page, 'use a tool [[tool]]');
+  await ended(t2);
+  const card = t2.locator('details.tool');
+  check(await card.locator('.tool-name').innerText() === 'Bash', 'tool card has no tool name');
+  check((await card.locator('.tool-arg').innerText()).length > 0, 'tool card has no command');
+  await card.locator('summary').click();
+  await card.locator('.tool-out').waitFor();
+  await page.screenshot({ path: join(SHOTS, '04-tool-card.png') });
+  step('tool card');
+
+  // Markdown and model text are never HTML.
+  const t3 = await send(page, '**bold** `code` <img src=x id=evil> [bad](javascript:alert(1)) [ok](https://example.com)');
+  await ended(t3);
+  check(await page.locator('#evil, #messages img').count() === 0, 'HTML from model text reached the DOM');
+  check(await t3.locator('a[href^="javascript"]').count() === 0, 'a javascript: link was rendered');
+  check(await t3.locator('a[href="https://example.com/"][rel~="noopener"]').count() === 1, 'https link missing');
+  check(await t3.locator('strong').count() === 1 && await t3.locator('code').count() >= 1, 'markdown not rendered');
+  step('safe markdown');
+
+  // Stop a long turn.
+  const t4 = await send(page, 'take long [[slow:30]]');
+  await page.locator('#status[data-kind="running"]').waitFor();
+  await page.click('#stop');
+  await ended(t4, 'cancelled', 15000);
+  check(await page.locator('#stop').isHidden(), 'Stop still shown after cancel');
+  step('stopped');
+
+  // Drop the connection mid-stream: the text resumes with no part twice. Every sample must be a prefix of the
+  // final text, which would fail if a resumed stream re-applied deltas.
+  const t5 = await send(page, 'long stream [[paced:40:100]]');
+  const bubble = t5.locator('.bubble.assistant').first();
+  await t5.locator('.bubble.assistant.streaming').filter({ hasText: /\d/ }).waitFor();
+  const samples = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      samples.push(norm(await bubble.innerText().catch(() => '')).replace(/▍$/, '').trim());
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  phase.offline = true;
+  await context.setOffline(true);
+  await page.locator('#offline').waitFor();
+  await new Promise((r) => setTimeout(r, 1200));
+  // A message typed while offline waits and is sent when back.
+  await page.fill('#input', 'typed offline');
+  await page.click('#send');
+  await page.locator('.bubble.user.pending').waitFor();
+  await context.setOffline(false);
+  await page.locator('#offline').waitFor({ state: 'hidden' });
+  await ended(t5);
+  sampling = false;
+  await sampler;
+  phase.offline = false;
+  const final5 = norm(await bubble.innerText());
+  const parts = final5.split(' ');
+  check(parts.length === 40 && new Set(parts).size === 40, `resumed reply has ${parts.length} parts`);
+  for (const s of samples) check(final5.startsWith(s), `text during resume was not a prefix of the reply: ${s}`);
+  const t6 = page.locator('#messages .turn').nth(5);
+  await ended(t6);
+  check(await page.locator('.bubble.user.pending').count() === 0, 'the offline message was not sent');
+  check(/typed offline/.test(await t6.innerText()), 'the offline message got no reply');
+  step(`resumed after a drop (${samples.length} samples), offline draft sent`);
+  await phoneChecks(page, 'chat');
+
+  // A second conversation; rename it; switch back to the first.
+  await newConversation(page);
+  const s1 = await send(page, 'second conversation');
+  await ended(s1);
+  await page.click('#rename');
+  await page.locator('#chat-title', { hasText: 'Renamed by the test' }).waitFor();
+  await page.click('#back');
+  await page.locator('#conv-list .conv').nth(1).waitFor();
+  check(await page.locator('#conv-list .conv').count() === 2, 'list does not show 2 conversations');
+  await page.screenshot({ path: join(SHOTS, '02-list.png') });
+  await phoneChecks(page, 'list');
+  await page.locator('#conv-list .conv', { hasText: 'typed offline' }).click();
+  await page.locator('#messages details.tool').waitFor();
+  step('switched conversations');
+
+  // A reload shows the whole history from the server; the most recent conversation (the first: it ran last
+  // when we switched? no: the second ran last) opens by default.
+  await page.reload();
+  await page.locator('#chat-title', { hasText: 'Renamed by the test' }).waitFor();
+  await page.click('#back');
+  await page.locator('#conv-list .conv', { hasText: 'typed offline' }).click();
+  await page.locator('#messages details.tool').waitFor();
+  check(await page.locator('#messages .turn').count() === 6, 'history after reload does not have 6 turns');
+  const again = norm(await page.locator('#messages .turn').nth(4).locator('.bubble.assistant').innerText());
+  check(again === final5, 'history after reload differs from the streamed text');
+  check(/cancelled|Cancelled/.test(await page.locator('#messages .turn').nth(3).innerText()), 'cancel not in history');
+  step('reload shows the history');
+
+  // Delete a conversation, with confirmation.
+  await newConversation(page);
+  await send(page, 'to be deleted').then(ended);
+  await page.click('#delete');
+  await page.locator('#chat-title', { hasText: /Renamed by the test|typed offline/ }).waitFor();
+  step('deleted');
+
+  check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
+  await context.close();
+}
+
+async function dark() {
+  const { context, page, phase, errors } = await newPage('dark');
+  await signIn(page, phase);
+  await page.locator('#messages .turn').first().waitFor();
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = bg.match(/\d+/g).map(Number);
+  check(r + g + b < 150, `dark mode background is ${bg}`);
+  const t = await send(page, 'dark mode reply with a tool [[tool]] and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```sh\necho hi\n```');
+  await ended(t);
+  await t.locator('details.tool summary').click();
+  await page.screenshot({ path: join(SHOTS, '05-dark-chat.png') });
+  await phoneChecks(page, 'dark chat');
+  await page.click('#back');
+  await page.screenshot({ path: join(SHOTS, '06-dark-list.png') });
+  step('dark mode');
+  check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
+  await context.close();
+}
+
+try {
+  await light();
+  await dark();
+  console.log(`PASS in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
+  await browser.close();
+} catch (e) {
+  console.error(`FAIL: ${e.message}`);
+  await browser.close();
+  process.exit(1);
+}
