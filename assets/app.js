@@ -191,15 +191,25 @@ function showView(which) {
 }
 $('back').addEventListener('click', () => { showView('list'); loadList().catch(() => {}); });
 
-$('new-conv').addEventListener('click', async () => {
+$('new-conv').addEventListener('click', () => newConv().then(() => $('input').focus(), () => {}));
+
+// A new conversation opens at once from the POST's answer: there is no history to fetch.
+async function newConv() {
   try {
-    const res = await api('POST', '/api/conversations', {});
-    const c = await res.json();
-    await loadList();
-    await openConv(c.id);
-    $('input').focus();
-  } catch (e) { flash(`Could not create a conversation: ${e.message}`); }
-});
+    const c = await (await api('POST', '/api/conversations', {})).json();
+    clearChat();
+    state.conv = c;
+    setTitle();
+    showView('chat');
+    state.convs.unshift(c);
+    renderList();
+    loadList().catch(() => {});
+    return c;
+  } catch (e) {
+    flash(`Could not create a conversation: ${e.message}`);
+    throw e;
+  }
+}
 
 $('rename').addEventListener('click', async () => {
   if (!state.conv) return;
@@ -243,6 +253,9 @@ function clearChat() {
 
 async function openConv(id) {
   clearChat();
+  // Set at once, so that a message sent while the history loads goes to this conversation.
+  state.conv = state.convs.find((c) => c.id === id) || { id };
+  setTitle();
   showView('chat');
   const gen = state.gen;
   const data = await getJSON(`/api/conversations/${encodeURIComponent(id)}`);
@@ -576,10 +589,7 @@ $('composer').addEventListener('submit', async (ev) => {
   const text = input.value.trim();
   if (!text) return;
   if (!state.conv) {
-    try {
-      const c = await (await api('POST', '/api/conversations', {})).json();
-      await openConv(c.id);
-    } catch (e) { flash(`Could not create a conversation: ${e.message}`); return; }
+    try { await newConv(); } catch { return; }
   }
   input.value = '';
   grow();

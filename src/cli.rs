@@ -60,6 +60,15 @@ enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Check the setup: claude, cloudflared, credentials, files and their permissions, the database, the port,
+    /// the service. Prints each problem with its fix; fails when there is one.
+    Doctor {
+        #[command(flatten)]
+        flags: Flags,
+        /// The cloudflared executable [env: CLOUDFLARED_BIN; default: cloudflared on PATH]
+        #[arg(long, value_name = "PATH")]
+        cloudflared_bin: Option<String>,
+    },
     /// Sign browsers out.
     Logout {
         #[command(flatten)]
@@ -152,6 +161,10 @@ pub fn main() -> ExitCode {
         Command::Pair { flags, quiet, base } => pair(&flags, quiet, base),
         Command::Logout { flags, all } => logout(&flags, all),
         Command::Service { action } => service(action),
+        Command::Doctor {
+            flags,
+            cloudflared_bin,
+        } => runtime().and_then(|rt| rt.block_on(crate::doctor::doctor(&flags, cloudflared_bin))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

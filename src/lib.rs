@@ -6,6 +6,7 @@ pub mod auth;
 pub mod claude;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod server;
 pub mod service;
 pub mod store;

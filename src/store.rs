@@ -137,6 +137,20 @@ pub struct Orphan {
     pub pid_start: i64,
 }
 
+/// Runs SQLite's `PRAGMA integrity_check` on the database at `path`, read-only; the error says what is wrong.
+pub fn integrity_check(path: &Path) -> std::result::Result<(), String> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(verdict)
+    }
+}
+
 /// The database. All access goes through one connection behind a mutex: SQLite allows one writer anyway,
 /// and every statement here takes microseconds.
 pub struct Store {

@@ -183,3 +183,81 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+fn doctor(home: &Path, extra_env: &[(&str, &str)]) -> Output {
+    let project = home.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    Command::new(common::bin())
+        .args(["doctor", "--port", "0", "--data-dir"])
+        .arg(home.join("data"))
+        .current_dir(&project)
+        .env("HOME", home)
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .env("CLAUDE_BIN", common::fake_claude())
+        .env("CLOUDFLARED_BIN", common::up::fake_cloudflared())
+        .env_remove("REMOTE_AGENT_CONFIG")
+        .envs(extra_env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn doctor_passes_a_good_setup() {
+    // A server that ran and stopped leaves its data dir and database: doctor checks those.
+    let mut server = common::Server::start();
+    assert_eq!(
+        server.chat(&serde_json::json!({"message": "hi"})).status,
+        200
+    );
+    server.stop(15);
+    let out = doctor(server.root.path(), &[]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("claude 2.1.197 (Claude Code)"), "{said}");
+    assert!(said.contains("cloudflared cloudflared version"), "{said}");
+    assert!(
+        said.contains("passes its integrity check") && said.contains("is private (0700)"),
+        "{said}"
+    );
+    assert!(said.contains("all good"));
+}
+
+#[test]
+fn doctor_names_each_problem_with_its_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("remote-agent.db");
+    std::fs::write(&db, b"this is not a database, it was damaged").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = doctor(home.path(), &[("CLAUDE_BIN", "/nonexistent/claude")]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    for expected in [
+        "PROBLEM  claude not found",
+        "npm install -g @anthropic-ai/claude-code",
+        "is 755",
+        "chmod 700",
+        "is 644",
+        "chmod 600",
+        "is damaged",
+    ] {
+        assert!(said.contains(expected), "missing {expected:?} in:\n{said}");
+    }
+    // Without credentials, that is a problem too.
+    let bare = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin())
+        .arg("doctor")
+        .current_dir(bare.path())
+        .env("HOME", bare.path())
+        .env_remove("AUTH_USERNAME")
+        .env_remove("AUTH_PASSWORD")
+        .env("CLAUDE_BIN", common::fake_claude())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("remote-agent passwd"), "{}", text(&out));
+}

@@ -14,6 +14,7 @@ if (!RA_URL || !RA_USER || !RA_PASS) {
 mkdirSync(SHOTS, { recursive: true });
 
 const started = Date.now();
+let current = null; // the page under test, for a screenshot when something fails
 const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
 function check(ok, msg) { if (!ok) throw new Error(msg); }
 const norm = (s) => s.replace(/\s+/g, ' ').trim();
@@ -41,6 +42,7 @@ async function newPage(colorScheme) {
     viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2, colorScheme,
   });
   const page = await context.newPage();
+  current = page;
   page.setDefaultTimeout(15000);
   const phase = { signedOut: true, offline: false };
   const errors = newErrors(page, phase);
@@ -78,8 +80,8 @@ const ended = (turn, status = 'succeeded', timeout = 20000) =>
 async function newConversation(page) {
   if (await page.locator('#back').isVisible()) await page.click('#back');
   await page.click('#new-conv');
-  await page.locator('#chat-view').waitFor();
-  await page.locator('#messages .turn').first().waitFor({ state: 'detached', timeout: 5000 }).catch(() => {});
+  await page.locator('#chat-title', { hasText: 'New conversation' }).waitFor();
+  check(await page.locator('#messages .turn').count() === 0, 'a new conversation is not empty');
 }
 
 // Phone quality checks of what is on screen: no sideways scrolling, big enough touch targets.
@@ -249,6 +251,7 @@ try {
   await browser.close();
 } catch (e) {
   console.error(`FAIL: ${e.message}`);
+  if (current) await current.screenshot({ path: join(SHOTS, 'failure.png') }).catch(() => {});
   await browser.close();
   process.exit(1);
 }
