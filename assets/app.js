@@ -48,7 +48,7 @@ function ago(iso) {
   return new Date(iso).toLocaleDateString();
 }
 
-const money = (c) => (c == null ? '' : `$${Number(c).toFixed(c < 0.01 ? 4 : 2)}`);
+const money = (c) => (c == null ? '' : `$${Number(c).toFixed(c < 1 ? 4 : 2)}`);
 
 // ---------- the API ----------
 

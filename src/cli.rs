@@ -69,6 +69,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         cloudflared_bin: Option<String>,
     },
+    /// Bring the prototype's conversations (its sessions.json) into the store: conversation ids, Claude session
+    /// ids, times, message counts and last messages. All or nothing; ids that exist are left alone.
+    Import {
+        /// The prototype's sessions.json
+        file: PathBuf,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Sign browsers out.
     Logout {
         #[command(flatten)]
@@ -161,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Pair { flags, quiet, base } => pair(&flags, quiet, base),
         Command::Logout { flags, all } => logout(&flags, all),
         Command::Service { action } => service(action),
+        Command::Import { file, flags } => import(&file, &flags),
         Command::Doctor {
             flags,
             cloudflared_bin,
@@ -498,6 +507,83 @@ fn service(action: ServiceAction) -> anyhow::Result<()> {
                 manage.dry_run,
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Reads the prototype's sessions.json: `{"<conv id>": {"session_id", "created_at", "last_message_at",
+/// "turn_count", "last_message"}}`. Any fault names the conversation and field, and nothing is imported.
+pub fn parse_sessions(text: &str) -> anyhow::Result<Vec<crate::store::Imported>> {
+    use serde_json::Value;
+    let all: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!("not a sessions.json (a JSON object of conversations): {e}")
+    })?;
+    let mut out = Vec::new();
+    for (id, c) in all {
+        let bad = |field: &str, why: &str| {
+            anyhow::anyhow!("conversation {id:?}: {field} {why}; nothing imported")
+        };
+        anyhow::ensure!(
+            server::valid_conversation_id(&id),
+            "conversation id {id:?} is not 1 to 64 of A-Z a-z 0-9 _ -; nothing imported"
+        );
+        let c = c
+            .as_object()
+            .ok_or_else(|| bad("the entry", "is not an object"))?;
+        let text = |field: &str| -> anyhow::Result<Option<String>> {
+            match c.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(bad(field, "is not a string")),
+            }
+        };
+        let session_id = text("session_id")?;
+        if let Some(s) = &session_id {
+            anyhow::ensure!(server::is_uuid(s), bad("session_id", "is not a UUID"));
+        }
+        for field in ["created_at", "last_message_at"] {
+            if text(field)?
+                .is_some_and(|t| t.len() > 40 || !t.starts_with(|ch: char| ch.is_ascii_digit()))
+            {
+                return Err(bad(field, "is not a time"));
+            }
+        }
+        let turn_count = match c.get("turn_count") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| bad("turn_count", "is not a count"))?,
+        };
+        out.push(crate::store::Imported {
+            id: id.clone(),
+            session_id,
+            created_at: text("created_at")?,
+            last_message_at: text("last_message_at")?,
+            turn_count,
+            last_message: text("last_message")?,
+        });
+    }
+    Ok(out)
+}
+
+/// `remote-agent import sessions.json`.
+fn import(file: &std::path::Path, flags: &Flags) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let conversations = parse_sessions(&text)?;
+    let settings = Settings::load(flags)?;
+    let store = open_store(&settings)?;
+    let project = settings.default_project().display().to_string();
+    let done = store.import(&conversations, &project)?;
+    println!(
+        "imported {} of {} conversation(s) into {}",
+        done.len(),
+        conversations.len(),
+        settings.data_dir.display()
+    );
+    for c in conversations.iter().filter(|c| !done.contains(&c.id)) {
+        println!("  skipped {:?}: a conversation with that id exists", c.id);
     }
     Ok(())
 }

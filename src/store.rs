@@ -65,6 +65,13 @@ CREATE TABLE pairing_tokens (
     used_at    INTEGER
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- What a conversation brought from the prototype's sessions.json: its message count and last message, from
+-- before any turn of ours.
+ALTER TABLE conversations ADD COLUMN imported_turns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN imported_last_message TEXT;
+ALTER TABLE conversations ADD COLUMN imported_last_at TEXT;
+"#,
 ];
 
 /// A conversation with the figures derived from its turns.
@@ -118,6 +125,17 @@ pub struct Finish {
     pub error: Option<String>,
     /// Store `session_id` on the conversation (only a successful result may).
     pub keep_session: bool,
+}
+
+/// One conversation of the prototype's `sessions.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub id: String,
+    pub session_id: Option<String>,
+    pub created_at: Option<String>,
+    pub last_message_at: Option<String>,
+    pub turn_count: i64,
+    pub last_message: Option<String>,
 }
 
 /// What a pairing link is worth.
@@ -234,10 +252,12 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
     c.max_budget_usd, c.created_at, c.updated_at";
 
 /// The figures derived from a conversation's turns (a scan of them).
-const FIGURES: &str = "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
+const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
     (SELECT round(coalesce(sum(t.cost), 0.0), 9) FROM turns t WHERE t.conversation_id = c.id),
-    (SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
-    (SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1),
+    coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
+              ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
+    coalesce((SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id
+              ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), c.imported_last_at),
     (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
      ORDER BY t.rowid LIMIT 1)";
 
@@ -716,6 +736,38 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Pairing::Valid)
+    }
+
+    /// Imports the prototype's conversations in one transaction; ids that exist already are left alone. Returns
+    /// the ids imported.
+    pub fn import(&self, conversations: &[Imported], project: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut done = Vec::new();
+        for c in conversations {
+            let n = tx.execute(
+                &format!(
+                    "INSERT INTO conversations (id, project, session_id, created_at, updated_at, imported_turns,
+                     imported_last_message, imported_last_at)
+                     VALUES (?1, ?2, ?3, coalesce(?4, {NOW}), coalesce(?5, ?4, {NOW}), ?6, ?7, ?5)
+                     ON CONFLICT(id) DO NOTHING"
+                ),
+                params![
+                    c.id,
+                    project,
+                    c.session_id,
+                    c.created_at,
+                    c.last_message_at,
+                    c.turn_count,
+                    c.last_message
+                ],
+            )?;
+            if n == 1 {
+                done.push(c.id.clone());
+            }
+        }
+        tx.commit()?;
+        Ok(done)
     }
 
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the

@@ -261,3 +261,72 @@ fn doctor_names_each_problem_with_its_fix() {
     assert!(!out.status.success());
     assert!(text(&out).contains("remote-agent passwd"), "{}", text(&out));
 }
+
+const PROTOTYPE_SESSIONS: &str = r#"{
+  "default": {"session_id": "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21", "created_at": "2026-10-01T09:00:00.123456",
+              "last_message_at": "2026-10-02T18:30:00.5Z", "turn_count": 7, "last_message": "fix the tests"},
+  "side-project": {"session_id": null, "created_at": "2026-10-03T10:00:00Z", "last_message_at": null,
+                   "turn_count": 0, "last_message": null}
+}"#;
+
+#[test]
+fn the_prototypes_sessions_are_imported_and_resumed() {
+    let server = common::Server::builder().start();
+    let file = server.path("sessions.json");
+    std::fs::write(&file, PROTOTYPE_SESSIONS).unwrap();
+    // `command()` is `serve …`: run `import` with the same dirs and environment instead.
+    let cmd = server.command();
+    let run_import = |file: &Path| {
+        Command::new(common::bin())
+            .arg("import")
+            .arg(file)
+            .arg("--data-dir")
+            .arg(server.path("data"))
+            .arg("--project")
+            .arg(server.path("project"))
+            .current_dir(server.root.path())
+            .envs(
+                cmd.get_envs()
+                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+            )
+            .output()
+            .unwrap()
+    };
+    let out = run_import(&file);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("imported 2 of 2"), "{}", text(&out));
+    let sessions = server.authed("GET", "/api/sessions", b"").json();
+    let d = &sessions["default"];
+    assert_eq!(d["session_id"], "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21");
+    assert_eq!(d["turn_count"], 7);
+    assert_eq!(d["last_message"], "fix the tests");
+    assert_eq!(d["created_at"], "2026-10-01T09:00:00.123456");
+    assert_eq!(sessions["side-project"]["turn_count"], 0);
+    // The next message resumes the imported Claude session.
+    server.chat(&serde_json::json!({"message": "go on"}));
+    let (_, argv) = server.recorded_runs().pop().unwrap();
+    let i = argv.iter().position(|a| a == "--resume").expect("--resume");
+    assert_eq!(argv[i + 1], "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21");
+    // Again: nothing new.
+    let again = run_import(&file);
+    assert!(text(&again).contains("imported 0 of 2") && text(&again).contains("skipped"));
+
+    // A malformed file: a clear error, nothing half-imported.
+    for (bad, says) in [
+        (
+            r#"{"ok": {"turn_count": 1}, "bad": {"session_id": "--version"}}"#,
+            "session_id is not a UUID",
+        ),
+        (r#"{"../x": {}}"#, "is not 1 to 64"),
+        (r#"{"n": {"turn_count": -3}}"#, "turn_count is not a count"),
+        (r#"[1, 2]"#, "not a sessions.json"),
+    ] {
+        let f = server.path("bad.json");
+        std::fs::write(&f, bad).unwrap();
+        let out = run_import(&f);
+        assert!(!out.status.success());
+        assert!(text(&out).contains(says), "{bad}: {}", text(&out));
+    }
+    let sessions = server.authed("GET", "/api/sessions", b"").json();
+    assert!(sessions.get("ok").is_none(), "half-imported");
+}
