@@ -217,7 +217,8 @@ $('rename').addEventListener('click', async () => {
   if (title === null) return;
   try {
     const res = await api('PATCH', `/api/conversations/${state.conv.id}`, { title: title.trim() || null });
-    state.conv = await res.json();
+    const c = await res.json();
+    state.conv = c.conversation || c;
     setTitle();
     loadList().catch(() => {});
   } catch (e) { flash(`Could not rename: ${e.message}`); }
@@ -260,7 +261,9 @@ async function openConv(id) {
   const gen = state.gen;
   const data = await getJSON(`/api/conversations/${encodeURIComponent(id)}`);
   if (gen !== state.gen) return;
-  state.conv = data.conversation;
+  // The conversation's fields come alongside messages and has_more.
+  const { messages: _m, has_more: _h, ...conv } = data;
+  state.conv = data.conversation || conv;
   setTitle();
   renderList();
   const box = $('messages');

@@ -277,6 +277,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         started: Instant::now(),
         throttle: Default::default(),
         basic_cache: Default::default(),
+        requests: Default::default(),
     });
     for line in &lines {
         println!("{line}");

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+mod metrics;
 mod native;
 mod signin;
 
@@ -95,6 +96,7 @@ pub struct App {
     pub started: Instant,
     pub throttle: auth::Throttle,
     pub basic_cache: auth::BasicCache,
+    pub requests: metrics::Requests,
 }
 
 /// Who is asking and through which door.
@@ -343,6 +345,9 @@ pub async fn handle(
     }
     let door = if via == Via::Tunnel { " (tunnel)" } else { "" };
     let status = resp.status().as_u16();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    app.requests
+        .count(&method, metrics::route_label(&segments), status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if probe && path == "/health" {
         // `up` asks every second; its probes would bury the log.
@@ -435,6 +440,7 @@ async fn route(app: &App, req: Request<Incoming>, path: &str, ctx: Ctx) -> Respo
         (&M::POST, ["api", "reset"]) => reset(app, req).await,
         (&M::GET, ["api", "sessions"]) => sessions(app),
         (&M::GET, ["api", "status"]) => status(app),
+        (&M::GET, ["metrics"]) => metrics::metrics(app),
         (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),
         (&M::GET, ["api", "conversations"]) => list_conversations(app),
         (&M::POST, ["api", "conversations"]) => create_conversation(app, req).await,

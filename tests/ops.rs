@@ -330,3 +330,109 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
     let sessions = server.authed("GET", "/api/sessions", b"").json();
     assert!(sessions.get("ok").is_none(), "half-imported");
 }
+
+/// Checks Prometheus text exposition: every sample line is `name{labels} value` with a number, and every family
+/// has HELP and TYPE. Returns the samples.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            typed.insert(parts.next().unwrap().to_string());
+            assert!(
+                matches!(parts.next(), Some("counter" | "gauge" | "histogram")),
+                "{line}"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        if series.contains('{') {
+            assert!(series.ends_with('}'), "{line}");
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| typed.contains(*f))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "no TYPE for {name}");
+        samples.push((series.to_string(), value));
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_their_counters_move() {
+    let server = common::Server::start();
+    let get = || {
+        let resp = server.authed("GET", "/metrics", b"");
+        assert_eq!(resp.status, 200);
+        assert!(
+            resp.header("content-type")
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        parse_prometheus(&resp.text())
+    };
+    let value = |samples: &[(String, f64)], series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    assert_eq!(
+        server.request("GET", "/metrics", &[], b"").status,
+        401,
+        "metrics need credentials"
+    );
+    let before = get();
+    let health = r#"remote_agent_requests_total{method="GET",route="/health",status="200"}"#;
+    for _ in 0..3 {
+        server.request("GET", "/health", &[], b"");
+    }
+    assert_eq!(
+        server
+            .chat(&serde_json::json!({"message": "count me"}))
+            .status,
+        200
+    );
+    let after = get();
+    assert_eq!(value(&after, health) - value(&before, health), 3.0);
+    assert_eq!(
+        value(&after, r#"remote_agent_turns_total{status="succeeded"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "remote_agent_turn_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            r#"remote_agent_turn_duration_seconds_bucket{le="+Inf"}"#
+        ),
+        1.0
+    );
+    assert!(after.iter().any(|(s, _)| s == "remote_agent_turns_running"));
+    assert!(
+        after
+            .iter()
+            .any(|(s, _)| s == "remote_agent_sse_subscribers")
+    );
+    // Made-up methods and paths do not grow the label set.
+    let n = after.len();
+    for i in 0..20 {
+        server.authed("GET", &format!("/api/nothing/{i}"), b"");
+        server.request(&format!("X{i}"), "/api/sessions", &[], b"");
+    }
+    assert!(get().len() <= n + 3, "labels grew with made-up requests");
+}

@@ -153,6 +153,8 @@ async function light() {
   const t5 = await send(page, 'long stream [[paced:40:100]]');
   const bubble = t5.locator('.bubble.assistant').first();
   await t5.locator('.bubble.assistant.streaming').filter({ hasText: /\d/ }).waitFor();
+  const resumes = [];
+  page.on('request', (r) => { const m = r.url().match(/\/events\?after=(\d+)/); if (m && +m[1] > 0) resumes.push(+m[1]); });
   const samples = [];
   let sampling = true;
   const sampler = (async () => {
@@ -175,6 +177,7 @@ async function light() {
   sampling = false;
   await sampler;
   phase.offline = false;
+  check(resumes.length > 0, 'the stream was not resumed from the last event id');
   const final5 = norm(await bubble.innerText());
   const parts = final5.split(' ');
   check(parts.length === 40 && new Set(parts).size === 40, `resumed reply has ${parts.length} parts`);
@@ -183,7 +186,7 @@ async function light() {
   await ended(t6);
   check(await page.locator('.bubble.user.pending').count() === 0, 'the offline message was not sent');
   check(/typed offline/.test(await t6.innerText()), 'the offline message got no reply');
-  step(`resumed after a drop (${samples.length} samples), offline draft sent`);
+  step(`resumed after a drop from event ${resumes[0]} (${samples.length} samples), offline draft sent`);
   await phoneChecks(page, 'chat');
 
   // A second conversation; rename it; switch back to the first.
