@@ -305,11 +305,33 @@ async fn wait_for_stop(app: &App, flags: &Flags) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let config = app.settings.get().config_path.clone();
+    // Without a watch (no config dir yet, no inotify), SIGHUP still reloads.
+    let watched = config
+        .parent()
+        .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+        .then(|| crate::config::watch(&config))
+        .transpose()
+        .unwrap_or_else(|e| {
+            tracing::warn!("not watching {} for changes: {e}", config.display());
+            None
+        });
+    let (_watcher, mut changed) = match watched {
+        Some((watcher, rx)) => (Some(watcher), rx),
+        None => (None, tokio::sync::mpsc::channel(1).1),
+    };
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hup.recv() => reload(app, flags),
+            Some(()) = changed.recv() => {
+                // An editor's save is several events; let them settle, then read the file once.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                while changed.try_recv().is_ok() {}
+                tracing::info!("{} changed", config.display());
+                reload(app, flags);
+            }
         }
     }
 }

@@ -571,6 +571,35 @@ fn dirs(
     Ok((data_dir, state_dir))
 }
 
+/// Watches the config file for changes (its directory, since editors save by writing a new file and renaming it)
+/// and wakes the returned receiver, at most one wake-up pending. Keep the watcher alive as long as the watch.
+pub fn watch(
+    path: &Path,
+) -> notify::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)> {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the file is an event too (access): only a change counts, or every reload would cause the next.
+        if let Ok(event) = event
+            && (event.kind.is_create() || event.kind.is_modify() || event.kind.is_remove())
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+        {
+            // The callback runs on notify's thread: never block it.
+            let _ = tx.try_send(());
+        }
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
+
 /// The data dir alone (for commands that need no credentials).
 pub fn data_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
     let (env, cwd) = process_env()?;

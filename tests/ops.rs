@@ -436,3 +436,50 @@ fn metrics_parse_as_prometheus_text_and_their_counters_move() {
     }
     assert!(get().len() <= n + 3, "labels grew with made-up requests");
 }
+
+#[test]
+fn a_changed_config_file_is_reloaded_and_a_broken_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nusername = \"me\"\npassword = \"first-password\"\n",
+    )
+    .unwrap();
+    let server = common::Server::builder()
+        .arg("--config")
+        .arg(config.display().to_string())
+        .env("AUTH_USERNAME", "")
+        .env("AUTH_PASSWORD", "")
+        .start();
+    let status = |password: &str| {
+        let auth = common::basic("me", password);
+        server
+            .request("GET", "/api/sessions", &[("Authorization", &auth)], b"")
+            .status
+    };
+    assert_eq!(status("first-password"), 200);
+    // Saved the way editors do: a new file renamed over the old one. No signal is sent.
+    let tmp = dir.path().join("config.toml.new");
+    std::fs::write(
+        &tmp,
+        "[auth]\nusername = \"me\"\npassword = \"second-password\"\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &config).unwrap();
+    // Wait for the reload in the log, not by trying the new password: failed tries would lock us out.
+    common::wait_for("the reload", 10, || {
+        server.log().contains("settings reloaded").then_some(())
+    });
+    assert_eq!(status("second-password"), 200);
+    assert_eq!(status("first-password"), 401);
+    std::fs::write(&config, "[auth\nthis is not TOML").unwrap();
+    common::wait_for("the failed reload to be logged", 10, || {
+        server.log().contains("settings not reloaded").then_some(())
+    });
+    assert_eq!(
+        status("second-password"),
+        200,
+        "a broken file keeps the settings in force"
+    );
+}

@@ -364,14 +364,21 @@ fn sighup_reloads_serves_settings() {
         "[auth]\nusername = \"me\"\npassword = \"second-password\"\n",
     );
     unsafe_kill(up.pid(), 1);
-    wait_for("the new password to work", 10, || {
-        (sessions("second-password") == 200).then_some(())
+    // Wait for the reload in serve's log, not by trying the new password: failed tries would lock us out.
+    let serve_log = up.root.path().join("state/serve.log");
+    wait_for("the reload", 10, || {
+        let log = std::fs::read_to_string(&serve_log).ok()?;
+        (log.matches("settings reloaded").count() >= 1).then_some(())
     });
+    assert_eq!(sessions("second-password"), 200);
     assert_eq!(sessions("first-password"), 401);
     // An invalid file keeps the settings in force.
     write(&config, "[auth\nbroken");
     unsafe_kill(up.pid(), 1);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the refused reload", 10, || {
+        let log = std::fs::read_to_string(&serve_log).ok()?;
+        log.contains("settings not reloaded").then_some(())
+    });
     assert_eq!(sessions("second-password"), 200);
 }
 
