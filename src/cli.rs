@@ -147,6 +147,9 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Write the log to this file, kept under 4 MiB plus one older file, instead of stderr (`up` sets this)
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// Parses the command line and runs it; errors are printed plainly and give a non-zero exit.
@@ -154,7 +157,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
-            let _log = init_logging();
+            let _log = init_logging(args.log_file.as_deref());
             runtime().and_then(|rt| rt.block_on(serve(args)))
         }
         // The supervisor prints for a person, logs only warnings, and runs on one thread: the children's
@@ -184,27 +187,77 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr through a writer thread that batches lines, so a request never waits on a write syscall.
-/// The guard flushes what is left when it drops at exit.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr (or a rotated file) through a writer thread that batches lines, so a request never waits on a
+/// write syscall. The guard flushes what is left when it drops at exit.
+fn init_logging(file: Option<&std::path::Path>) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let sink: Box<dyn Write + Send> = match file.map(RotatingFile::open) {
+        Some(Ok(file)) => Box::new(file),
+        Some(Err(e)) => {
+            eprintln!("remote-agent: cannot write the log file ({e}); logging to stderr");
+            Box::new(std::io::stderr())
+        }
+        None => Box::new(std::io::stderr()),
+    };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         // Under a flood, wait for the writer rather than drop lines: a log with holes is worse than a slower one.
         .lossy(false)
         // The default queue preallocates 128k slots (megabytes of idle memory); a few thousand lines is plenty.
         .buffered_lines_limit(4096)
         // The worker flushes whenever its queue runs dry, so buffering only merges lines that are already waiting.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, sink));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     guard
+}
+
+/// A log file that moves itself to `NAME.1` (replacing the one before) once it passes [`LOG_LIMIT`].
+struct RotatingFile {
+    path: PathBuf,
+    file: std::fs::File,
+    written: u64,
+}
+
+/// The size past which a log file is rotated.
+pub const LOG_LIMIT: u64 = 4 * 1024 * 1024;
+
+impl RotatingFile {
+    fn open(path: &std::path::Path) -> std::io::Result<RotatingFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let written = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            file,
+            written,
+        })
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written > LOG_LIMIT {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, old)?;
+            *self = RotatingFile::open(&self.path)?;
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -660,4 +713,33 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
         );
     }
     claude::kill_marked_anywhere(&orphan.turn_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_file_rotates_past_its_limit_keeping_one_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.log");
+        let mut log = RotatingFile::open(&path).unwrap();
+        let line = vec![b'x'; 64 * 1024];
+        for _ in 0..(LOG_LIMIT / line.len() as u64 + 2) {
+            log.write_all(&line).unwrap();
+        }
+        let old = dir.path().join("serve.log.1");
+        assert!(old.exists());
+        assert!(std::fs::metadata(&path).unwrap().len() < LOG_LIMIT);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A second rotation replaces the old file: never more than two.
+        for _ in 0..(LOG_LIMIT / line.len() as u64 + 2) {
+            log.write_all(&line).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 }

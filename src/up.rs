@@ -24,8 +24,8 @@ use crate::tunnel::{self, Kind, Named};
 const GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for the Cloudflare edge before saying something is wrong.
 const EDGE_WARNING: Duration = Duration::from_secs(30);
-/// cloudflared's log is rotated past this size (one old file is kept); serve's log is rotated at its restarts.
-const LOG_LIMIT: u64 = 4 * 1024 * 1024;
+/// The logs are rotated past this size, one old file kept (serve rotates its own).
+const LOG_LIMIT: u64 = crate::cli::LOG_LIMIT;
 
 /// The tunnel `up` opens.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -413,10 +413,12 @@ impl Supervisor {
             flags.port = Some(local.port());
         }
         let log_path = self.state_dir.join("serve.log");
-        rotate(&log_path);
+        // Its stderr (a panic, an early error) goes to the same file as its log.
         let log = open_log(&log_path)?;
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("serve").args(flags.to_args());
+        cmd.arg("serve")
+            .args(flags.to_args())
+            .arg(format!("--log-file={}", log_path.display()));
         match self.kind {
             Some(Kind::Quick) => {
                 let origin = self
