@@ -196,7 +196,9 @@ $('new-conv').addEventListener('click', () => newConv().then(() => $('input').fo
 // A new conversation opens at once from the POST's answer: there is no history to fetch.
 async function newConv() {
   try {
-    const c = await (await api('POST', '/api/conversations', {})).json();
+    // With more than one allowed project, the picker says where new conversations run.
+    const body = $('project-pick').hidden ? {} : { project: $('project').value };
+    const c = await (await api('POST', '/api/conversations', body)).json();
     clearChat();
     state.conv = c;
     setTitle();
@@ -349,7 +351,15 @@ class TurnView {
 
   add(node) { this.el.insertBefore(node, this.foot); }
 
+  // Keeps the newest output in sight, unless the reader has scrolled up to read something older.
   on(kind, d) {
+    const box = $('messages');
+    const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+    this.apply(kind, d);
+    if (stick) box.scrollTop = box.scrollHeight;
+  }
+
+  apply(kind, d) {
     switch (kind) {
       case 'status': this.setStatus(d.status); break;
       case 'retry':
@@ -489,6 +499,7 @@ async function followTurn(id, view, gen) {
   }
   if (gen !== state.gen) return;
   state.live = null;
+  setStatus(''); // the turn's own footer keeps its outcome
   if (t.done) {
     try { view.meta(await getJSON(`/api/turns/${id}`)); } catch { /* meta stays from the result event */ }
     loadList().catch(() => {});
@@ -852,10 +863,24 @@ async function start() {
   await loadList(); // a 401 here shows the login screen
   $('login').hidden = true;
   $('shell').hidden = false;
+  loadProjects().catch(() => {});
   // The most recent conversation opens by default; with none yet, the first send starts one.
   if (state.convs.length) await openConv(state.convs[0].id);
   else { clearChat(); showView('chat'); }
   flushPending();
+}
+
+// The allowed projects (the first is the default); a picker only when there is a choice.
+async function loadProjects() {
+  const { projects = [] } = await (await api('GET', '/api/status')).json();
+  const select = $('project');
+  select.replaceChildren(...projects.map((p) => {
+    const option = el('option', null, p.split('/').filter(Boolean).pop() || p);
+    option.value = p;
+    option.title = p;
+    return option;
+  }));
+  $('project-pick').hidden = projects.length < 2;
 }
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});

@@ -524,6 +524,8 @@ fn subscribers_per_turn_are_capped() {
     assert!(over.json()["error"].as_str().unwrap().contains("too many"));
     let status = server.authed("GET", "/api/status", b"").json();
     assert_eq!(status["subscribers"], 256);
+    let project = server.path("project").canonicalize().unwrap();
+    assert_eq!(status["projects"], json!([project]));
     assert_eq!(status["turns"]["running"], 1);
     drop(streams);
     wait_for("the slots to free up", 10, || {

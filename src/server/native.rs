@@ -45,6 +45,8 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "tunnel": tunnel,
             "turns": {"running": running, "queued": queued},
             "subscribers": app.turns.subscribers(),
+            // The allowed project directories, the default first (the web app's picker).
+            "projects": app.settings.get().projects,
             "supervisor": supervisor.map(|s| json!({"pid": s["pid"], "children": s["children"]})),
         }),
     )

@@ -14,6 +14,10 @@ if (!RA_URL || !RA_USER || !RA_PASS) {
 mkdirSync(SHOTS, { recursive: true });
 
 const started = Date.now();
+// A tag of this run, so that the test also passes against a server that has conversations already.
+const RUN = Date.now().toString(36);
+const TITLE = `Renamed ${RUN}`;
+const OFFLINE = `typed offline ${RUN}`;
 let current = null; // the page under test, for a screenshot when something fails
 const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
 function check(ok, msg) { if (!ok) throw new Error(msg); }
@@ -33,7 +37,7 @@ function newErrors(page, phase) {
     || (phase.offline && /ERR_INTERNET_DISCONNECTED|ERR_NETWORK_CHANGED|Failed to fetch/.test(t));
   page.on('console', (m) => { if (m.type() === 'error' && !expected(m.text())) errors.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? 'Renamed by the test' : undefined));
+  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? TITLE : undefined));
   return errors;
 }
 
@@ -168,7 +172,7 @@ async function light() {
   await page.locator('#offline').waitFor();
   await new Promise((r) => setTimeout(r, 1200));
   // A message typed while offline waits and is sent when back.
-  await page.fill('#input', 'typed offline');
+  await page.fill('#input', OFFLINE);
   await page.click('#send');
   await page.locator('.bubble.user.pending').waitFor();
   await context.setOffline(false);
@@ -185,7 +189,7 @@ async function light() {
   const t6 = page.locator('#messages .turn').nth(5);
   await ended(t6);
   check(await page.locator('.bubble.user.pending').count() === 0, 'the offline message was not sent');
-  check(/typed offline/.test(await t6.innerText()), 'the offline message got no reply');
+  check((await t6.innerText()).includes(OFFLINE), 'the offline message got no reply');
   step(`resumed after a drop from event ${resumes[0]} (${samples.length} samples), offline draft sent`);
   await phoneChecks(page, 'chat');
 
@@ -194,22 +198,22 @@ async function light() {
   const s1 = await send(page, 'second conversation');
   await ended(s1);
   await page.click('#rename');
-  await page.locator('#chat-title', { hasText: 'Renamed by the test' }).waitFor();
+  await page.locator('#chat-title', { hasText: TITLE }).waitFor();
   await page.click('#back');
-  await page.locator('#conv-list .conv', { hasText: 'Renamed by the test' }).waitFor();
-  await page.locator('#conv-list .conv', { hasText: 'typed offline' }).waitFor();
+  await page.locator('#conv-list .conv', { hasText: TITLE }).waitFor();
+  await page.locator('#conv-list .conv', { hasText: OFFLINE }).waitFor();
   await page.screenshot({ path: join(SHOTS, '02-list.png') });
   await phoneChecks(page, 'list');
-  await page.locator('#conv-list .conv', { hasText: 'typed offline' }).click();
+  await page.locator('#conv-list .conv', { hasText: OFFLINE }).click();
   await page.locator('#messages details.tool').waitFor();
   step('switched conversations');
 
   // A reload shows the whole history from the server; the most recent conversation (the first: it ran last
   // when we switched? no: the second ran last) opens by default.
   await page.reload();
-  await page.locator('#chat-title', { hasText: 'Renamed by the test' }).waitFor();
+  await page.locator('#chat-title', { hasText: TITLE }).waitFor();
   await page.click('#back');
-  await page.locator('#conv-list .conv', { hasText: 'typed offline' }).click();
+  await page.locator('#conv-list .conv', { hasText: OFFLINE }).click();
   await page.locator('#messages details.tool').waitFor();
   check(await page.locator('#messages .turn').count() === 6, 'history after reload does not have 6 turns');
   const again = norm(await page.locator('#messages .turn').nth(4).locator('.bubble.assistant').innerText());
@@ -221,7 +225,7 @@ async function light() {
   await newConversation(page);
   await send(page, 'to be deleted').then(ended);
   await page.click('#delete');
-  await page.locator('#chat-title', { hasText: /Renamed by the test|typed offline/ }).waitFor();
+  await page.locator('#chat-title', { hasText: new RegExp(`${TITLE}|${OFFLINE}`) }).waitFor();
   step('deleted');
 
   check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
@@ -238,11 +242,24 @@ async function dark() {
   const t = await send(page, 'dark mode reply with a tool [[tool]] and a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```sh\necho hi\n```');
   await ended(t);
   await t.locator('details.tool summary').click();
+  await page.evaluate(() => { const m = document.getElementById('messages'); m.scrollTop = m.scrollHeight; });
   await page.screenshot({ path: join(SHOTS, '05-dark-chat.png') });
   await phoneChecks(page, 'dark chat');
   await page.click('#back');
   await page.screenshot({ path: join(SHOTS, '06-dark-list.png') });
   step('dark mode');
+
+  // A path that holds the event stream back (as some proxies do): after 20 s without a byte the app falls back
+  // to the long poll and still shows the whole reply.
+  await page.route(/\/events\?after=/, () => { /* never answered */ });
+  await page.locator('#conv-list .conv').first().click();
+  await page.locator('#messages .turn').first().waitFor({ state: 'attached' });
+  const lp = await send(page, 'held back [[paced:10:50]]');
+  await ended(lp, 'succeeded', 40000);
+  const parts = norm(await lp.locator('.bubble.assistant').innerText()).split(' ');
+  check(parts.length === 10 && new Set(parts).size === 10, `long-poll reply has ${parts.length} parts: ${parts.join(" ")}`);
+  await page.unroute(/\/events\?after=/);
+  step('long poll fallback');
   check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
   await context.close();
 }

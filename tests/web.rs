@@ -1,0 +1,81 @@
+//! The web app in a real headless Chromium (Debian's), driven by playwright-core from tests/web/app.test.mjs,
+//! against the real server and the fake claude. Skipped with a message when node, Chromium or the test's npm
+//! packages are missing; under `CI=true` their absence fails.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn missing(what: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "web: {what} is required in CI"
+    );
+    common::skip("web::app", &format!("{what} is missing"));
+}
+
+#[test]
+fn the_web_app_works_in_a_real_browser() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if Command::new("node").arg("--version").output().is_err() {
+        return missing("node");
+    }
+    if !PathBuf::from("/usr/bin/chromium").exists() {
+        return missing("chromium (apt-get install chromium)");
+    }
+    if !dir.join("node_modules/playwright-core").exists() {
+        return missing("playwright-core (npm install --prefix tests/web)");
+    }
+    let server = common::Server::start();
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(dir.join("app.test.mjs"))
+        .env("RA_URL", format!("http://{}", server.addr))
+        .env("RA_USER", common::USER)
+        .env("RA_PASS", common::PASSWORD)
+        .env("RA_SHOTS", &shots)
+        .output()
+        .expect("run node");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{said}\nserver log:\n{}",
+        server.log()
+    );
+
+    // With two allowed projects, the list offers a picker.
+    let config = server.path("two-projects.toml");
+    let second = server.path("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let second = second.canonicalize().unwrap();
+    std::fs::write(
+        &config,
+        format!("[projects]\nallow = [{:?}]\n", second.display().to_string()),
+    )
+    .unwrap();
+    let two = common::Server::builder()
+        .arg("--config")
+        .arg(config.display().to_string())
+        .start();
+    let out = Command::new("node")
+        .arg(dir.join("picker.test.mjs"))
+        .env("RA_URL", format!("http://{}", two.addr))
+        .env("RA_USER", common::USER)
+        .env("RA_PASS", common::PASSWORD)
+        .env("RA_PROJECT2", second.display().to_string())
+        .output()
+        .expect("run node");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the picker test failed:\n{said}");
+}
