@@ -85,3 +85,12 @@ cargo bench -q --bench stream 2>/dev/null | grep -v '^$'
 
 echo "== up"
 cargo bench -q --bench up 2>/dev/null | grep -v '^$'
+
+echo "== the web app's first load (needs Debian's chromium and npm install --prefix tests/web)"
+if [ -x /usr/bin/chromium ] && [ -d tests/web/node_modules/playwright-core ]; then
+  start web "$tmp/web.log" "${serve_cmd[@]}"
+  RA_URL="http://$addr" node tests/web/bench.mjs
+  kill "$pid"
+else
+  echo "skipped: chromium or playwright-core missing"
+fi
