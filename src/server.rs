@@ -304,6 +304,15 @@ pub async fn handle(
         local: via == Via::Local && peer.ip().is_loopback(),
         secure,
     };
+    // The path's segments, decoded only where they hold a %-escape (almost never).
+    let decoded: Option<Vec<std::borrow::Cow<str>>> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(decode_segment)
+        .collect();
+    let segments: Option<Vec<&str>> = decoded
+        .as_ref()
+        .map(|d| d.iter().map(|s| s.as_ref()).collect());
     let head_bytes: usize = req
         .headers()
         .iter()
@@ -315,7 +324,13 @@ pub async fn handle(
             format!("request headers over {MAX_HEAD_BYTES} bytes"),
         )
     } else {
-        route(app, req, &path, ctx).await
+        match &segments {
+            Some(segments) => route(app, req, &path, segments, ctx).await,
+            None => error(
+                StatusCode::BAD_REQUEST,
+                "the path is not valid percent-encoded UTF-8",
+            ),
+        }
     };
     let h = resp.headers_mut();
     if path.starts_with("/api/") {
@@ -345,9 +360,8 @@ pub async fn handle(
     }
     let door = if via == Via::Tunnel { " (tunnel)" } else { "" };
     let status = resp.status().as_u16();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    app.requests
-        .count(&method, metrics::route_label(&segments), status);
+    let label = segments.as_deref().map_or("other", metrics::route_label);
+    app.requests.count(&method, label, status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if probe && path == "/health" {
         // `up` asks every second; its probes would bury the log.
@@ -375,26 +389,20 @@ fn client_ip(req: &Request<Incoming>, peer: SocketAddr, via: Via) -> std::net::I
     forwarded.unwrap_or(peer.ip())
 }
 
-async fn route(app: &App, req: Request<Incoming>, path: &str, ctx: Ctx) -> Response<Body> {
-    let Some(decoded) = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect::<Option<Vec<String>>>()
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the path is not valid percent-encoded UTF-8",
-        );
-    };
-    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+async fn route(
+    app: &App,
+    req: Request<Incoming>,
+    path: &str,
+    segments: &[&str],
+    ctx: Ctx,
+) -> Response<Body> {
     // HEAD is GET without the body (hyper drops it).
     let method = match req.method() {
         &Method::HEAD => Method::GET,
         m => m.clone(),
     };
     // Public routes first; everything else needs credentials before we even say whether it exists.
-    match (&method, segments.as_slice()) {
+    match (&method, segments) {
         (&Method::GET, [""]) => return asset("index.html").expect("embedded"),
         (&Method::GET, [name]) if let Some(resp) = asset(name) => return resp,
         (&Method::GET, ["health"]) => {
@@ -435,7 +443,7 @@ async fn route(app: &App, req: Request<Incoming>, path: &str, ctx: Ctx) -> Respo
         return error(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     use Method as M;
-    match (&method, segments.as_slice()) {
+    match (&method, segments) {
         (&M::POST, ["api", "chat"]) => chat(app, req).await,
         (&M::POST, ["api", "reset"]) => reset(app, req).await,
         (&M::GET, ["api", "sessions"]) => sessions(app),
@@ -729,6 +737,27 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_value(value)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// A path segment with its %-escapes decoded (a `+` stays a `+` in a path); borrowed when there are none.
+fn decode_segment(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
 }
 
 /// The first value of `name` in a query string, percent-decoded.
