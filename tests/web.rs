@@ -1,10 +1,10 @@
-//! The web app in a real headless Chromium (Debian's), driven by playwright-core from tests/web/app.test.mjs,
+//! The web app in a real headless Chromium (Debian's), driven by playwright-core from tests/web/*.test.mjs,
 //! against the real server and the fake claude. Skipped with a message when node, Chromium or the test's npm
 //! packages are missing; under `CI=true` their absence fails.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn missing(what: &str) {
@@ -13,6 +13,29 @@ fn missing(what: &str) {
         "web: {what} is required in CI"
     );
     common::skip("web::app", &format!("{what} is missing"));
+}
+
+/// Runs a browser test script against `server`; panics with its output when it fails.
+fn run(script: &Path, server: &common::Server, envs: &[(&str, String)]) {
+    let out = Command::new("node")
+        .arg(script)
+        .env("RA_URL", format!("http://{}", server.addr))
+        .env("RA_USER", common::USER)
+        .env("RA_PASS", common::PASSWORD)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run node");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{} failed:\n{said}\nserver log:\n{}",
+        script.display(),
+        server.log()
+    );
 }
 
 #[test]
@@ -31,23 +54,10 @@ fn the_web_app_works_in_a_real_browser() {
     let server = common::Server::start();
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(dir.join("app.test.mjs"))
-        .env("RA_URL", format!("http://{}", server.addr))
-        .env("RA_USER", common::USER)
-        .env("RA_PASS", common::PASSWORD)
-        .env("RA_SHOTS", &shots)
-        .output()
-        .expect("run node");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{said}\nserver log:\n{}",
-        server.log()
+    run(
+        &dir.join("app.test.mjs"),
+        &server,
+        &[("RA_SHOTS", shots.display().to_string())],
     );
 
     // With two allowed projects, the list offers a picker.
@@ -64,18 +74,9 @@ fn the_web_app_works_in_a_real_browser() {
         .arg("--config")
         .arg(config.display().to_string())
         .start();
-    let out = Command::new("node")
-        .arg(dir.join("picker.test.mjs"))
-        .env("RA_URL", format!("http://{}", two.addr))
-        .env("RA_USER", common::USER)
-        .env("RA_PASS", common::PASSWORD)
-        .env("RA_PROJECT2", second.display().to_string())
-        .output()
-        .expect("run node");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run(
+        &dir.join("picker.test.mjs"),
+        &two,
+        &[("RA_PROJECT2", second.display().to_string())],
     );
-    assert!(out.status.success(), "the picker test failed:\n{said}");
 }
