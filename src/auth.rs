@@ -187,14 +187,14 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
-/// False when a browser says the request comes from another site: `Sec-Fetch-Site` other than `same-origin` or
-/// `none`, or an `Origin` whose host is not the `Host` asked for. Clients that send neither (curl, scripts) pass.
+/// False when a browser says the request comes from another site. A browser that sends `Sec-Fetch-Site` (a header no
+/// page can set) is believed: `same-origin` or `none` pass, anything else fails. Otherwise an `Origin` must name the
+/// `Host` asked for. Clients that send neither (curl, scripts) pass.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text("sec-fetch-site")
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    if let Some(site) = text("sec-fetch-site") {
+        // Checked before Origin: under `Referrer-Policy: no-referrer` a same-origin form POST says `Origin: null`.
+        return matches!(site, "same-origin" | "none");
     }
     match (text("origin"), text("host")) {
         (Some(origin), Some(host)) => origin
@@ -408,6 +408,15 @@ mod tests {
         ])));
         assert!(!same_origin(&h(&[("sec-fetch-site", "cross-site")])));
         assert!(!same_origin(&h(&[("origin", "null")])));
+        // A same-origin form POST from a page with `Referrer-Policy: no-referrer` (Chromium).
+        assert!(same_origin(&h(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!same_origin(&h(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-site")
+        ])));
     }
 
     #[test]

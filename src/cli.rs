@@ -588,7 +588,7 @@ fn service(action: ServiceAction) -> anyhow::Result<()> {
 }
 
 /// Reads the prototype's sessions.json: `{"<conv id>": {"session_id", "created_at", "last_message_at",
-/// "turn_count", "last_message"}}`. Any fault names the conversation and field, and nothing is imported.
+/// "turn_count", "last_message", "total_cost_usd"}}`. Any fault names the conversation and field, and nothing is imported.
 pub fn parse_sessions(text: &str) -> anyhow::Result<Vec<crate::store::Imported>> {
     use serde_json::Value;
     let all: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(|e| {
@@ -631,7 +631,15 @@ pub fn parse_sessions(text: &str) -> anyhow::Result<Vec<crate::store::Imported>>
                 .filter(|n| *n >= 0)
                 .ok_or_else(|| bad("turn_count", "is not a count"))?,
         };
+        let total_cost_usd = match c.get("total_cost_usd") {
+            None | Some(Value::Null) => 0.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| bad("total_cost_usd", "is not an amount"))?,
+        };
         out.push(crate::store::Imported {
+            total_cost_usd,
             id: id.clone(),
             session_id,
             created_at: text("created_at")?,
@@ -653,7 +661,7 @@ fn import(file: &std::path::Path, flags: &Flags) -> anyhow::Result<()> {
     let project = settings.default_project().display().to_string();
     let done = store.import(&conversations, &project)?;
     println!(
-        "imported {} of {} conversation(s) into {}",
+        "imported {} of {} conversation(s) into {}, to run in {project}",
         done.len(),
         conversations.len(),
         settings.data_dir.display()

@@ -211,6 +211,13 @@ fn files(settings: &Settings) -> Vec<Check> {
 
 /// The port is free, or held by our own server.
 async fn port(settings: &Settings) -> Check {
+    if let Some(state) = crate::up::recorded_state(&settings.state_dir) {
+        return Check::Ok(format!(
+            "remote-agent up is running (pid {}), serving {}",
+            state["pid"],
+            state["local_url"].as_str().unwrap_or("(starting)")
+        ));
+    }
     let addr = format!("{}:{}", settings.host, settings.port);
     if std::net::TcpListener::bind(&addr).is_ok() {
         return Check::Ok(format!("port {addr} is free"));

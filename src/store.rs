@@ -72,6 +72,9 @@ ALTER TABLE conversations ADD COLUMN imported_turns INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN imported_last_message TEXT;
 ALTER TABLE conversations ADD COLUMN imported_last_at TEXT;
 "#,
+    r#"
+ALTER TABLE conversations ADD COLUMN imported_cost REAL NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// A conversation with the figures derived from its turns.
@@ -139,6 +142,7 @@ pub struct Imported {
     pub last_message_at: Option<String>,
     pub turn_count: i64,
     pub last_message: Option<String>,
+    pub total_cost_usd: f64,
 }
 
 /// What a pairing link is worth.
@@ -256,7 +260,7 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
 
 /// The figures derived from a conversation's turns (a scan of them).
 const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
-    (SELECT round(coalesce(sum(t.cost), 0.0), 9) FROM turns t WHERE t.conversation_id = c.id),
+    round(c.imported_cost + (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id), 9),
     coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
     coalesce((SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id
@@ -751,8 +755,8 @@ impl Store {
             let n = tx.execute(
                 &format!(
                     "INSERT INTO conversations (id, project, session_id, created_at, updated_at, imported_turns,
-                     imported_last_message, imported_last_at)
-                     VALUES (?1, ?2, ?3, coalesce(?4, {NOW}), coalesce(?5, ?4, {NOW}), ?6, ?7, ?5)
+                     imported_last_message, imported_last_at, imported_cost)
+                     VALUES (?1, ?2, ?3, coalesce(?4, {NOW}), coalesce(?5, ?4, {NOW}), ?6, ?7, ?5, ?8)
                      ON CONFLICT(id) DO NOTHING"
                 ),
                 params![
@@ -762,7 +766,8 @@ impl Store {
                     c.created_at,
                     c.last_message_at,
                     c.turn_count,
-                    c.last_message
+                    c.last_message,
+                    c.total_cost_usd
                 ],
             )?;
             if n == 1 {

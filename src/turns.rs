@@ -392,10 +392,7 @@ async fn run_turn(
 
     let spec = match spec_for(inner, turn_id, s) {
         Ok(spec) => spec,
-        Err(e) => {
-            let ended = failed(format!("storage: {e}"));
-            return finish(inner, &mut stream, ended, None);
-        }
+        Err(e) => return finish(inner, &mut stream, failed(e), None),
     };
     let started = Instant::now();
     let (mut run, mut events) = match claude::spawn(&spec) {
@@ -648,12 +645,32 @@ fn finish(
 
 /// The CLI invocation for a turn, read once the conversation is free (so it resumes the session the previous
 /// turn left).
-fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> rusqlite::Result<claude::Spec> {
+///
+/// The conversation's project must still be an allowed one (the list can change, and a conversation can come from an
+/// import): Claude never runs anywhere else.
+fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> Result<claude::Spec, String> {
     let conv = inner
         .store
-        .conversation_settings(&s.conversation_id)?
-        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        .conversation_settings(&s.conversation_id)
+        .map_err(|e| format!("storage: {e}"))?
+        .ok_or("the conversation is gone")?;
     let settings: Arc<Settings> = inner.settings.get();
+    let allowed = std::path::Path::new(&conv.project)
+        .canonicalize()
+        .is_ok_and(|p| settings.projects.contains(&p));
+    if !allowed {
+        return Err(format!(
+            "the conversation's project {} is not an allowed project directory (allowed: {}); start a new \
+             conversation, or add it to [projects] allow",
+            conv.project,
+            settings
+                .projects
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let mut options: Vec<(&'static str, String)> = vec![(
         "permission-mode",
         conv.permission_mode

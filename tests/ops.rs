@@ -264,7 +264,8 @@ fn doctor_names_each_problem_with_its_fix() {
 
 const PROTOTYPE_SESSIONS: &str = r#"{
   "default": {"session_id": "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21", "created_at": "2026-10-01T09:00:00.123456",
-              "last_message_at": "2026-10-02T18:30:00.5Z", "turn_count": 7, "last_message": "fix the tests"},
+              "last_message_at": "2026-10-02T18:30:00.5Z", "turn_count": 7, "last_message": "fix the tests",
+              "total_cost_usd": 0.25},
   "side-project": {"session_id": null, "created_at": "2026-10-03T10:00:00Z", "last_message_at": null,
                    "turn_count": 0, "last_message": null}
 }"#;
@@ -300,6 +301,7 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
     assert_eq!(d["session_id"], "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21");
     assert_eq!(d["turn_count"], 7);
     assert_eq!(d["last_message"], "fix the tests");
+    assert_eq!(d["total_cost_usd"], 0.25);
     assert_eq!(d["created_at"], "2026-10-01T09:00:00.123456");
     assert_eq!(sessions["side-project"]["turn_count"], 0);
     // The next message resumes the imported Claude session.
@@ -319,6 +321,10 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
         ),
         (r#"{"../x": {}}"#, "is not 1 to 64"),
         (r#"{"n": {"turn_count": -3}}"#, "turn_count is not a count"),
+        (
+            r#"{"n": {"total_cost_usd": "lots"}}"#,
+            "total_cost_usd is not an amount",
+        ),
         (r#"[1, 2]"#, "not a sessions.json"),
     ] {
         let f = server.path("bad.json");
@@ -329,6 +335,44 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
     }
     let sessions = server.authed("GET", "/api/sessions", b"").json();
     assert!(sessions.get("ok").is_none(), "half-imported");
+
+    // A conversation whose project is not an allowed one (imported from elsewhere) never runs Claude there.
+    let elsewhere = server.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let f = server.path("other.json");
+    std::fs::write(&f, r#"{"stray": {"turn_count": 1}}"#).unwrap();
+    let out = Command::new(common::bin())
+        .arg("import")
+        .arg(&f)
+        .arg("--data-dir")
+        .arg(server.path("data"))
+        .arg("--project")
+        .arg(&elsewhere)
+        .current_dir(server.root.path())
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let runs = server.recorded_runs().len();
+    let r = server
+        .chat(&serde_json::json!({"message": "run here?", "conv_id": "stray"}))
+        .json();
+    assert_eq!(r["success"], false, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an allowed project"),
+        "{r}"
+    );
+    assert_eq!(
+        server.recorded_runs().len(),
+        runs,
+        "claude ran outside the allowed projects"
+    );
 }
 
 /// Checks Prometheus text exposition: every sample line is `name{labels} value` with a number, and every family

@@ -74,9 +74,32 @@ fn the_web_app_works_in_a_real_browser() {
         .arg("--config")
         .arg(config.display().to_string())
         .start();
+    // That browser signs in with a pairing link, as a phone would from the QR code.
+    let serve = two.command();
+    let pair = Command::new(common::bin())
+        .args(["pair", "--quiet", "--base", &format!("http://{}", two.addr)])
+        .arg("--data-dir")
+        .arg(two.path("data"))
+        .current_dir(two.root.path())
+        .envs(
+            serve
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        pair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pair.stderr)
+    );
+    let link = String::from_utf8(pair.stdout).unwrap().trim().to_string();
     run(
         &dir.join("picker.test.mjs"),
         &two,
-        &[("RA_PROJECT2", second.display().to_string())],
+        &[
+            ("RA_PROJECT2", second.display().to_string()),
+            ("RA_PAIR", link),
+        ],
     );
 }

@@ -138,15 +138,18 @@ fn spent(state: Pairing) -> Response<Body> {
 /// A small HTML page, with no script and no inline style (the CSP allows neither).
 fn page(status: StatusCode, title: &str, text: &str, confirm: bool) -> Response<Body> {
     let form = if confirm {
-        r#"<form method="post"><button type="submit">Sign in</button></form>"#
+        r#"<form method="post"><button class="primary" type="submit">Sign in</button></form>"#
     } else {
         r#"<p><a href="/">Open remote-agent</a></p>"#
     };
+    // The app's own stylesheet (the CSP allows it; no inline style), and its login card.
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1, viewport-fit=cover\">\
+         <meta name=\"color-scheme\" content=\"light dark\"><link rel=\"stylesheet\" href=\"/app.css\">\
          <title>{title} · remote-agent</title></head>\
-         <body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>\n"
+         <body><main class=\"login\"><div class=\"login-card\"><h1>{title}</h1><p>{text}</p>{form}</div></main>\
+         </body></html>\n"
     );
     let mut resp = Response::new(full(html));
     *resp.status_mut() = status;

@@ -1,5 +1,6 @@
-// Browser test of the project picker: with two allowed projects the list shows a picker, and a new
-// conversation runs in the project picked. Env as app.test.mjs, plus RA_PROJECT2 (the second project's path).
+// Browser test of a pairing link and the project picker: the browser signs in with the link (RA_PAIR, else the
+// password), and with two allowed projects the list shows a picker, and a new conversation runs in the project
+// picked. Env as app.test.mjs, plus RA_PROJECT2 (the second project's path) and RA_PAIR (a pairing link).
 import { chromium } from 'playwright-core';
 
 const { RA_URL, RA_USER, RA_PASS, RA_PROJECT2 } = process.env;
@@ -18,10 +19,17 @@ try {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
+  if (process.env.RA_PAIR) {
+    // Signed in by a pairing link: its page asks to confirm, the button signs in and lands on the app.
+    await page.goto(process.env.RA_PAIR);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(`${RA_URL}/`);
+  } else {
+    await page.goto(RA_URL);
+    await page.fill('#login-user', RA_USER);
+    await page.fill('#login-pass', RA_PASS);
+    await page.click('#login-submit');
+  }
   await page.locator('#shell').waitFor();
   await page.click('#back');
   await page.locator('#project-pick').waitFor();
