@@ -275,21 +275,15 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
     let server = common::Server::builder().start();
     let file = server.path("sessions.json");
     std::fs::write(&file, PROTOTYPE_SESSIONS).unwrap();
-    // `command()` is `serve …`: run `import` with the same dirs and environment instead.
-    let cmd = server.command();
     let run_import = |file: &Path| {
-        Command::new(common::bin())
-            .arg("import")
-            .arg(file)
-            .arg("--data-dir")
-            .arg(server.path("data"))
-            .arg("--project")
-            .arg(server.path("project"))
-            .current_dir(server.root.path())
-            .envs(
-                cmd.get_envs()
-                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-            )
+        let project = server.path("project");
+        server
+            .subcommand(&[
+                "import",
+                &file.display().to_string(),
+                "--project",
+                &project.display().to_string(),
+            ])
             .output()
             .unwrap()
     };
@@ -341,18 +335,13 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     let f = server.path("other.json");
     std::fs::write(&f, r#"{"stray": {"turn_count": 1}}"#).unwrap();
-    let out = Command::new(common::bin())
-        .arg("import")
-        .arg(&f)
-        .arg("--data-dir")
-        .arg(server.path("data"))
-        .arg("--project")
-        .arg(&elsewhere)
-        .current_dir(server.root.path())
-        .envs(
-            cmd.get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        )
+    let out = server
+        .subcommand(&[
+            "import",
+            &f.display().to_string(),
+            "--project",
+            &elsewhere.display().to_string(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{PASSWORD, Resp, Server, USER, basic, wait_for};
 use serde_json::json;
@@ -177,19 +177,8 @@ fn a_cookie_request_that_changes_state_must_come_from_our_own_page() {
 }
 
 fn cli(server: &Server, args: &[&str], stdin: &str) -> std::process::Output {
-    // The command wanted, with the server's data dir and environment.
-    let serve = server.command();
-    let mut child = Command::new(common::bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(server.path("data"))
-        .current_dir(server.root.path())
-        .env("HOME", server.path("home"))
-        .envs(
-            serve
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        )
+    let mut child = server
+        .subcommand(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

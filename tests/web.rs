@@ -75,17 +75,9 @@ fn the_web_app_works_in_a_real_browser() {
         .arg(config.display().to_string())
         .start();
     // That browser signs in with a pairing link, as a phone would from the QR code.
-    let serve = two.command();
-    let pair = Command::new(common::bin())
-        .args(["pair", "--quiet", "--base", &format!("http://{}", two.addr)])
-        .arg("--data-dir")
-        .arg(two.path("data"))
-        .current_dir(two.root.path())
-        .envs(
-            serve
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        )
+    let base = format!("http://{}", two.addr);
+    let pair = two
+        .subcommand(&["pair", "--quiet", "--base", &base])
         .output()
         .unwrap();
     assert!(

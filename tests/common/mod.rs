@@ -159,6 +159,21 @@ impl Server {
         cmd
     }
 
+    /// Another `remote-agent` subcommand (`import`, `pair`, `passwd`, …) with this server's data dir, working dir
+    /// and environment.
+    pub fn subcommand(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .current_dir(self.root.path())
+            .env("HOME", self.path("home"))
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("REMOTE_AGENT_CONFIG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
