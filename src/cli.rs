@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -322,6 +322,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             settings.claude_bin
         );
     }
+    // Signals and the config watch are in place before we say we listen: a client that acts on that line (a
+    // SIGTERM, an edited config file) is never missed.
+    let stops = Stops::install(&settings.config_path)?;
     let settings = Shared::new(settings);
     let app = Arc::new(App {
         turns: Turns::new(store.clone(), settings.clone()),
@@ -343,7 +346,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server::run(listeners, app.clone(), async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
-    wait_for_stop(&app, &flags).await?;
+    stops.wait(&app, &flags).await;
     tracing::info!("shutting down: stopping turns and draining connections");
     let _ = stop_tx.send(true);
     app.turns.shutdown().await;
@@ -352,38 +355,61 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; on SIGHUP meanwhile, reloads the settings (an invalid file keeps the old ones).
-async fn wait_for_stop(app: &App, flags: &Flags) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let config = app.settings.get().config_path.clone();
-    // Without a watch (no config dir yet, no inotify), SIGHUP still reloads.
-    let watched = config
-        .parent()
-        .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
-        .then(|| crate::config::watch(&config))
-        .transpose()
-        .unwrap_or_else(|e| {
-            tracing::warn!("not watching {} for changes: {e}", config.display());
-            None
-        });
-    let (_watcher, mut changed) = match watched {
-        Some((watcher, rx)) => (Some(watcher), rx),
-        None => (None, tokio::sync::mpsc::channel(1).1),
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => reload(app, flags),
-            Some(()) = changed.recv() => {
-                // An editor's save is several events; let them settle, then read the file once.
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                while changed.try_recv().is_ok() {}
-                tracing::info!("{} changed", config.display());
-                reload(app, flags);
+/// What ends or reloads `serve`: SIGINT, SIGTERM, SIGHUP and changes to the config file.
+struct Stops {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    config: PathBuf,
+    _watcher: Option<Box<dyn notify::Watcher + Send>>,
+    changed: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Stops {
+    fn install(config: &Path) -> anyhow::Result<Stops> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        // Without a watch (no config dir yet, no inotify), SIGHUP still reloads.
+        let watched = config
+            .parent()
+            .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+            .then(|| crate::config::watch(config))
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::warn!("not watching {} for changes: {e}", config.display());
+                None
+            });
+        let (_watcher, changed) = match watched {
+            Some((watcher, rx)) => (Some(watcher), rx),
+            None => (None, tokio::sync::mpsc::channel(1).1),
+        };
+        Ok(Stops {
+            term,
+            int,
+            hup,
+            config: config.to_path_buf(),
+            _watcher,
+            changed,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM; on SIGHUP or a changed config file meanwhile, reloads the settings (an
+    /// invalid file keeps the old ones).
+    async fn wait(mut self, app: &App, flags: &Flags) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => reload(app, flags),
+                Some(()) = self.changed.recv() => {
+                    // An editor's save is several events; let them settle, then read the file once.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    while self.changed.try_recv().is_ok() {}
+                    tracing::info!("{} changed", self.config.display());
+                    reload(app, flags);
+                }
             }
         }
     }

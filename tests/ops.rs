@@ -501,15 +501,11 @@ fn a_changed_config_file_is_reloaded_and_a_broken_one_is_not() {
     .unwrap();
     std::fs::rename(&tmp, &config).unwrap();
     // Wait for the reload in the log, not by trying the new password: failed tries would lock us out.
-    common::wait_for("the reload", 10, || {
-        server.log().contains("settings reloaded").then_some(())
-    });
+    server.wait_log("settings reloaded", 10);
     assert_eq!(status("second-password"), 200);
     assert_eq!(status("first-password"), 401);
     std::fs::write(&config, "[auth\nthis is not TOML").unwrap();
-    common::wait_for("the failed reload to be logged", 10, || {
-        server.log().contains("settings not reloaded").then_some(())
-    });
+    server.wait_log("settings not reloaded", 10);
     assert_eq!(
         status("second-password"),
         200,

@@ -255,9 +255,7 @@ fn passwd_stores_a_hash_that_a_reloaded_server_accepts() {
     );
     common::unsafe_kill(server.pid(), 1);
     // Wait for the reload in the log, not by trying the new password: failed tries would lock us out.
-    wait_for("the reload", 10, || {
-        server.log().contains("settings reloaded").then_some(())
-    });
+    server.wait_log("settings reloaded", 10);
     assert_eq!(sessions("owner", "a new passphrase"), 200);
     assert_eq!(sessions("owner", "old-password"), 401);
     for _ in 0..20 {

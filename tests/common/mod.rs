@@ -141,6 +141,19 @@ impl Server {
         std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
     }
 
+    /// Waits until the log holds `needle`; on timeout the panic shows the log, which says why.
+    pub fn wait_log(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The command that starts this server, without its output wiring.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(bin());
