@@ -1,5 +1,6 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// One exception, in `supervise`: a pre-exec hook that asks the kernel to stop a child when we die.
+// Two exceptions: in `supervise`, a pre-exec hook that asks the kernel to stop a child when we die; in `up`, the
+// supervisor's hand-back of its start-up code pages (madvise).
 #![deny(unsafe_code)]
 
 pub mod auth;

@@ -120,6 +120,39 @@ fn a_killed_serve_comes_back_on_the_same_address() {
     assert_eq!(up.starts().len(), 1);
 }
 
+/// A field of /proc/PID/status, in kB.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn once_started_the_supervisor_gives_back_its_start_up_code_and_still_works() {
+    let up = Up::builder().start();
+    up.wait_line("tunnel connected", 0, 20);
+    // Resident memory falls well below its peak once the URLs are printed: the code only start-up ran is dropped.
+    wait_for(
+        "the supervisor's resident set to fall below its peak",
+        10,
+        || (status_kb(up.pid(), "VmRSS") + 2048 < status_kb(up.pid(), "VmHWM")).then_some(()),
+    );
+    // Whatever it runs next comes back from the file: a restart of serve works as before.
+    let pid = up.child_pid("serve");
+    unsafe_kill(pid, 9);
+    wait_for("a new serve answering", 10, || {
+        (up.child_pid("serve") != pid && up.health() == Some(200)).then_some(())
+    });
+    let seen = up.lines();
+    let tunnel = up.child_pid("cloudflared");
+    unsafe_kill(tunnel, 9);
+    up.wait_line("public:", seen, 20);
+}
+
 #[test]
 fn a_hung_serve_is_restarted() {
     let up = Up::builder()
