@@ -586,11 +586,26 @@ fn service(action: ServiceAction) -> anyhow::Result<()> {
             print!("{}", unit(&flags)?.render(manager));
         }
         ServiceAction::Install { flags, manage } => {
-            let path = svc::install(pick(&manage), &unit(&flags)?, &home()?, manage.dry_run)?;
+            let unit = unit(&flags)?;
+            let home = home()?;
+            let path = svc::install(pick(&manage), &unit, &home, manage.dry_run)?;
             println!(
-                "installed {}; it runs `remote-agent up` at login and after a crash",
-                path.display()
+                "installed {}; it runs `remote-agent up` at login and after a crash, with Claude working in {}",
+                path.display(),
+                unit.project.display()
             );
+            // Without --project or CLAUDE_PROJECT_PATH the project is where install ran: say so when that is broad.
+            if unit.project == home || unit.project.parent().is_none() {
+                println!(
+                    "warning: that is {}, so Claude can edit any file in it; to narrow it, install again with \
+                     --project DIR",
+                    if unit.project == home {
+                        "your home directory"
+                    } else {
+                        "the root directory"
+                    }
+                );
+            }
         }
         ServiceAction::Uninstall { manage } => {
             if svc::uninstall(pick(&manage), &home()?, manage.dry_run)? {

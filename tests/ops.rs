@@ -10,11 +10,15 @@ use common::{PASSWORD, USER};
 
 /// `remote-agent ARGS` with a temp home, credentials, and a project dir.
 fn run(home: &Path, args: &[&str]) -> Output {
-    let project = home.join("project");
-    std::fs::create_dir_all(&project).unwrap();
+    run_in(home, &home.join("project"), args)
+}
+
+/// Runs the binary with this HOME from `dir`.
+fn run_in(home: &Path, dir: &Path, args: &[&str]) -> Output {
+    std::fs::create_dir_all(dir).unwrap();
     Command::new(common::bin())
         .args(args)
-        .current_dir(&project)
+        .current_dir(dir)
         .env("HOME", home)
         .env("AUTH_USERNAME", USER)
         .env("AUTH_PASSWORD", PASSWORD)
@@ -128,6 +132,31 @@ fn install_and_uninstall_write_and_remove_the_unit() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(unit.exists());
     assert!(text(&out).contains("would run: systemctl --user enable --now remote-agent.service"));
+    let project = home.path().join("project").display().to_string();
+    assert!(
+        text(&out).contains(&format!("with Claude working in {project}")),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    // Installed from the home directory without --project: it says what that means.
+    let broad = run_in(
+        home.path(),
+        home.path(),
+        &["service", "install", "--manager", "systemd", "--dry-run"],
+    );
+    assert!(broad.status.success(), "{}", text(&broad));
+    assert!(
+        text(&broad).contains("your home directory"),
+        "{}",
+        text(&broad)
+    );
+    assert!(text(&broad).contains("--project DIR"), "{}", text(&broad));
+    let out = run(
+        home.path(),
+        &["service", "install", "--manager", "systemd", "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
     let status = run(
         home.path(),
         &["service", "status", "--manager", "systemd", "--dry-run"],
