@@ -141,6 +141,15 @@ async function light() {
   check(await page.locator('#evil, #messages img').count() === 0, 'HTML from model text reached the DOM');
   check(await t3.locator('a[href^="javascript"]').count() === 0, 'a javascript: link was rendered');
   check(await t3.locator('a[href="https://example.com/"][rel~="noopener"]').count() === 1, 'https link missing');
+  const [linkColor, accent] = await t3.locator('a[href="https://example.com/"]').evaluate((a) => {
+    const probe = document.createElement('span');
+    probe.style.color = 'var(--accent)';
+    document.body.append(probe);
+    const want = getComputedStyle(probe).color;
+    probe.remove();
+    return [getComputedStyle(a).color, want];
+  });
+  check(linkColor === accent, `a link is ${linkColor}, not the accent colour ${accent}`);
   check(await t3.locator('strong').count() === 1 && await t3.locator('code').count() >= 1, 'markdown not rendered');
   step('safe markdown');
 
@@ -203,6 +212,9 @@ async function light() {
   await page.locator('#conv-list .conv', { hasText: TITLE }).waitFor();
   await page.locator('#conv-list .conv', { hasText: OFFLINE }).waitFor();
   await page.screenshot({ path: join(SHOTS, '02-list.png') });
+  const [metaSize, titleSize] = await page.locator('#conv-list .conv').first().evaluate((c) =>
+    ['.conv-meta', '.conv-title'].map((q) => parseFloat(getComputedStyle(c.querySelector(q)).fontSize)));
+  check(metaSize < titleSize, `the list's details (${metaSize}px) are not smaller than its titles (${titleSize}px)`);
   await phoneChecks(page, 'list');
   await page.locator('#conv-list .conv', { hasText: OFFLINE }).click();
   await page.locator('#messages details.tool').waitFor();
