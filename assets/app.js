@@ -161,6 +161,9 @@ $('logout').addEventListener('click', async () => {
 
 async function loadList() {
   state.convs = (await getJSON('/api/conversations')).conversations;
+  // The open conversation's header follows the list (its first message names it until it is renamed).
+  const open = state.conv && state.convs.find((c) => c.id === state.conv.id);
+  if (open) { state.conv = { ...state.conv, ...open }; setTitle(); }
   renderList();
 }
 
@@ -215,7 +218,7 @@ async function newConv() {
 
 $('rename').addEventListener('click', async () => {
   if (!state.conv) return;
-  const title = prompt('Title of this conversation', state.conv.title || '');
+  const title = await ask({ title: 'Rename conversation', value: state.conv.title || '', ok: 'Rename' });
   if (title === null) return;
   try {
     const res = await api('PATCH', `/api/conversations/${state.conv.id}`, { title: title.trim() || null });
@@ -229,7 +232,13 @@ $('rename').addEventListener('click', async () => {
 $('delete').addEventListener('click', async () => {
   if (!state.conv) return;
   const name = state.conv.title || state.conv.last_message || 'this conversation';
-  if (!confirm(`Delete “${name}”? Its history is removed and a running turn is stopped.`)) return;
+  const sure = await ask({
+    title: `Delete “${name}”?`,
+    text: 'Its history is removed and a running turn is stopped.',
+    ok: 'Delete',
+    danger: true,
+  });
+  if (!sure) return;
   try {
     await api('DELETE', `/api/conversations/${state.conv.id}`);
     state.conv = null;
@@ -238,6 +247,29 @@ $('delete').addEventListener('click', async () => {
     else { clearChat(); showView('list'); }
   } catch (e) { flash(`Could not delete: ${e.message}`); }
 });
+
+// Asks in the page's own dialog. With `value` it shows a field and resolves to its text, else to true; null when
+// cancelled (the button, Escape, or a tap outside).
+function ask({ title, text = '', value = null, ok, danger = false }) {
+  const d = $('ask');
+  const input = $('ask-input');
+  $('ask-title').textContent = title;
+  $('ask-text').textContent = text;
+  $('ask-text').hidden = !text;
+  input.hidden = value === null;
+  input.value = value ?? '';
+  $('ask-ok').textContent = ok;
+  $('ask-ok').className = danger ? 'danger' : 'primary';
+  d.returnValue = '';
+  d.showModal();
+  if (value !== null) input.select();
+  return new Promise((resolve) => {
+    d.addEventListener('close', () => {
+      resolve(d.returnValue !== 'ok' ? null : value === null ? true : input.value);
+    }, { once: true });
+  });
+}
+$('ask').addEventListener('click', (e) => { if (e.target === $('ask')) $('ask').close(); });
 
 function setTitle() {
   const c = state.conv;

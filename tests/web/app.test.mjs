@@ -37,7 +37,8 @@ function newErrors(page, phase) {
     || (phase.offline && /ERR_INTERNET_DISCONNECTED|ERR_NETWORK_CHANGED|Failed to fetch/.test(t));
   page.on('console', (m) => { if (m.type() === 'error' && !expected(m.text())) errors.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? TITLE : undefined));
+  // The app asks in its own dialog; a native one would be a regression.
+  page.on('dialog', (d) => { errors.push(`native ${d.type()} dialog: ${d.message()}`); d.dismiss(); });
   return errors;
 }
 
@@ -206,8 +207,22 @@ async function light() {
   await newConversation(page);
   const s1 = await send(page, 'second conversation');
   await ended(s1);
+  // Until it is renamed, a conversation is named by its message, in the header as in the list.
+  await page.locator('#chat-title', { hasText: 'second conversation' }).waitFor();
+  // Rename: cancelling sends nothing; Enter in the field renames.
+  let patches = 0;
+  page.on('request', (r) => { if (r.method() === 'PATCH') patches += 1; });
   await page.click('#rename');
+  await page.locator('#ask-input').waitFor();
+  await page.fill('#ask-input', 'not this');
+  await page.click('#ask-cancel');
+  await page.locator('#ask').waitFor({ state: 'hidden' });
+  await page.click('#rename');
+  await page.fill('#ask-input', TITLE);
+  await page.screenshot({ path: join(SHOTS, '07-rename.png') });
+  await page.press('#ask-input', 'Enter');
   await page.locator('#chat-title', { hasText: TITLE }).waitFor();
+  check(patches === 1, `${patches} PATCH requests for one rename (a cancelled one among them?)`);
   await page.click('#back');
   await page.locator('#conv-list .conv', { hasText: TITLE }).waitFor();
   await page.locator('#conv-list .conv', { hasText: OFFLINE }).waitFor();
@@ -237,6 +252,10 @@ async function light() {
   await newConversation(page);
   await send(page, 'to be deleted').then(ended);
   await page.click('#delete');
+  await page.locator('#ask-ok', { hasText: 'Delete' }).waitFor();
+  check(await page.locator('#ask-input').isHidden(), 'the delete question shows a text field');
+  await page.screenshot({ path: join(SHOTS, '08-delete.png') });
+  await page.click('#ask-ok');
   await page.locator('#chat-title', { hasText: new RegExp(`${TITLE}|${OFFLINE}`) }).waitFor();
   step('deleted');
 
