@@ -177,7 +177,7 @@ function renderList() {
     b.type = 'button';
     if (state.conv && c.id === state.conv.id) b.setAttribute('aria-current', 'true');
     const top = el('span', 'conv-top');
-    top.append(el('span', 'conv-title', c.title || c.last_message || 'New conversation'));
+    top.append(el('span', 'conv-title', c.title || c.first_message || 'New conversation'));
     if (c.active_turn_id) top.append(el('span', 'badge', 'running'));
     b.append(top);
     const turns = `${c.turn_count} turn${c.turn_count === 1 ? '' : 's'}`;
@@ -231,7 +231,7 @@ $('rename').addEventListener('click', async () => {
 
 $('delete').addEventListener('click', async () => {
   if (!state.conv) return;
-  const name = state.conv.title || state.conv.last_message || 'this conversation';
+  const name = state.conv.title || state.conv.first_message || 'this conversation';
   const sure = await ask({
     title: `Delete “${name}”?`,
     text: 'Its history is removed and a running turn is stopped.',
@@ -273,7 +273,7 @@ $('ask').addEventListener('click', (e) => { if (e.target === $('ask')) $('ask').
 
 function setTitle() {
   const c = state.conv;
-  $('chat-title').textContent = c ? c.title || c.last_message || 'New conversation' : '';
+  $('chat-title').textContent = c ? c.title || c.first_message || 'New conversation' : '';
 }
 
 function clearChat() {
@@ -332,7 +332,8 @@ function olderButton(messages) {
 // user bubble here and is followed on its event stream from the start (a replay is the same stream), so no part
 // of it is drawn twice. Returns those unfinished turns.
 function renderTranscript(box, messages) {
-  const ended = new Set(messages.filter((m) => m.type === 'result').map((m) => m.turn_id));
+  // Every turn has a result entry; a turn still queued or running has no finished_at, and is followed live.
+  const ended = new Set(messages.filter((m) => m.type === 'result' && m.finished_at).map((m) => m.turn_id));
   const views = new Map();
   const live = [];
   for (const m of messages) {

@@ -93,6 +93,8 @@ pub struct Conversation {
     pub total_cost_usd: f64,
     pub last_message: Option<String>,
     pub last_message_at: Option<String>,
+    /// The first message (what names a conversation until it has a title).
+    pub first_message: Option<String>,
     /// The turn running now, or the first one waiting.
     pub active_turn_id: Option<String>,
 }
@@ -265,6 +267,8 @@ const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
     coalesce((SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), c.imported_last_at),
+    coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
+              ORDER BY t.created_at, t.rowid LIMIT 1), substr(c.imported_last_message, 1, 200)),
     (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
      ORDER BY t.rowid LIMIT 1)";
 
@@ -287,7 +291,8 @@ fn conversation_row(r: &Row) -> Result<Conversation> {
         total_cost_usd: r.get(10)?,
         last_message: r.get(11)?,
         last_message_at: r.get(12)?,
-        active_turn_id: r.get(13)?,
+        first_message: r.get(13)?,
+        active_turn_id: r.get(14)?,
     })
 }
 
@@ -383,7 +388,7 @@ impl Store {
     /// what a turn needs to start.
     pub fn conversation_settings(&self, id: &str) -> Result<Option<Conversation>> {
         let sql = format!(
-            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL, NULL FROM conversations c WHERE c.id = ?1"
+            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL, NULL, NULL FROM conversations c WHERE c.id = ?1"
         );
         self.conn()
             .query_row(&sql, [id], conversation_row)

@@ -421,6 +421,10 @@ fn a_conversations_settings_reach_the_cli() {
         ),
         (Some("c"), Some("Renamed"), Some(2))
     );
+    assert_eq!(
+        (c["first_message"].as_str(), c["last_message"].as_str()),
+        (Some("configured"), Some("again"))
+    );
 }
 
 #[test]

@@ -114,6 +114,7 @@ pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Re
         total_cost_usd: 0.0,
         last_message: None,
         last_message_at: None,
+        first_message: None,
         active_turn_id: None,
     };
     match app.store.create_conversation(&conversation) {

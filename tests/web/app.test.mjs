@@ -18,6 +18,8 @@ const started = Date.now();
 const RUN = Date.now().toString(36);
 const TITLE = `Renamed ${RUN}`;
 const OFFLINE = `typed offline ${RUN}`;
+// The first message of the first conversation, which names it in the list.
+const FIRST = `stream please ${RUN}`;
 let current = null; // the page under test, for a screenshot when something fails
 const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
 function check(ok, msg) { if (!ok) throw new Error(msg); }
@@ -114,7 +116,7 @@ async function light() {
 
   // A conversation; the reply streams: text shows while the turn still runs.
   await newConversation(page);
-  const t1 = await send(page, 'stream please [[paced:20:100]]');
+  const t1 = await send(page, `${FIRST} [[paced:20:100]]`);
   await t1.locator('.bubble.assistant.streaming').filter({ hasText: /\d/ }).waitFor();
   check(await t1.locator('.turn-foot[data-status]').count() === 0, 'text appeared only after the turn ended');
   check(await page.locator('#stop').isVisible(), 'no Stop button while running');
@@ -225,13 +227,13 @@ async function light() {
   check(patches === 1, `${patches} PATCH requests for one rename (a cancelled one among them?)`);
   await page.click('#back');
   await page.locator('#conv-list .conv', { hasText: TITLE }).waitFor();
-  await page.locator('#conv-list .conv', { hasText: OFFLINE }).waitFor();
+  await page.locator('#conv-list .conv', { hasText: FIRST }).waitFor();
   await page.screenshot({ path: join(SHOTS, '02-list.png') });
   const [metaSize, titleSize] = await page.locator('#conv-list .conv').first().evaluate((c) =>
     ['.conv-meta', '.conv-title'].map((q) => parseFloat(getComputedStyle(c.querySelector(q)).fontSize)));
   check(metaSize < titleSize, `the list's details (${metaSize}px) are not smaller than its titles (${titleSize}px)`);
   await phoneChecks(page, 'list');
-  await page.locator('#conv-list .conv', { hasText: OFFLINE }).click();
+  await page.locator('#conv-list .conv', { hasText: FIRST }).click();
   await page.locator('#messages details.tool').waitFor();
   step('switched conversations');
 
@@ -240,13 +242,26 @@ async function light() {
   await page.reload();
   await page.locator('#chat-title', { hasText: TITLE }).waitFor();
   await page.click('#back');
-  await page.locator('#conv-list .conv', { hasText: OFFLINE }).click();
+  await page.locator('#conv-list .conv', { hasText: FIRST }).click();
   await page.locator('#messages details.tool').waitFor();
   check(await page.locator('#messages .turn').count() === 6, 'history after reload does not have 6 turns');
   const again = norm(await page.locator('#messages .turn').nth(4).locator('.bubble.assistant').innerText());
   check(again === final5, 'history after reload differs from the streamed text');
   check(/cancelled|Cancelled/.test(await page.locator('#messages .turn').nth(3).innerText()), 'cancel not in history');
   step('reload shows the history');
+
+  // A reload while a turn runs picks the turn up: its text so far, then the rest, each part once, and Stop.
+  const r1 = await send(page, 'reload mid-turn [[paced:30:100]]');
+  await r1.locator('.bubble.assistant.streaming').filter({ hasText: /\d/ }).waitFor();
+  await page.reload();
+  const r2 = page.locator('#messages .turn').last();
+  await r2.locator('.bubble.assistant').filter({ hasText: /\d/ }).waitFor();
+  check(await r2.locator('.turn-foot[data-status]').count() === 0, 'the running turn shows as ended after a reload');
+  check(await page.locator('#stop').isVisible(), 'no Stop button for the running turn after a reload');
+  await ended(r2);
+  const midParts = norm(await r2.locator('.bubble.assistant').innerText()).split(' ');
+  check(midParts.length === 30 && new Set(midParts).size === 30, `after a reload mid-turn the reply has ${midParts.length} parts`);
+  step('a reload mid-turn follows the turn');
 
   // Delete a conversation, with confirmation.
   await newConversation(page);
@@ -256,7 +271,7 @@ async function light() {
   check(await page.locator('#ask-input').isHidden(), 'the delete question shows a text field');
   await page.screenshot({ path: join(SHOTS, '08-delete.png') });
   await page.click('#ask-ok');
-  await page.locator('#chat-title', { hasText: new RegExp(`${TITLE}|${OFFLINE}`) }).waitFor();
+  await page.locator('#chat-title', { hasText: new RegExp(`${TITLE}|${FIRST}`) }).waitFor();
   step('deleted');
 
   check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
