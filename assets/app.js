@@ -418,6 +418,7 @@ class TurnView {
       case 'message':
         if (!this.textEl) { this.textEl = el('div', 'bubble assistant'); this.add(this.textEl); }
         this.buf = d.text; // the complete block replaces what the deltas built
+        this.lastText = d.text;
         this.renderText();
         this.textEl.classList.remove('streaming');
         this.textEl = null;
@@ -433,7 +434,12 @@ class TurnView {
         break;
       }
       case 'result': this.meta({ cost: d.cost, num_turns: d.num_turns }); break;
-      case 'error': this.add(el('div', 'turn-error', d.error)); break;
+      case 'error':
+        // Said already: the CLI puts an API error in the reply too, and the footer says "Cancelled".
+        if (norm(d.error) !== norm(this.lastText) && !/^cancel+ed$/i.test(norm(d.error))) {
+          this.add(el('div', 'turn-error', d.error));
+        }
+        break;
       case 'done': this.setStatus(d.status); break;
     }
   }
@@ -463,6 +469,11 @@ class TurnView {
     this.el.dataset.status = s;
     if (state.live && state.live.view === this) setStatus(text || STATUS_TEXT[s] || s, s);
     if (['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted'].includes(s)) {
+      // A tool still waiting for its result when the turn ended will not get one.
+      for (const card of this.tools.values()) {
+        const st = card.querySelector('.tool-state');
+        if (st.textContent === '…') st.textContent = s === 'succeeded' ? 'done' : 'stopped';
+      }
       this.foot.dataset.status = s;
       this.footStatus = STATUS_TEXT[s];
       this.drawFoot();
@@ -484,6 +495,9 @@ class TurnView {
 }
 
 // A tool_result's content is a string or a list of content blocks.
+// Whitespace-insensitive text, for comparing what was said.
+function norm(t) { return String(t ?? '').replace(/\s+/g, ' ').trim(); }
+
 function toolText(c) {
   if (typeof c === 'string') return c;
   if (Array.isArray(c)) return c.map((b) => (b && b.type === 'text' ? b.text : JSON.stringify(b))).join('\n');

@@ -157,11 +157,14 @@ async function light() {
   step('safe markdown');
 
   // Stop a long turn.
-  const t4 = await send(page, 'take long [[slow:30]]');
+  const t4 = await send(page, 'take long [[tool]] [[slow:30]]');
+  await t4.locator('details.tool').waitFor();
   await page.locator('#status[data-kind="running"]').waitFor();
   await page.click('#stop');
   await ended(t4, 'cancelled', 15000);
   check(await page.locator('#stop').isHidden(), 'Stop still shown after cancel');
+  check(await t4.locator('.turn-error').count() === 0, 'a cancelled turn says so twice');
+  check(await t4.locator('.tool-state').innerText() === 'stopped', 'the tool card of a cancelled turn still waits');
   step('stopped');
 
   // Drop the connection mid-stream: the text resumes with no part twice. Every sample must be a prefix of the
@@ -234,7 +237,7 @@ async function light() {
   check(metaSize < titleSize, `the list's details (${metaSize}px) are not smaller than its titles (${titleSize}px)`);
   await phoneChecks(page, 'list');
   await page.locator('#conv-list .conv', { hasText: FIRST }).click();
-  await page.locator('#messages details.tool').waitFor();
+  await page.locator('#messages details.tool').first().waitFor();
   step('switched conversations');
 
   // A reload shows the whole history from the server; the most recent conversation (the first: it ran last
@@ -243,7 +246,7 @@ async function light() {
   await page.locator('#chat-title', { hasText: TITLE }).waitFor();
   await page.click('#back');
   await page.locator('#conv-list .conv', { hasText: FIRST }).click();
-  await page.locator('#messages details.tool').waitFor();
+  await page.locator('#messages details.tool').first().waitFor();
   check(await page.locator('#messages .turn').count() === 6, 'history after reload does not have 6 turns');
   const again = norm(await page.locator('#messages .turn').nth(4).locator('.bubble.assistant').innerText());
   check(again === final5, 'history after reload differs from the streamed text');
@@ -266,6 +269,11 @@ async function light() {
   // Delete a conversation, with confirmation.
   await newConversation(page);
   await send(page, 'to be deleted').then(ended);
+  // An API error shows once: the CLI puts it in the reply, and the app does not repeat it in red.
+  const failed = await send(page, 'this will fail [[error]]');
+  await ended(failed, 'failed');
+  check(await failed.locator('.bubble.assistant').count() === 1, 'the failed turn has no reply');
+  check(await failed.locator('.turn-error').count() === 0, 'the error is shown twice');
   await page.click('#delete');
   await page.locator('#ask-ok', { hasText: 'Delete' }).waitFor();
   check(await page.locator('#ask-input').isHidden(), 'the delete question shows a text field');
