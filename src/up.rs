@@ -1105,22 +1105,33 @@ pub fn status(flags: &Flags) -> anyhow::Result<()> {
         state["local_url"].as_str().unwrap_or("(starting)")
     );
     let tunnel = &state["tunnel"];
-    println!(
-        "  tunnel:  {} {} ({})",
-        tunnel["kind"].as_str().unwrap_or("?"),
-        tunnel["url"].as_str().unwrap_or("(no URL yet)"),
-        if tunnel["ready"] == true {
-            "connected"
-        } else {
-            "not connected"
-        }
-    );
+    let kind = tunnel["kind"].as_str().unwrap_or("?");
+    if kind == "none" {
+        println!("  tunnel:  none (this computer and its network only)");
+    } else {
+        println!(
+            "  tunnel:  {kind} {} ({})",
+            tunnel["url"].as_str().unwrap_or("(no URL yet)"),
+            if tunnel["ready"] == true {
+                "connected"
+            } else {
+                "not connected"
+            }
+        );
+    }
     println!("  user:    {}", state["user"].as_str().unwrap_or("?"));
     for (name, child) in state["children"].as_object().into_iter().flatten() {
+        // Without a tunnel there is no cloudflared to speak of.
+        if kind == "none" && name == "cloudflared" {
+            continue;
+        }
         println!(
-            "  {name}: {} (pid {}, {} restarts{})",
+            "  {name}: {} ({}{} restarts{})",
             child["state"].as_str().unwrap_or("?"),
-            child["pid"],
+            child["pid"]
+                .as_i64()
+                .map(|pid| format!("pid {pid}, "))
+                .unwrap_or_default(),
             child["restarts"],
             child["last_exit"]
                 .as_str()

@@ -220,6 +220,20 @@ fn without_cloudflared_up_says_how_to_install_it_and_serves_locally() {
     assert!(out.contains("brew install cloudflared"), "{out}");
     assert!(out.contains("Serving locally"), "{out}");
     assert_eq!(up.health(), Some(200));
+    // `status` says there is no tunnel, and names no cloudflared.
+    let status = Command::new(common::bin())
+        .args(["status", "--state-dir"])
+        .arg(up.root.path().join("state"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("tunnel:  none (this computer"), "{text}");
+    assert!(
+        !text.contains("cloudflared") && !text.contains("null"),
+        "{text}"
+    );
+    assert!(text.contains("serve: running (pid "), "{text}");
 }
 
 #[test]
