@@ -246,8 +246,9 @@ impl Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "no credentials: set AUTH_USERNAME and AUTH_PASSWORD (in the environment or .env), \
-         or username and password under [auth] in {0}"
+        "no credentials: run `remote-agent passwd` (or `remote-agent up`, which creates a login on its first \
+         run), or set AUTH_USERNAME and AUTH_PASSWORD (in the environment or .env), or username and password \
+         under [auth] in {0}"
     )]
     NoCredentials(PathBuf),
     #[error("config file {path}: {message}")]

@@ -741,8 +741,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             "the body must be a JSON object",
         ));
     }
-    serde_json::from_value(value)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    // Well-formed JSON with a field of the wrong type or an unknown one: say that, not "invalid JSON".
+    serde_json::from_value(value).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("a field of the body does not fit: {e}"),
+        )
+    })
 }
 
 /// A path segment with its %-escapes decoded (a `+` stays a `+` in a path); borrowed when there are none.

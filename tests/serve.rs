@@ -511,6 +511,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         );
         assert!(resp.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
+    // Malformed JSON and a field of the wrong type are told apart.
+    let says = |body: &[u8]| server.authed("POST", "/api/chat", body).json()["error"].to_string();
+    assert!(says(b"{not json").contains("invalid JSON"));
+    let wrong_type = says(br#"{"message": 42}"#);
+    assert!(
+        wrong_type.contains("expected a string") && !wrong_type.contains("invalid JSON"),
+        "{wrong_type}"
+    );
     // Over 1 MiB: 413, whether declared up front or not.
     let big = json!({"message": "x".repeat(1024 * 1024 + 10)}).to_string();
     let resp = server.authed("POST", "/api/chat", big.as_bytes());
