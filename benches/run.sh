@@ -45,7 +45,7 @@ echo "rustc: $(rustc --version)"
 echo "== idle RSS of serve (started, no request yet; then after one chat turn and 1000 /health requests)"
 start serve "$tmp/serve.log" "${serve_cmd[@]}"
 sleep 1
-echo "idle: $(rss_kb "$pid") kB"
+echo "idle: $(rss_kb "$pid") kB (peak during start-up $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") kB)"
 curl -s -u bench:bench -d '{"message":"hi"}' "http://$addr/api/chat" >/dev/null
 for _ in $(seq 1000); do echo; done | xargs -P4 -I{} curl -s -o /dev/null "http://$addr/health"
 sleep 1

@@ -1,6 +1,6 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// Two exceptions: in `supervise`, a pre-exec hook that asks the kernel to stop a child when we die; in `up`, the
-// supervisor's hand-back of its start-up code pages (madvise).
+// Two exceptions: in `supervise`, a pre-exec hook that asks the kernel to stop a child when we die; in `pages`,
+// handing back the code pages only start-up ran (madvise).
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -8,6 +8,7 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod pages;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::up::{Up, UpBuilder, fake_cloudflared};
-use common::{PASSWORD, USER, alive, basic, unsafe_kill, wait_for};
+use common::{PASSWORD, USER, alive, basic, status_kb, unsafe_kill, wait_for};
 use serde_json::Value;
 
 fn public_url(line: &str) -> String {
@@ -118,16 +118,6 @@ fn a_killed_serve_comes_back_on_the_same_address() {
     assert_eq!(up.local(), addr);
     // cloudflared kept running: the tunnel listener came back on the same port.
     assert_eq!(up.starts().len(), 1);
-}
-
-/// A field of /proc/PID/status, in kB.
-fn status_kb(pid: i32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[cfg(target_os = "linux")]
