@@ -160,7 +160,11 @@ $('logout').addEventListener('click', async () => {
 // ---------- conversations ----------
 
 async function loadList() {
-  state.convs = (await getJSON('/api/conversations')).conversations;
+  // Answers can come back out of order: only the latest request's is shown.
+  const seq = (state.listSeq = (state.listSeq || 0) + 1);
+  const { conversations } = await getJSON('/api/conversations');
+  if (seq !== state.listSeq) return;
+  state.convs = conversations;
   // The open conversation's header follows the list (its first message names it until it is renamed).
   const open = state.conv && state.convs.find((c) => c.id === state.conv.id);
   if (open) { state.conv = { ...state.conv, ...open }; setTitle(); }
@@ -217,21 +221,23 @@ async function newConv() {
 }
 
 $('rename').addEventListener('click', async () => {
-  if (!state.conv) return;
-  const title = await ask({ title: 'Rename conversation', value: state.conv.title || '', ok: 'Rename' });
+  const conv = state.conv;
+  if (!conv) return;
+  const title = await ask({ title: 'Rename conversation', value: conv.title || '', ok: 'Rename' });
   if (title === null) return;
   try {
-    const res = await api('PATCH', `/api/conversations/${state.conv.id}`, { title: title.trim() || null });
+    const res = await api('PATCH', `/api/conversations/${conv.id}`, { title: title.trim() || null });
     const c = await res.json();
-    state.conv = c.conversation || c;
-    setTitle();
+    // Only if it is still the one open: the user may have switched meanwhile.
+    if (state.conv && state.conv.id === conv.id) { state.conv = c.conversation || c; setTitle(); }
     loadList().catch(() => {});
   } catch (e) { flash(`Could not rename: ${e.message}`); }
 });
 
 $('delete').addEventListener('click', async () => {
-  if (!state.conv) return;
-  const name = state.conv.title || state.conv.first_message || 'this conversation';
+  const conv = state.conv;
+  if (!conv) return;
+  const name = conv.title || conv.first_message || 'this conversation';
   const sure = await ask({
     title: `Delete “${name}”?`,
     text: 'Its history is removed and a running turn is stopped.',
@@ -240,9 +246,11 @@ $('delete').addEventListener('click', async () => {
   });
   if (!sure) return;
   try {
-    await api('DELETE', `/api/conversations/${state.conv.id}`);
-    state.conv = null;
+    await api('DELETE', `/api/conversations/${conv.id}`);
+    const wasOpen = state.conv && state.conv.id === conv.id;
+    if (wasOpen) state.conv = null;
     await loadList();
+    if (!wasOpen) return;
     if (state.convs.length) await openConv(state.convs[0].id);
     else { clearChat(); showView('list'); }
   } catch (e) { flash(`Could not delete: ${e.message}`); }
@@ -262,14 +270,19 @@ function ask({ title, text = '', value = null, ok, danger = false }) {
   $('ask-ok').className = danger ? 'danger' : 'primary';
   d.returnValue = '';
   d.showModal();
+  // A destructive question starts on Cancel, so that a stray Enter does not confirm it.
   if (value !== null) input.select();
+  else if (danger) $('ask-cancel').focus();
   return new Promise((resolve) => {
     d.addEventListener('close', () => {
       resolve(d.returnValue !== 'ok' ? null : value === null ? true : input.value);
     }, { once: true });
   });
 }
-$('ask').addEventListener('click', (e) => { if (e.target === $('ask')) $('ask').close(); });
+// A tap on the backdrop cancels; a drag that began inside (selecting the field's text) does not.
+let pressedOnBackdrop = false;
+$('ask').addEventListener('pointerdown', (e) => { pressedOnBackdrop = e.target === $('ask'); });
+$('ask').addEventListener('click', (e) => { if (e.target === $('ask') && pressedOnBackdrop) $('ask').close(); });
 
 function setTitle() {
   const c = state.conv;
@@ -494,10 +507,10 @@ class TurnView {
   }
 }
 
-// A tool_result's content is a string or a list of content blocks.
 // Whitespace-insensitive text, for comparing what was said.
 function norm(t) { return String(t ?? '').replace(/\s+/g, ' ').trim(); }
 
+// A tool_result's content is a string or a list of content blocks.
 function toolText(c) {
   if (typeof c === 'string') return c;
   if (Array.isArray(c)) return c.map((b) => (b && b.type === 'text' ? b.text : JSON.stringify(b))).join('\n');

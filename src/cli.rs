@@ -597,6 +597,8 @@ fn service(action: ServiceAction) -> anyhow::Result<()> {
                 unit.project.display()
             );
             // Without --project or CLAUDE_PROJECT_PATH the project is where install ran: say so when that is broad.
+            // (The project is canonical; so must home be, where it is reached through a link.)
+            let home = home.canonicalize().unwrap_or(home);
             if unit.project == home || unit.project.parent().is_none() {
                 println!(
                     "warning: that is {}, so Claude can edit any file in it; to narrow it, install again with \

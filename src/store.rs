@@ -267,8 +267,9 @@ const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
     coalesce((SELECT t.created_at FROM turns t WHERE t.conversation_id = c.id
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), c.imported_last_at),
-    coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
-              ORDER BY t.created_at, t.rowid LIMIT 1), substr(c.imported_last_message, 1, 200)),
+    CASE WHEN c.imported_turns > 0 THEN substr(c.imported_last_message, 1, 200)
+         ELSE (SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
+               ORDER BY t.created_at, t.rowid LIMIT 1) END,
     (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
      ORDER BY t.rowid LIMIT 1)";
 

@@ -332,6 +332,17 @@ fn the_prototypes_sessions_are_imported_and_resumed() {
     let (_, argv) = server.recorded_runs().pop().unwrap();
     let i = argv.iter().position(|a| a == "--resume").expect("--resume");
     assert_eq!(argv[i + 1], "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21");
+    // Its name stays what the prototype knew it by, not the message sent since.
+    let list = server.authed("GET", "/api/conversations", b"").json();
+    let default = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "default")
+        .unwrap()
+        .clone();
+    assert_eq!(default["first_message"], "fix the tests");
+    assert_eq!(default["last_message"], "go on");
     // Again: nothing new.
     let again = run_import(&file);
     assert!(text(&again).contains("imported 0 of 2") && text(&again).contains("skipped"));

@@ -254,7 +254,7 @@ async function light() {
   step('reload shows the history');
 
   // A reload while a turn runs picks the turn up: its text so far, then the rest, each part once, and Stop.
-  const r1 = await send(page, 'reload mid-turn [[paced:30:100]]');
+  const r1 = await send(page, 'reload mid-turn [[paced:30:250]]');
   await r1.locator('.bubble.assistant.streaming').filter({ hasText: /\d/ }).waitFor();
   await page.reload();
   const r2 = page.locator('#messages .turn').last();
@@ -274,6 +274,13 @@ async function light() {
   await ended(failed, 'failed');
   check(await failed.locator('.bubble.assistant').count() === 1, 'the failed turn has no reply');
   check(await failed.locator('.turn-error').count() === 0, 'the error is shown twice');
+  await page.click('#delete');
+  await page.locator('#ask-ok', { hasText: 'Delete' }).waitFor();
+  check(await page.evaluate(() => document.activeElement.id) === 'ask-cancel', 'delete does not start on Cancel');
+  // Escape cancels: the conversation is still there.
+  await page.keyboard.press('Escape');
+  await page.locator('#ask').waitFor({ state: 'hidden' });
+  check((await page.innerText('#chat-title')).includes('to be deleted'), 'Escape did not keep the conversation');
   await page.click('#delete');
   await page.locator('#ask-ok', { hasText: 'Delete' }).waitFor();
   check(await page.locator('#ask-input').isHidden(), 'the delete question shows a text field');
