@@ -134,20 +134,26 @@ fn main() {
         server.authed("POST", &format!("/api/turns/{id}/cancel"), b"");
     }
 
-    // 5. The real CLI: POST to the first text_delta.
+    // 5. The real CLI: POST to the first text_delta; and, interleaved with it so that neither gets a warmer
+    // machine, the same CLI run directly with the arguments the server gives it (spawn to the first text_delta on
+    // its stdout), which the first figure cannot be below.
     let Some(claude) = std::env::var_os("REMOTE_AGENT_REAL_CLAUDE") else {
         println!("real CLI: skipped (set REMOTE_AGENT_REAL_CLAUDE)");
         return;
     };
     let mock = common::mock_api::MockApi::start();
     let real = Server::builder()
-        .claude(claude)
+        .claude(&claude)
         .env("ANTHROPIC_BASE_URL", mock.base_url())
         .env("ANTHROPIC_API_KEY", "bench-key")
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
         .start();
     real.create(json!({ "id": "r" }));
-    let mut firsts = Vec::new();
+    let home = tempfile::tempdir().unwrap();
+    let mut session = None;
+    // A first direct run makes the session the others resume, as the server's first turn does.
+    direct_run(&claude, &mock, home.path(), &mut session, 0);
+    let (mut firsts, mut direct) = (Vec::new(), Vec::new());
     for i in 0..10 {
         let started = Instant::now();
         let id = real.send("r", json!({ "message": format!("hello {i}") }));
@@ -159,9 +165,69 @@ fn main() {
             }
         }
         firsts.push(first.expect("a text_delta"));
+        direct.push(direct_run(&claude, &mock, home.path(), &mut session, i + 1));
     }
     summary(
         "real CLI: POST to first text_delta (10 turns, resumed session)",
         firsts,
     );
+    summary(
+        "real CLI run directly: spawn to first text_delta (10 runs, resumed session)",
+        direct,
+    );
+}
+
+/// Runs the CLI as the server would (its arguments, the prompt on stdin) and returns the ms from spawn to the first
+/// `text_delta` line; remembers the session it made.
+fn direct_run(
+    claude: &std::ffi::OsStr,
+    mock: &common::mock_api::MockApi,
+    home: &std::path::Path,
+    session: &mut Option<String>,
+    i: usize,
+) -> f64 {
+    use std::io::{BufRead, Write};
+    let spec = remote_agent::claude::Spec {
+        bin: claude.to_string_lossy().into_owned(),
+        cwd: home.to_path_buf(),
+        prompt: format!("hello {i}"),
+        resume: session.clone(),
+        options: Vec::new(),
+        turn_id: format!("direct-{i}"),
+    };
+    let started = Instant::now();
+    let mut child = std::process::Command::new(claude)
+        .args(remote_agent::claude::args(&spec))
+        .current_dir(home)
+        .env("HOME", home)
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .env("ANTHROPIC_API_KEY", "bench-key")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Dropped at the end of the statement: the prompt is written and stdin closed.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.prompt.as_bytes())
+        .unwrap();
+    let mut first = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if first.is_none() && line.contains("\"text_delta\"") {
+            first = Some(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        if session.is_none()
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(id) = v["session_id"].as_str()
+        {
+            *session = Some(id.to_string());
+        }
+    }
+    child.wait().unwrap();
+    first.expect("a text_delta")
 }
