@@ -260,6 +260,10 @@ $('delete').addEventListener('click', async () => {
 // cancelled (the button, Escape, or a tap outside).
 function ask({ title, text = '', value = null, ok, danger = false }) {
   const d = $('ask');
+  // Browsers without <dialog> (iOS before 15.4) get the native questions.
+  if (typeof d.showModal !== 'function') {
+    return Promise.resolve(value === null ? (confirm(`${title} ${text}`) || null) : prompt(title, value));
+  }
   const input = $('ask-input');
   $('ask-title').textContent = title;
   $('ask-text').textContent = text;

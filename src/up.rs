@@ -167,6 +167,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         edge_warned: false,
         last_healthy: Instant::now(),
         trimmed: false,
+        serve_listening: false,
     };
     sup.run().await
 }
@@ -289,6 +290,8 @@ struct Supervisor {
     last_healthy: Instant,
     /// The start-up code pages were handed back (see [`crate::pages::release_code`]).
     trimmed: bool,
+    /// The current serve said it listens, so its signal handlers are in place (a SIGHUP before would kill it).
+    serve_listening: bool,
 }
 
 impl Supervisor {
@@ -314,7 +317,8 @@ impl Supervisor {
                     }
                 }
                 _ = hup.recv() => {
-                    if let Some(pid) = self.serve.pid.filter(|_| self.serve.running()) {
+                    // A serve not yet listening reads the settings as it starts: no signal needed, or safe.
+                    if let Some(pid) = self.serve.pid.filter(|_| self.serve.running() && self.serve_listening) {
                         println!("reloading serve's settings (SIGHUP)");
                         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGHUP);
                     }
@@ -411,6 +415,7 @@ impl Supervisor {
             self.banner_url = None;
         } else {
             self.last_healthy = Instant::now();
+            self.serve_listening = false;
         }
         self.write_state();
         Ok(())
@@ -570,6 +575,7 @@ impl Supervisor {
 
     fn on_serve_line(&mut self, line: &str) {
         if let Some(addr) = line.strip_prefix("listening on http://") {
+            self.serve_listening = true;
             self.local = addr.trim().parse().ok();
         } else if let Some(addr) = line.strip_prefix("tunnel listener on http://") {
             self.tunnel_origin = addr.trim().parse().ok();
