@@ -705,13 +705,41 @@ fn read_config_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigErr
     };
     toml::from_str(&text).map_err(|e| ConfigError::File {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: toml_error(&text, &e),
     })
+}
+
+/// Where and what, without the line itself: toml's own message quotes the offending line, and that line can be
+/// `password = "…` (a secret in a log).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_config_file_is_located_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[auth]\nusername = \"me\"\npassword = \"hunter2-secret\n").unwrap();
+        let Err(e) = read_config_file(&path, true) else {
+            panic!("a broken file was read");
+        };
+        let message = e.to_string();
+        assert!(message.contains("line 3"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
 
     fn resolve_with(
         flags: &Flags,
