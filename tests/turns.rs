@@ -146,6 +146,27 @@ fn resuming_mid_turn_and_after_it_gives_exactly_the_rest() {
     assert_eq!(past.status, 204);
     let bad = server.authed("GET", &format!("/api/turns/{id}/events?after=x"), b"");
     assert_eq!(bad.status, 400);
+
+    // An EventSource reconnects to its first URL (`?after=2`) and adds what it has seen since as Last-Event-ID:
+    // the later of the two wins, so nothing comes twice, and past `done` it is told to stop (204).
+    let mut again = SseStream::open(
+        &server,
+        "GET",
+        &format!("/api/turns/{id}/events?after=2"),
+        &[("Last-Event-ID", "6")],
+    );
+    assert_eq!(again.rest(), whole[6..]);
+    let done = whole.len().to_string();
+    let over = server.request(
+        "GET",
+        &format!("/api/turns/{id}/events?after=0"),
+        &[
+            ("Authorization", &common::basic(common::USER, common::PASSWORD)),
+            ("Last-Event-ID", &done),
+        ],
+        b"",
+    );
+    assert_eq!(over.status, 204);
 }
 
 #[test]

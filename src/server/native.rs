@@ -423,23 +423,29 @@ pub(super) fn cancel_turn(app: &App, id: &str) -> Response<Body> {
     }
 }
 
-/// The cursor a reader resumes from: `?after=N`, else the `Last-Event-ID` header, else 0.
+/// The cursor a reader resumes from: the later of `?after=N` and the `Last-Event-ID` header, else 0. A browser's
+/// EventSource reconnects to the same `?after=` URL and adds the header with what it has seen since, so the header
+/// must win when it is further on.
 fn cursor(req: &Request<Incoming>) -> Result<u64, Response<Body>> {
-    let raw = query_param(req.uri().query(), "after").or_else(|| {
-        req.headers()
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_string())
-    });
-    match raw {
-        None => Ok(0),
-        Some(v) => v.parse().map_err(|_| {
+    let header = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string());
+    let mut cursor = 0;
+    for raw in [query_param(req.uri().query(), "after"), header]
+        .into_iter()
+        .flatten()
+    {
+        let n: u64 = raw.parse().map_err(|_| {
             error(
                 StatusCode::BAD_REQUEST,
                 "after / Last-Event-ID must be an event id (a whole number)",
             )
-        }),
+        })?;
+        cursor = cursor.max(n);
     }
+    Ok(cursor)
 }
 
 fn subscribe(app: &App, req: &Request<Incoming>, id: &str) -> Result<Subscription, Response<Body>> {
