@@ -732,7 +732,11 @@ mod tests {
     fn a_broken_config_file_is_located_without_quoting_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        std::fs::write(&path, "[auth]\nusername = \"me\"\npassword = \"hunter2-secret\n").unwrap();
+        std::fs::write(
+            &path,
+            "[auth]\nusername = \"me\"\npassword = \"hunter2-secret\n",
+        )
+        .unwrap();
         let Err(e) = read_config_file(&path, true) else {
             panic!("a broken file was read");
         };

@@ -424,20 +424,22 @@ async fn run_turn(
     let mut why: Option<Stop> = None;
     let mut linger = None;
     let mut open = true;
-    // Read until stdout closes and the process exits, a stop is asked for, or the CLI lingers after its result.
-    let exited = loop {
+    let mut result_seen = false;
+    // Read until the result line, stdout closes and the process exits, a stop is asked for, or the CLI lingers.
+    let mut exited = loop {
         tokio::select! {
             event = events.recv(), if open => match event {
                 Some(event) => {
                     on_event(&mut stream, &mut outcome, &mut linger, event);
-                    // Store what has arrived together in one transaction; after the result, the turn's end
-                    // stores the rest.
+                    // Store what has arrived together in one transaction.
                     while let Ok(event) = events.try_recv() {
                         on_event(&mut stream, &mut outcome, &mut linger, event);
                     }
-                    if outcome.is_none() {
-                        stream.flush();
+                    if outcome.is_some() {
+                        result_seen = true;
+                        break None;
                     }
+                    stream.flush();
                 }
                 None => {
                     // Stdout closed: the process should exit now; give it the same grace as after a result.
@@ -451,6 +453,63 @@ async fn run_turn(
             () = sleep_until(linger), if linger.is_some() => break None,
         }
     };
+    let ending = |why: Option<Stop>,
+                  outcome: Option<&Outcome>,
+                  exited: Option<std::process::ExitStatus>,
+                  run: &claude::Run| {
+        let ended = match why {
+            Some(w) => stopped_ending(w, outcome, timeout),
+            None => match outcome {
+                Some(o) if o.succeeded() => Ended {
+                    status: "succeeded",
+                    response: o.text.clone(),
+                    session_id: o.session_id.clone(),
+                    cost: o.cost,
+                    num_turns: o.num_turns,
+                    error: None,
+                    not_found: false,
+                },
+                Some(o) => Ended {
+                    status: "failed",
+                    response: o.text.clone(),
+                    session_id: o.session_id.clone(),
+                    cost: o.cost,
+                    num_turns: o.num_turns,
+                    error: Some(o.error_text()),
+                    not_found: false,
+                },
+                None => {
+                    let tail = run.stderr_tail();
+                    failed(if tail.is_empty() {
+                        match exited {
+                            Some(status) => format!("claude exited ({status}) without a result"),
+                            None => "claude stopped without a result".into(),
+                        }
+                    } else {
+                        last_lines(&tail, 5)
+                    })
+                }
+            },
+        };
+        let keep = outcome
+            .filter(|o| o.succeeded())
+            .and(ended.session_id.clone());
+        (ended, keep)
+    };
+    if result_seen {
+        // The result line ends the turn for its readers at once (design.md): the CLI often lingers seconds after
+        // it, and nobody should wait for that. The process still gets its linger time to exit; what it prints
+        // meanwhile is read (a full pipe would block it) and dropped.
+        let (ended, keep) = ending(None, outcome.as_ref(), None, &run);
+        finish(inner, &mut stream, ended, Some((started.elapsed(), keep)));
+        exited = loop {
+            tokio::select! {
+                event = recv_or_pending(&mut events, open) => if event.is_none() { open = false },
+                status = run.wait(), if !open => break status.ok(),
+                () = sleep_until(linger) => break None,
+            }
+        };
+    }
     if exited.is_none() {
         // Keep reading while the ladder runs: the CLI prints its last lines (often a result) as it stops.
         {
@@ -460,7 +519,8 @@ async fn run_turn(
                 tokio::select! {
                     _ = &mut ladder => break,
                     event = recv_or_pending(&mut events, open) => match event {
-                        Some(event) => on_event(&mut stream, &mut outcome, &mut linger, event),
+                        Some(event) if !result_seen => on_event(&mut stream, &mut outcome, &mut linger, event),
+                        Some(_) => {}
                         None => open = false,
                     },
                 }
@@ -469,48 +529,15 @@ async fn run_turn(
         while let Ok(Some(event)) =
             tokio::time::timeout(Duration::from_millis(200), events.recv()).await
         {
-            on_event(&mut stream, &mut outcome, &mut linger, event);
+            if !result_seen {
+                on_event(&mut stream, &mut outcome, &mut linger, event);
+            }
         }
     }
-    let elapsed = started.elapsed();
-    let ended = match why {
-        Some(w) => stopped_ending(w, outcome.as_ref(), timeout),
-        None => match &outcome {
-            Some(o) if o.succeeded() => Ended {
-                status: "succeeded",
-                response: o.text.clone(),
-                session_id: o.session_id.clone(),
-                cost: o.cost,
-                num_turns: o.num_turns,
-                error: None,
-                not_found: false,
-            },
-            Some(o) => Ended {
-                status: "failed",
-                response: o.text.clone(),
-                session_id: o.session_id.clone(),
-                cost: o.cost,
-                num_turns: o.num_turns,
-                error: Some(o.error_text()),
-                not_found: false,
-            },
-            None => {
-                let tail = run.stderr_tail();
-                failed(if tail.is_empty() {
-                    match exited {
-                        Some(status) => format!("claude exited ({status}) without a result"),
-                        None => "claude stopped without a result".into(),
-                    }
-                } else {
-                    last_lines(&tail, 5)
-                })
-            }
-        },
-    };
-    let keep = outcome
-        .filter(|o| o.succeeded())
-        .and(ended.session_id.clone());
-    finish(inner, &mut stream, ended, Some((elapsed, keep)));
+    if !result_seen {
+        let (ended, keep) = ending(why, outcome.as_ref(), exited, &run);
+        finish(inner, &mut stream, ended, Some((started.elapsed(), keep)));
+    }
     drop(run);
     // Waiters already have their answer; the conversation's next turn waits for this clean-up.
     let left = claude::kill_leftovers(turn_id).await;

@@ -421,6 +421,11 @@ fn a_cli_that_lingers_after_its_result_is_stopped_and_the_next_turn_runs() {
     let r = ok_chat(&server, json!({"message": "[[linger:60]] stay"}));
     assert_eq!(r["success"], true);
     let (pid, _) = server.recorded_runs().pop().unwrap();
+    // The answer came with the result line, not when the CLI finally went (it is given 3 s, then stopped).
+    assert!(
+        alive(pid.parse().unwrap()),
+        "the answer waited for the CLI to exit"
+    );
     let r = ok_chat(&server, json!({"message": "next"}));
     assert_eq!(r["response"], "echo[2]: next");
     assert!(!alive(pid.parse().unwrap()));

@@ -161,7 +161,10 @@ fn resuming_mid_turn_and_after_it_gives_exactly_the_rest() {
         "GET",
         &format!("/api/turns/{id}/events?after=0"),
         &[
-            ("Authorization", &common::basic(common::USER, common::PASSWORD)),
+            (
+                "Authorization",
+                &common::basic(common::USER, common::PASSWORD),
+            ),
             ("Last-Event-ID", &done),
         ],
         b"",
