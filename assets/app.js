@@ -72,6 +72,12 @@ async function api(method, path, body, signal) {
     setOffline(true);
     throw new NetError(String(e));
   }
+  // Behind the tunnel, a laptop that sleeps or a server that restarts shows up as the edge's own error page
+  // (502, 530, …), not as a failed fetch: that is "unreachable" too, not an answer. Our own errors are JSON.
+  if (res.status >= 502 && !(res.headers.get('Content-Type') || '').includes('application/json')) {
+    setOffline(true);
+    throw new NetError(`HTTP ${res.status} from the way to the server`);
+  }
   setOffline(false);
   if (res.status === 401 && path !== '/api/login') showLogin();
   if (!res.ok) {

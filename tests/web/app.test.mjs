@@ -36,7 +36,7 @@ const browser = await chromium.launch({
 function newErrors(page, phase) {
   const errors = [];
   const expected = (t) => (phase.signedOut && /status of 401/.test(t))
-    || (phase.offline && /ERR_INTERNET_DISCONNECTED|ERR_NETWORK_CHANGED|Failed to fetch/.test(t));
+    || (phase.offline && /ERR_INTERNET_DISCONNECTED|ERR_NETWORK_CHANGED|Failed to fetch|status of 530/.test(t));
   page.on('console', (m) => { if (m.type() === 'error' && !expected(m.text())) errors.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   // The app asks in its own dialog; a native one would be a regression.
@@ -269,6 +269,22 @@ async function light() {
   // Delete a conversation, with confirmation.
   await newConversation(page);
   await send(page, 'to be deleted').then(ended);
+  // The laptop asleep behind the tunnel: the edge answers for it with an HTML 530. That is offline too: the
+  // banner shows and a message sent meanwhile waits, then goes when the server is back.
+  phase.offline = true;
+  const edgeDown = (route) => route.fulfill({ status: 530, contentType: 'text/html', body: '<h1>Error 1033</h1>' });
+  await page.route(/\/(api\/|health)/, edgeDown);
+  await page.fill('#input', `while the edge said 530 ${RUN}`);
+  await page.click('#send');
+  await page.locator('#offline').waitFor();
+  await page.locator('.bubble.user.pending').waitFor();
+  await page.unroute(/\/(api\/|health)/, edgeDown);
+  await page.locator('#offline').waitFor({ state: 'hidden' });
+  const afterEdge = page.locator('#messages .turn').last();
+  await ended(afterEdge);
+  check((await afterEdge.innerText()).includes('while the edge said 530'), 'the message sent during a 530 was lost');
+  phase.offline = false;
+  step('a 530 from the tunnel counts as offline; the message waited');
   // An API error shows once: the CLI puts it in the reply, and the app does not repeat it in red.
   const failed = await send(page, 'this will fail [[error]]');
   await ended(failed, 'failed');
