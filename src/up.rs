@@ -846,7 +846,11 @@ async fn forward_lines(
 ) {
     let mut lines = BufReader::new(pipe).lines();
     let mut file = log.as_deref().and_then(|p| open_log(p).ok());
-    let mut written = 0u64;
+    // The file is appended to across runs: count what earlier runs left, or a crash loop grows it without bound.
+    let mut written = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map_or(0, |m| m.len());
     while let Ok(Some(line)) = lines.next_line().await {
         if let (Some(f), Some(path)) = (&mut file, &log) {
             let _ = writeln!(f, "{line}");

@@ -183,6 +183,24 @@ fn a_crash_loop_backs_off_and_says_so_while_serve_keeps_answering() {
 }
 
 #[test]
+fn cloudflareds_log_stays_bounded_across_runs() {
+    // What earlier runs left counts: a log already past the limit is rotated at the next run's first lines.
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let log = state.join("cloudflared.log");
+    std::fs::write(&log, vec![b'x'; 4 * 1024 * 1024 + 1]).unwrap();
+    let up = Up::builder().in_dir(root).start();
+    up.wait_line("tunnel connected", 0, 20);
+    wait_for("the old log to be rotated", 10, || {
+        state.join("cloudflared.log.1").exists().then_some(())
+    });
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size < 1024 * 1024, "cloudflared.log is {size} bytes");
+}
+
+#[test]
 fn cloudflared_exiting_zero_is_restarted_too() {
     let up = Up::builder().env("FAKE_CLOUDFLARED_MODE", "exit0").start();
     wait_for("a restart", 20, || (up.starts().len() >= 2).then_some(()));
