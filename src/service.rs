@@ -64,9 +64,10 @@ impl Unit {
                     SYSTEMD_TEMPLATE,
                     &[
                         ("exec_start", exec),
+                        // WorkingDirectory= takes the rest of the line as the path: no quotes, only %-specifiers.
                         (
                             "project",
-                            systemd_quote(&self.project.display().to_string()),
+                            self.project.display().to_string().replace('%', "%%"),
                         ),
                         ("path", self.path.replace('%', "%%")),
                     ],
@@ -281,7 +282,7 @@ mod tests {
         assert!(text.contains(
             "ExecStart=\"/opt/remote agent/bin/remote-agent\" up \"--project=/home/me/my app\" --port=8000"
         ), "{text}");
-        assert!(text.contains("WorkingDirectory=\"/home/me/my app\""));
+        assert!(text.contains("WorkingDirectory=/home/me/my app\n"));
         assert!(text.contains("Environment=PATH=/home/me/.npm/bin:/usr/bin"));
         assert!(text.contains("Restart=on-failure"));
         assert!(!text.contains("{{"));

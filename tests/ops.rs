@@ -38,12 +38,18 @@ fn text(out: &Output) -> String {
 #[test]
 fn the_systemd_unit_passes_systemd_analyze() {
     let home = tempfile::tempdir().unwrap();
-    let out = run(
+    // A project path with a space (and a %) must survive systemd's own quoting rules.
+    let out = run_in(
         home.path(),
+        &home.path().join("my 100% project"),
         &["service", "print", "systemd", "--port", "8123"],
     );
     assert!(out.status.success(), "{}", text(&out));
     let unit = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        unit.contains("my 100%% project\n"),
+        "WorkingDirectory= takes the path as it is, % doubled: {unit}"
+    );
     assert!(
         unit.contains("up") && unit.contains("--port=8123") && unit.contains("--project="),
         "{unit}"
