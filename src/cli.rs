@@ -564,8 +564,17 @@ fn unit(flags: &Flags) -> anyhow::Result<crate::service::Unit> {
         ),
         e => e.into(),
     })?;
+    // The service manager starts `up` with neither this shell's environment nor its .env: credentials must be in
+    // the config file, and other settings from there become flags.
+    if !crate::config::file_has_credentials(&settings.config_path)? {
+        anyhow::bail!(
+            "the login comes from AUTH_USERNAME/AUTH_PASSWORD here, which the service will not see: save it in {} \
+             with `remote-agent passwd` first",
+            settings.config_path.display()
+        );
+    }
     let project = settings.default_project().to_path_buf();
-    let mut flags = flags.clone();
+    let mut flags = flags.with_env()?;
     flags.project = Some(project.clone());
     Ok(crate::service::Unit {
         exe: std::env::current_exe().context("finding our own executable")?,

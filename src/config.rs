@@ -106,6 +106,43 @@ impl Flags {
     }
 }
 
+impl Flags {
+    /// These flags, with what this shell's environment (or `./.env`) sets and they do not: a service started by its
+    /// manager sees neither, so `service install` carries those settings into the unit as flags. (Values were
+    /// checked by [`Settings::load`] already; one that does not parse is left out.)
+    pub fn with_env(&self) -> Result<Flags, ConfigError> {
+        let (env, _) = process_env()?;
+        let mut f = self.clone();
+        let path = |name: &str| env(name).map(PathBuf::from);
+        f.config = f.config.or_else(|| path("REMOTE_AGENT_CONFIG"));
+        f.host = f.host.or_else(|| env("HOST"));
+        f.port = f.port.or_else(|| env("PORT")?.parse().ok());
+        f.data_dir = f.data_dir.or_else(|| path("REMOTE_AGENT_DATA_DIR"));
+        f.state_dir = f.state_dir.or_else(|| path("REMOTE_AGENT_STATE_DIR"));
+        f.project = f.project.or_else(|| path("CLAUDE_PROJECT_PATH"));
+        f.claude_bin = f.claude_bin.or_else(|| env("CLAUDE_BIN"));
+        f.turn_timeout = f
+            .turn_timeout
+            .or_else(|| env("REMOTE_AGENT_TURN_TIMEOUT")?.parse().ok());
+        f.max_concurrent_turns = f
+            .max_concurrent_turns
+            .or_else(|| env("REMOTE_AGENT_MAX_CONCURRENT_TURNS")?.parse().ok());
+        f.permission_mode = f.permission_mode.or_else(|| env("CLAUDE_PERMISSION_MODE"));
+        f.allowed_tools = f.allowed_tools.or_else(|| env("CLAUDE_ALLOWED_TOOLS"));
+        f.sse_keepalive = f
+            .sse_keepalive
+            .or_else(|| env("REMOTE_AGENT_SSE_KEEPALIVE")?.parse().ok());
+        Ok(f)
+    }
+}
+
+/// True when the config file at `path` holds a user name and a password (or its hash): what a service can use,
+/// unlike credentials from a shell's environment.
+pub fn file_has_credentials(path: &Path) -> Result<bool, ConfigError> {
+    let auth = read_config_file(path, false)?.auth;
+    Ok(auth.username.is_some() && (auth.password.is_some() || auth.password_hash.is_some()))
+}
+
 /// The `[tunnel]` table of the config file at `path` (empty when there is none).
 pub fn tunnel_section(path: &Path) -> Result<toml::Table, ConfigError> {
     Ok(read_config_file(path, false)?.tunnel.unwrap_or_default())

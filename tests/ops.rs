@@ -13,15 +13,25 @@ fn run(home: &Path, args: &[&str]) -> Output {
     run_in(home, &home.join("project"), args)
 }
 
-/// Runs the binary with this HOME from `dir`.
+/// Runs the binary with this HOME from `dir`, its login in HOME's config file (where a service can read it).
 fn run_in(home: &Path, dir: &Path, args: &[&str]) -> Output {
     std::fs::create_dir_all(dir).unwrap();
+    let config = home.join(".config/remote-agent/config.toml");
+    if !config.exists() {
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &config,
+            format!("[auth]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"),
+        )
+        .unwrap();
+    }
     Command::new(common::bin())
         .args(args)
         .current_dir(dir)
         .env("HOME", home)
-        .env("AUTH_USERNAME", USER)
-        .env("AUTH_PASSWORD", PASSWORD)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("AUTH_USERNAME")
+        .env_remove("AUTH_PASSWORD")
         .env_remove("REMOTE_AGENT_CONFIG")
         .output()
         .unwrap()
@@ -210,6 +220,42 @@ fn a_service_is_not_installed_without_a_password() {
         .unwrap();
     assert!(!out.status.success());
     assert!(text(&out).contains("remote-agent passwd"), "{}", text(&out));
+    // A login only in this shell's environment is refused too: the service would not see it.
+    let out = Command::new(common::bin())
+        .args(["service", "install", "--dry-run"])
+        .current_dir(home.path().join("project"))
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("will not see"), "{}", text(&out));
+    assert!(!home.path().join(".config/systemd").exists());
+}
+
+#[test]
+fn settings_from_the_environment_reach_the_unit() {
+    let home = tempfile::tempdir().unwrap();
+    let project = home.path().join("project");
+    run(home.path(), &["service", "print", "systemd"]); // writes the config file with the login
+    std::fs::write(project.join(".env"), "CLAUDE_PERMISSION_MODE=plan\n").unwrap();
+    let out = Command::new(common::bin())
+        .args(["service", "print", "systemd"])
+        .current_dir(&project)
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("AUTH_USERNAME")
+        .env_remove("AUTH_PASSWORD")
+        .env("PORT", "9123")
+        .output()
+        .unwrap();
+    let unit = text(&out);
+    assert!(out.status.success(), "{unit}");
+    assert!(unit.contains("--port=9123"), "{unit}");
+    assert!(unit.contains("--permission-mode=plan"), "{unit}");
+    assert!(!unit.contains(PASSWORD), "{unit}");
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {
