@@ -132,9 +132,6 @@ pub struct Finish {
     pub keep_session: bool,
 }
 
-/// Turns by status, and the durations (ms) of the finished ones.
-pub type TurnStats = (Vec<(String, i64)>, Vec<i64>);
-
 /// One conversation of the prototype's `sessions.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
@@ -782,20 +779,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(done)
-    }
-
-    /// Turns by status, and the durations (ms) of the finished ones, for `/metrics`.
-    pub fn turn_stats(&self) -> Result<TurnStats> {
-        let conn = self.conn();
-        let by_status = conn
-            .prepare_cached("SELECT status, count(*) FROM turns GROUP BY status ORDER BY status")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>>>()?;
-        let durations = conn
-            .prepare_cached("SELECT duration_ms FROM turns WHERE duration_ms IS NOT NULL")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<i64>>>()?;
-        Ok((by_status, durations))
     }
 
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the

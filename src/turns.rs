@@ -108,6 +108,21 @@ struct Inner {
     live: Mutex<HashMap<String, Live>>,
     shutting_down: watch::Sender<bool>,
     subscribers: Arc<AtomicUsize>,
+    ended: Mutex<EndedCounts>,
+}
+
+/// Upper bounds, in seconds, of the turn-duration histogram.
+pub const DURATION_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
+/// Turns that ended since this process started: counters that only grow (deleting a conversation does not take
+/// its turns back), for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct EndedCounts {
+    pub by_status: std::collections::BTreeMap<&'static str, u64>,
+    /// Turns that ran at most `DURATION_BUCKETS[i]` seconds (cumulative, as Prometheus counts them).
+    pub buckets: [u64; DURATION_BUCKETS.len()],
+    pub ran: u64,
+    pub seconds: f64,
 }
 
 /// The turn manager; cheap to clone.
@@ -133,6 +148,7 @@ impl Turns {
                 live: Mutex::default(),
                 shutting_down: watch::Sender::new(false),
                 subscribers: Arc::default(),
+                ended: Mutex::default(),
             }),
         }
     }
@@ -312,6 +328,11 @@ impl Turns {
     }
 
     /// Turns running now and turns waiting for their conversation or a slot.
+    /// What has ended since start, by status, and how long the runs took.
+    pub fn ended(&self) -> EndedCounts {
+        lock(&self.inner.ended).clone()
+    }
+
     pub fn counts(&self) -> (usize, usize) {
         let live = lock(&self.inner.live).len();
         let cap = *lock(&self.inner.cap);
@@ -664,6 +685,18 @@ fn finish(
     };
     let turn_id = stream.turn_id;
     stream.flush_with(|events| inner.store.finish_turn(turn_id, &record, events));
+    {
+        let mut counts = lock(&inner.ended);
+        *counts.by_status.entry(ended.status).or_default() += 1;
+        if let Some(ms) = duration_ms {
+            let secs = ms as f64 / 1000.0;
+            counts.ran += 1;
+            counts.seconds += secs;
+            for (n, le) in counts.buckets.iter_mut().zip(DURATION_BUCKETS) {
+                *n += u64::from(secs <= le);
+            }
+        }
+    }
     tracing::info!(turn = stream.turn_id, status = ended.status, "turn ended");
     if let Some(live) = lock(&inner.live).get(stream.turn_id) {
         live.ended.send_replace(Some(ended));

@@ -547,6 +547,22 @@ fn metrics_parse_as_prometheus_text_and_their_counters_move() {
         ),
         1.0
     );
+    // Counters only grow: deleting the conversation does not take its turn back.
+    assert_eq!(
+        server
+            .authed("POST", "/api/reset", br#"{"conv_id": "default"}"#)
+            .status,
+        200
+    );
+    let reset = get();
+    assert_eq!(
+        value(&reset, r#"remote_agent_turns_total{status="succeeded"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&reset, "remote_agent_turn_duration_seconds_count"),
+        1.0
+    );
     assert!(after.iter().any(|(s, _)| s == "remote_agent_turns_running"));
     assert!(
         after

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 use hyper::{Response, StatusCode};
 
-use super::{App, Body, internal, with_type};
+use super::{App, Body, with_type};
+use crate::turns::DURATION_BUCKETS;
 
 /// Requests counted by (method, route, status); every label comes from a short fixed list, so a client sending
 /// made-up methods or paths cannot grow the table.
@@ -59,7 +60,6 @@ pub fn route_label(segments: &[&str]) -> &'static str {
 }
 
 /// Turn duration buckets, in seconds.
-const BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
 pub(super) fn metrics(app: &App) -> Response<Body> {
     let mut out = String::new();
@@ -81,28 +81,21 @@ pub(super) fn metrics(app: &App) -> Response<Body> {
             "remote_agent_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
         );
     }
-    let (by_status, durations) = match app.store.turn_stats() {
-        Ok(stats) => stats,
-        Err(e) => return internal(e),
-    };
+    let ended = app.turns.ended();
     let _ = writeln!(
         w,
-        "# HELP remote_agent_turns_total Turns by their status (stored turns, queued and running included)."
+        "# HELP remote_agent_turns_total Turns that ended since the server started, by how they ended."
     );
     let _ = writeln!(w, "# TYPE remote_agent_turns_total counter");
-    for (status, n) in &by_status {
+    for (status, n) in &ended.by_status {
         let _ = writeln!(w, "remote_agent_turns_total{{status=\"{status}\"}} {n}");
     }
     let _ = writeln!(
         w,
-        "# HELP remote_agent_turn_duration_seconds How long finished turns ran."
+        "# HELP remote_agent_turn_duration_seconds How long the turns that ran took, since the server started."
     );
     let _ = writeln!(w, "# TYPE remote_agent_turn_duration_seconds histogram");
-    for le in BUCKETS {
-        let n = durations
-            .iter()
-            .filter(|d| (**d as f64) / 1000.0 <= *le)
-            .count();
+    for (le, n) in DURATION_BUCKETS.iter().zip(ended.buckets) {
         let _ = writeln!(
             w,
             "remote_agent_turn_duration_seconds_bucket{{le=\"{le}\"}} {n}"
@@ -111,15 +104,14 @@ pub(super) fn metrics(app: &App) -> Response<Body> {
     let _ = writeln!(
         w,
         "remote_agent_turn_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        durations.len()
+        ended.ran
     );
-    let sum: f64 = durations.iter().map(|d| *d as f64 / 1000.0).sum();
-    let _ = writeln!(w, "remote_agent_turn_duration_seconds_sum {sum}");
     let _ = writeln!(
         w,
-        "remote_agent_turn_duration_seconds_count {}",
-        durations.len()
+        "remote_agent_turn_duration_seconds_sum {}",
+        ended.seconds
     );
+    let _ = writeln!(w, "remote_agent_turn_duration_seconds_count {}", ended.ran);
     let (running, queued) = app.turns.counts();
     let gauges = [
         (
