@@ -59,8 +59,6 @@ pub fn route_label(segments: &[&str]) -> &'static str {
     }
 }
 
-/// Turn duration buckets, in seconds.
-
 pub(super) fn metrics(app: &App) -> Response<Body> {
     let mut out = String::new();
     let w = &mut out;
