@@ -1,6 +1,8 @@
 # Homebrew formula: builds remote-agent from source.
-# Install from a checkout: brew install --build-from-source ./packaging/homebrew/remote-agent.rb
-# (homepage, url and head name the project's repository: set them to where it is published.)
+# It is a template until the project is published: homepage, url and head name a placeholder repository and the
+# sha256 is zeros, so `brew install` fails as it stands. To publish: point them at the real repository, tag a
+# release, and set sha256 to `shasum -a 256` of its archive. From a checkout today, use
+# `cargo install --locked --path .` (the README's way) instead.
 class RemoteAgent < Formula
   desc "Drive Claude Code on this computer from a phone browser, over a Cloudflare tunnel"
   homepage "https://github.com/remote-agent/remote-agent"
