@@ -187,7 +187,10 @@ async fn accept_loop(
             },
             () = signalled(&mut stop) => break,
         };
-        let exempt = via == Via::Local && peer.ip().is_loopback();
+        // This computer's own connections (the supervisor's probe, the owner's tools) are not counted, whatever
+        // address serve listens on: from here, the peer's address is the very one it connected to.
+        let exempt = via == Via::Local
+            && (peer.ip().is_loopback() || stream.local_addr().is_ok_and(|l| l.ip() == peer.ip()));
         let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) if exempt => None,
