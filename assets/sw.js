@@ -3,8 +3,9 @@
 // is only the fallback that lets the app open while the server is unreachable.
 'use strict';
 
-const CACHE = 'ra-shell-v1';
-const SHELL = ['/', '/app.js', '/app.css', '/sw.js', '/manifest.webmanifest', '/icon.svg'];
+const CACHE = 'ra-shell-v2';
+const SHELL = ['/', '/app.js', '/app.css', '/sw.js', '/manifest.webmanifest', '/icon.svg', '/icon-180.png',
+  '/icon-512.png'];
 
 self.addEventListener('install', (ev) => {
   ev.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -18,7 +19,7 @@ self.addEventListener('activate', (ev) => {
 
 self.addEventListener('fetch', (ev) => {
   const url = new URL(ev.request.url);
-  // Only the six shell files, by GET, from this origin. /api/, /pair/, /health and the rest go straight to
+  // Only the shell files, by GET, from this origin. /api/, /pair/, /health and the rest go straight to
   // the network without the worker's involvement, so nothing private or live is ever stored.
   if (ev.request.method !== 'GET' || url.origin !== self.location.origin) return;
   const path = ev.request.mode === 'navigate' && url.pathname === '/' ? '/' : url.pathname;

@@ -77,6 +77,17 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "image/svg+xml",
         include_bytes!("../assets/icon.svg"),
     ),
+    // iOS takes only a PNG for the home screen, and Android's install prompt wants one of 512 px.
+    (
+        "icon-180.png",
+        "image/png",
+        include_bytes!("../assets/icon-180.png"),
+    ),
+    (
+        "icon-512.png",
+        "image/png",
+        include_bytes!("../assets/icon-512.png"),
+    ),
 ];
 
 /// An embedded asset; `no-cache` so that a new binary's app is picked up (the service worker keeps it offline).

@@ -36,6 +36,8 @@ fn health_and_index_are_public_and_the_api_is_not() {
         ("/sw.js", "text/javascript"),
         ("/manifest.webmanifest", "application/manifest+json"),
         ("/icon.svg", "image/svg+xml"),
+        ("/icon-180.png", "image/png"),
+        ("/icon-512.png", "image/png"),
     ] {
         let r = server.request("GET", path, &[], b"");
         assert_eq!(r.status, 200, "{path}");
@@ -44,6 +46,20 @@ fn health_and_index_are_public_and_the_api_is_not() {
             "{path}"
         );
     }
+    // Every icon the manifest names is there, of its type; iOS's home-screen icon is a PNG.
+    let manifest = server
+        .request("GET", "/manifest.webmanifest", &[], b"")
+        .json();
+    for icon in manifest["icons"].as_array().unwrap() {
+        let r = server.request("GET", icon["src"].as_str().unwrap(), &[], b"");
+        assert_eq!(r.status, 200, "{icon}");
+        assert_eq!(r.header("content-type"), icon["type"].as_str(), "{icon}");
+    }
+    assert!(
+        index
+            .text()
+            .contains(r#"rel="apple-touch-icon" href="/icon-180.png""#)
+    );
     assert_eq!(server.request("GET", "/nope.js", &[], b"").status, 401);
 
     let none = server.request("GET", "/api/sessions", &[], b"");
