@@ -229,7 +229,7 @@ async function newConv() {
 $('rename').addEventListener('click', async () => {
   const conv = state.conv;
   if (!conv) return;
-  const title = await ask({ title: 'Rename conversation', value: conv.title || '', ok: 'Rename' });
+  const title = await ask({ title: 'Rename conversation', value: conv.title || conv.first_message || '', ok: 'Rename' });
   if (title === null) return;
   try {
     const res = await api('PATCH', `/api/conversations/${conv.id}`, { title: title.trim() || null });

@@ -30,6 +30,19 @@ fn up_prints_the_urls_and_a_qr_code_and_stops_cleanly() {
     assert!(out.contains(&format!("user:    {USER}")), "{out}");
     assert!(out.contains('█') || out.contains('▀'), "no QR code:\n{out}");
     assert!(!out.contains(PASSWORD), "the password was printed");
+    // Under the URL, a one-time pairing link on the public address (its own QR code follows), which serve knows.
+    let pairing = up.wait_line("sign in a phone at once", 0, 20);
+    let link = public_url(&pairing);
+    let token_path = link
+        .strip_prefix(&public)
+        .filter(|p| p.starts_with("/pair/"))
+        .unwrap_or_else(|| panic!("{pairing}"))
+        .to_string();
+    let page = common::raw_request(
+        up.local(),
+        format!("GET {token_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
     // cloudflared was pointed at serve's tunnel listener, never a user's config, and the origin answered.
     let starts = up.starts();
     assert_eq!(starts.len(), 1);

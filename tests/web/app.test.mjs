@@ -311,7 +311,7 @@ async function light() {
 
 async function dark() {
   const { context, page, phase, errors } = await newPage('dark');
-  await signIn(page, phase);
+  await signIn(page, phase, '09-dark-login.png');
   await page.locator('#messages .turn').first().waitFor();
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   const [r, g, b] = bg.match(/\d+/g).map(Number);
@@ -322,6 +322,11 @@ async function dark() {
   await page.evaluate(() => { const m = document.getElementById('messages'); m.scrollTop = m.scrollHeight; });
   await page.screenshot({ path: join(SHOTS, '05-dark-chat.png') });
   await phoneChecks(page, 'dark chat');
+  await page.click('#rename');
+  await page.locator('#ask-input').waitFor();
+  await page.screenshot({ path: join(SHOTS, '10-dark-rename.png') });
+  await page.keyboard.press('Escape');
+  await page.locator('#ask').waitFor({ state: 'hidden' });
   await page.click('#back');
   await page.screenshot({ path: join(SHOTS, '06-dark-list.png') });
   step('dark mode');
