@@ -108,31 +108,71 @@ impl Flags {
 
 impl Flags {
     /// These flags, with what this shell's environment (or `./.env`) sets and they do not: a service started by its
-    /// manager sees neither, so `service install` carries those settings into the unit as flags. (Values were
-    /// checked by [`Settings::load`] already; one that does not parse is left out.)
+    /// manager sees neither, so `service install` carries those settings into the unit as flags.
     pub fn with_env(&self) -> Result<Flags, ConfigError> {
         let (env, _) = process_env()?;
-        let mut f = self.clone();
-        let path = |name: &str| env(name).map(PathBuf::from);
-        f.config = f.config.or_else(|| path("REMOTE_AGENT_CONFIG"));
-        f.host = f.host.or_else(|| env("HOST"));
-        f.port = f.port.or_else(|| env("PORT")?.parse().ok());
-        f.data_dir = f.data_dir.or_else(|| path("REMOTE_AGENT_DATA_DIR"));
-        f.state_dir = f.state_dir.or_else(|| path("REMOTE_AGENT_STATE_DIR"));
-        f.project = f.project.or_else(|| path("CLAUDE_PROJECT_PATH"));
-        f.claude_bin = f.claude_bin.or_else(|| env("CLAUDE_BIN"));
-        f.turn_timeout = f
-            .turn_timeout
-            .or_else(|| env("REMOTE_AGENT_TURN_TIMEOUT")?.parse().ok());
-        f.max_concurrent_turns = f
-            .max_concurrent_turns
-            .or_else(|| env("REMOTE_AGENT_MAX_CONCURRENT_TURNS")?.parse().ok());
-        f.permission_mode = f.permission_mode.or_else(|| env("CLAUDE_PERMISSION_MODE"));
-        f.allowed_tools = f.allowed_tools.or_else(|| env("CLAUDE_ALLOWED_TOOLS"));
-        f.sse_keepalive = f
-            .sse_keepalive
-            .or_else(|| env("REMOTE_AGENT_SSE_KEEPALIVE")?.parse().ok());
-        Ok(f)
+        self.over(&env)
+    }
+
+    /// These flags over `env` (our variables: `HOST`, `PORT`, `CLAUDE_*`, `REMOTE_AGENT_*`): the one place that
+    /// names them, for settings and for the unit alike. Numbers are checked here.
+    fn over(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Flags, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            env(name)
+                .map(|v| {
+                    v.trim().parse().map_err(|_| ConfigError::Invalid {
+                        name,
+                        message: format!("{v:?} is not a whole number"),
+                    })
+                })
+                .transpose()
+        };
+        let port = match self.port {
+            Some(p) => Some(p),
+            None => number("PORT")?
+                .map(|n| {
+                    u16::try_from(n).map_err(|_| ConfigError::Invalid {
+                        name: "PORT",
+                        message: format!("{n} is not a port number"),
+                    })
+                })
+                .transpose()?,
+        };
+        let f = self.paths_over(&env);
+        Ok(Flags {
+            host: f.host.or_else(|| env("HOST")),
+            port,
+            claude_bin: f.claude_bin.or_else(|| env("CLAUDE_BIN")),
+            turn_timeout: match f.turn_timeout {
+                Some(n) => Some(n),
+                None => number("REMOTE_AGENT_TURN_TIMEOUT")?,
+            },
+            max_concurrent_turns: match f.max_concurrent_turns {
+                Some(n) => Some(n),
+                None => number("REMOTE_AGENT_MAX_CONCURRENT_TURNS")?.map(|n| n as usize),
+            },
+            permission_mode: f.permission_mode.or_else(|| env("CLAUDE_PERMISSION_MODE")),
+            allowed_tools: f.allowed_tools.or_else(|| env("CLAUDE_ALLOWED_TOOLS")),
+            sse_keepalive: match f.sse_keepalive {
+                Some(n) => Some(n),
+                None => number("REMOTE_AGENT_SSE_KEEPALIVE")?,
+            },
+            ..f
+        })
+    }
+
+    /// These flags' paths over `env`: all that commands without credentials need, and nothing to fail on.
+    fn paths_over(&self, env: &dyn Fn(&str) -> Option<String>) -> Flags {
+        let path = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let f = self.clone();
+        Flags {
+            config: f.config.or_else(|| path("REMOTE_AGENT_CONFIG")),
+            data_dir: f.data_dir.or_else(|| path("REMOTE_AGENT_DATA_DIR")),
+            state_dir: f.state_dir.or_else(|| path("REMOTE_AGENT_STATE_DIR")),
+            project: f.project.or_else(|| path("CLAUDE_PROJECT_PATH")),
+            ..f
+        }
     }
 }
 
@@ -374,17 +414,7 @@ pub fn default_config_path() -> Option<PathBuf> {
 impl Settings {
     /// Resolves settings from the real process environment, `./.env` and the config file.
     pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
-        let dotenv = match std::fs::read_to_string(".env") {
-            Ok(text) => parse_dotenv(&text),
-            Err(_) => HashMap::new(),
-        };
-        let env = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .or_else(|| dotenv.get(name).cloned())
-        };
-        let cwd = std::env::current_dir()
-            .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+        let (env, cwd) = process_env()?;
         Self::resolve(flags, &env, &cwd)
     }
 
@@ -395,11 +425,7 @@ impl Settings {
         cwd: &Path,
     ) -> Result<Settings, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
-        let (config_path, explicit) = match flags
-            .config
-            .clone()
-            .or_else(|| env("REMOTE_AGENT_CONFIG").map(PathBuf::from))
-        {
+        let (config_path, explicit) = match flags.paths_over(&env).config {
             Some(path) => (path, true),
             None => (
                 default_config_path().ok_or_else(|| {
@@ -409,13 +435,6 @@ impl Settings {
             ),
         };
         let file = read_config_file(&config_path, explicit)?;
-
-        let parsed = |name: &'static str, v: String| -> Result<u64, ConfigError> {
-            v.trim().parse().map_err(|_| ConfigError::Invalid {
-                name,
-                message: format!("{v:?} is not a whole number"),
-            })
-        };
 
         let username = env("AUTH_USERNAME").or(file.auth.username);
         let password = env("AUTH_PASSWORD")
@@ -445,49 +464,34 @@ impl Settings {
             });
         }
 
+        // Credentials are looked at first (`up` makes them on a first run); then the rest of the environment.
+        let flags = &flags.over(&env)?;
         let host = flags
             .host
             .clone()
-            .or_else(|| env("HOST"))
             .or(file.server.host)
             .unwrap_or_else(|| "127.0.0.1".into());
-        let port = match (flags.port, env("PORT")) {
-            (Some(p), _) => p,
-            (None, Some(v)) => {
-                let n = parsed("PORT", v)?;
-                u16::try_from(n).map_err(|_| ConfigError::Invalid {
-                    name: "PORT",
-                    message: format!("{n} is not a port number"),
-                })?
-            }
-            (None, None) => file.server.port.unwrap_or(8000),
-        };
-        let (data_dir, state_dir) = dirs(flags, &env, cwd)?;
+        let port = flags.port.or(file.server.port).unwrap_or(8000);
+        let (data_dir, state_dir) = dirs(flags, cwd)?;
         let claude_bin = flags
             .claude_bin
             .clone()
-            .or_else(|| env("CLAUDE_BIN"))
             .or(file.claude.bin)
             .unwrap_or_else(|| "claude".into());
-        let turn_timeout = match (flags.turn_timeout, env("REMOTE_AGENT_TURN_TIMEOUT")) {
-            (Some(n), _) => n,
-            (None, Some(v)) => parsed("REMOTE_AGENT_TURN_TIMEOUT", v)?,
-            (None, None) => file.claude.turn_timeout_secs.unwrap_or(600),
-        };
+        let turn_timeout = flags
+            .turn_timeout
+            .or(file.claude.turn_timeout_secs)
+            .unwrap_or(600);
         if turn_timeout == 0 {
             return Err(ConfigError::Invalid {
                 name: "turn timeout",
                 message: "must be at least 1 second".into(),
             });
         }
-        let max_concurrent_turns = match (
-            flags.max_concurrent_turns,
-            env("REMOTE_AGENT_MAX_CONCURRENT_TURNS"),
-        ) {
-            (Some(n), _) => n,
-            (None, Some(v)) => parsed("REMOTE_AGENT_MAX_CONCURRENT_TURNS", v)? as usize,
-            (None, None) => file.claude.max_concurrent_turns.unwrap_or(4),
-        };
+        let max_concurrent_turns = flags
+            .max_concurrent_turns
+            .or(file.claude.max_concurrent_turns)
+            .unwrap_or(4);
         if max_concurrent_turns == 0 {
             return Err(ConfigError::Invalid {
                 name: "max concurrent turns",
@@ -497,7 +501,6 @@ impl Settings {
         let permission_mode = flags
             .permission_mode
             .clone()
-            .or_else(|| env("CLAUDE_PERMISSION_MODE"))
             .or(file.claude.permission_mode)
             .unwrap_or_else(|| "acceptEdits".into());
         if !PERMISSION_MODES.contains(&permission_mode.as_str()) {
@@ -509,22 +512,14 @@ impl Settings {
                 ),
             });
         }
-        let sse_keepalive = match (flags.sse_keepalive, env("REMOTE_AGENT_SSE_KEEPALIVE")) {
-            (Some(n), _) => n,
-            (None, Some(v)) => parsed("REMOTE_AGENT_SSE_KEEPALIVE", v)?,
-            (None, None) => 15,
-        };
+        let sse_keepalive = flags.sse_keepalive.unwrap_or(15);
         if !(1..=15).contains(&sse_keepalive) {
             return Err(ConfigError::Invalid {
                 name: "SSE keepalive (--sse-keepalive, REMOTE_AGENT_SSE_KEEPALIVE)",
                 message: format!("{sse_keepalive} is not between 1 and 15 seconds"),
             });
         }
-        let allowed_tools = match flags
-            .allowed_tools
-            .clone()
-            .or_else(|| env("CLAUDE_ALLOWED_TOOLS"))
-        {
+        let allowed_tools = match flags.allowed_tools.clone() {
             Some(list) => split_rules(&list),
             None => file
                 .claude
@@ -532,10 +527,7 @@ impl Settings {
                 .unwrap_or_else(|| vec!["Bash(git *)".into()]),
         };
 
-        let default_project = flags
-            .project
-            .clone()
-            .or_else(|| env("CLAUDE_PROJECT_PATH").map(PathBuf::from));
+        let default_project = flags.project.clone();
         let mut projects = Vec::new();
         let first =
             default_project.or_else(|| file.projects.allow.is_empty().then(|| cwd.to_path_buf()));
@@ -582,23 +574,18 @@ impl Settings {
 
 /// The data dir and the state dir: flags, then the environment, then the platform's directories (the state dir
 /// falls back to the data dir where the platform has none).
-fn dirs(
-    flags: &Flags,
-    env: &dyn Fn(&str) -> Option<String>,
-    cwd: &Path,
-) -> Result<(PathBuf, PathBuf), ConfigError> {
+/// The data and state dirs of `flags` (the environment already merged in), else the platform's.
+fn dirs(flags: &Flags, cwd: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
     let project_dirs = directories::ProjectDirs::from("", "", "remote-agent");
     let data_dir = flags
         .data_dir
         .clone()
-        .or_else(|| env("REMOTE_AGENT_DATA_DIR").map(PathBuf::from))
         .or_else(|| project_dirs.as_ref().map(|d| d.data_dir().to_path_buf()))
         .map(|d| absolute(cwd, &d))
         .ok_or_else(|| ConfigError::Other("no home directory: pass --data-dir".into()))?;
     let state_dir = flags
         .state_dir
         .clone()
-        .or_else(|| env("REMOTE_AGENT_STATE_DIR").map(PathBuf::from))
         .or_else(|| {
             project_dirs
                 .as_ref()
@@ -657,16 +644,15 @@ pub fn watch(
 /// The data dir alone (for commands that need no credentials).
 pub fn data_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
     let (env, cwd) = process_env()?;
-    Ok(dirs(flags, &env, &cwd)?.0)
+    Ok(dirs(&flags.paths_over(&env), &cwd)?.0)
 }
 
 /// The config file's path alone.
 pub fn config_path(flags: &Flags) -> Result<PathBuf, ConfigError> {
     let (env, _) = process_env()?;
     flags
+        .paths_over(&env)
         .config
-        .clone()
-        .or_else(|| env("REMOTE_AGENT_CONFIG").map(PathBuf::from))
         .or_else(default_config_path)
         .ok_or_else(|| ConfigError::Other("no home directory: pass --config".into()))
 }
@@ -692,7 +678,7 @@ fn process_env() -> Result<(EnvFn, PathBuf), ConfigError> {
 /// The state dir alone (for `status`, which needs no credentials).
 pub fn state_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
     let (env, cwd) = process_env()?;
-    Ok(dirs(flags, &env, &cwd)?.1)
+    Ok(dirs(&flags.paths_over(&env), &cwd)?.1)
 }
 
 /// Splits `Bash(git *),Edit` on the commas that are not inside parentheses (a rule may hold commas).
