@@ -166,19 +166,10 @@ impl Server {
 
     /// The command that starts this server, without its output wiring.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(bin());
-        cmd.arg("serve")
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .arg("--project")
+        let mut cmd = self.subcommand(&["serve", "--host", "127.0.0.1", "--port", "0"]);
+        cmd.arg("--project")
             .arg(self.path("project"))
-            .args(&self.args)
-            .current_dir(self.root.path())
-            .env("HOME", self.path("home"))
-            .env_remove("CLAUDE_CONFIG_DIR")
-            .env_remove("REMOTE_AGENT_CONFIG")
-            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+            .args(&self.args);
         cmd
     }
 
