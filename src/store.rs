@@ -577,29 +577,23 @@ impl Store {
             )
             .optional()?
             .is_some();
-        if let Some(v) = &p.title {
-            tx.execute(
-                "UPDATE conversations SET title = ?2 WHERE id = ?1",
-                params![id, v],
-            )?;
-        }
-        if let Some(v) = &p.model {
-            tx.execute(
-                "UPDATE conversations SET model = ?2 WHERE id = ?1",
-                params![id, v],
-            )?;
-        }
-        if let Some(v) = &p.permission_mode {
-            tx.execute(
-                "UPDATE conversations SET permission_mode = ?2 WHERE id = ?1",
-                params![id, v],
-            )?;
-        }
-        if let Some(v) = &p.max_budget_usd {
-            tx.execute(
-                "UPDATE conversations SET max_budget_usd = ?2 WHERE id = ?1",
-                params![id, v],
-            )?;
+        // The columns the patch sets (to a value or to NULL); their names are ours, never input.
+        let set: [(&str, Option<&dyn rusqlite::ToSql>); 4] = [
+            ("title", p.title.as_ref().map(|v| v as _)),
+            ("model", p.model.as_ref().map(|v| v as _)),
+            (
+                "permission_mode",
+                p.permission_mode.as_ref().map(|v| v as _),
+            ),
+            ("max_budget_usd", p.max_budget_usd.as_ref().map(|v| v as _)),
+        ];
+        for (column, value) in set {
+            if let Some(value) = value {
+                tx.execute(
+                    &format!("UPDATE conversations SET {column} = ?2 WHERE id = ?1"),
+                    params![id, value],
+                )?;
+            }
         }
         tx.execute(
             &format!("UPDATE conversations SET updated_at = {NOW} WHERE id = ?1"),
