@@ -29,6 +29,15 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A temp HOME (with CLAUDE_CONFIG_DIR inside) and a temp project dir,
 /// shared by the runs of one test so that `--resume` works.
+/// The CLI's own `--version` line, e.g. "2.1.197 (Claude Code)".
+fn cli_version(claude: &std::path::Path) -> String {
+    let out = std::process::Command::new(claude)
+        .arg("--version")
+        .output()
+        .expect("claude --version");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 struct Env {
     claude: PathBuf,
     home: tempfile::TempDir,
@@ -243,10 +252,13 @@ fn cli_plain_prompt_streams_and_succeeds() {
     let main = main_requests(&mock);
     assert_eq!(main.len(), 1, "{:#?}", mock.requests());
     assert!(last_user_text(&main[0]).contains("hello there"));
-    assert!(
-        mock.requests().len() >= 2,
-        "expected a title-generation call too"
-    );
+    // 2.1.197 also asks the API for a session title on every -p run; 2.1.332 no longer does in this mode.
+    if cli_version(&env.claude).starts_with("2.1.197") {
+        assert!(
+            mock.requests().len() >= 2,
+            "expected a title-generation call too"
+        );
+    }
     eprintln!("plain run wall time: {:?}", run.elapsed);
 }
 

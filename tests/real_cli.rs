@@ -145,7 +145,7 @@ fn cancel_during_a_bash_tool_leaves_no_process() {
         .env("ANTHROPIC_API_KEY", "test-key")
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
         .arg("--allowed-tools")
-        .arg("Bash(sleep *)")
+        .arg("Bash(python3 *)")
         .start();
     assert_eq!(
         server
@@ -153,21 +153,34 @@ fn cancel_during_a_bash_tool_leaves_no_process() {
             .status,
         201
     );
-    let id = server.send("k", json!({ "message": "RUN_BASH: sleep 60" }));
+    // A Python sleep: 2.1.332's Bash tool refuses a standalone `sleep N`.
+    let command = "python3 -c 'import time; time.sleep(60)'";
+    let id = server.send("k", json!({ "message": format!("RUN_BASH: {command}") }));
     let marker = format!("REMOTE_AGENT_TURN_ID={id}");
     let mut stream =
         common::SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
     while let Some(e) = stream.next() {
         if e.event == "tool_use" {
-            assert_eq!(e.data["input"]["command"], "sleep 60");
+            assert_eq!(e.data["input"]["command"], command);
             break;
+        }
+        if e.event == "tool_result" {
+            panic!("the tool ended early: {}", e.data);
         }
     }
     // The tool's shell and its sleep run in their own session, outside claude's process group.
     let sleeper = common::wait_for("the sleep to run", 20, || {
         common::pids_with_env(&marker).into_iter().find(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with("sleep\0"))
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                // argv[0] may be a full path (a pyenv shim, /usr/bin/python3); the tool's bash also holds the
+                // text, so look for the interpreter itself.
+                let argv0 = c.split('\0').next().unwrap_or("");
+                argv0
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|b| b.starts_with("python3"))
+                    && c.contains("time.sleep(60)")
+            })
         })
     });
     let started = std::time::Instant::now();
