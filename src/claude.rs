@@ -350,10 +350,16 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // It dies with us if we are killed (Linux; from a thread that lives as long as we do), and creates files with
+    // the user's umask rather than ours.
+    #[cfg(target_os = "linux")]
+    crate::supervise::die_with_parent(&mut cmd);
+    crate::supervise::with_user_umask(&mut cmd);
     let mut child = {
         // Spawn and track under one lock, so the orphan sweep never sees this pid untracked.
         let mut tracked = tracked();
-        let child = cmd.spawn().map_err(|err| match err.kind() {
+        let spawned = crate::supervise::spawn_from_lasting_thread(cmd);
+        let child = spawned.map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => SpawnError::NotFound(spec.bin.clone()),
             _ => SpawnError::Io {
                 bin: spec.bin.clone(),
@@ -468,7 +474,8 @@ impl Run {
     }
 
     /// The stop ladder: SIGINT to the group (the CLI aborts cleanly and ends its tools), then SIGTERM, then
-    /// SIGKILL, each after [`LADDER_GRACE`]. Returns once the child has exited.
+    /// SIGKILL, each after [`LADDER_GRACE`]; each signal goes with SIGCONT, so that a stopped child acts on it.
+    /// Returns once the child has exited.
     pub async fn stop(&mut self) -> std::io::Result<ExitStatus> {
         use nix::sys::signal::Signal;
         for signal in [Signal::SIGINT, Signal::SIGTERM] {
@@ -495,9 +502,7 @@ impl Drop for Run {
 }
 
 fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    if pgid > 1 {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), signal);
-    }
+    crate::supervise::signal_group(pgid, signal);
 }
 
 /// Makes this process the reaper of what its descendants orphan (Linux), so the CLI's leftovers can be stopped.
