@@ -67,6 +67,7 @@ fn a_runaway_stdout_line_fails_the_turn_and_stops_claude() {
     wait_for("claude to be stopped", 10, || (!alive(pid)).then_some(()));
     // The 200 MB line was never held: the peak stays near the 16 MiB cap, not the line's size.
     let peak_mib = status_kb(server.pid(), "VmHWM") / 1024;
+    eprintln!("serve's peak RSS after a 200 MB line: {peak_mib} MiB");
     assert!(peak_mib < 100, "serve peaked at {peak_mib} MiB");
     // The conversation goes on.
     let next = server.send("c", json!({"message": "after"}));
@@ -115,6 +116,7 @@ fn a_stopped_claude_is_cancelled_without_waiting_out_the_ladder() {
             .any(|e| e.event == "result" && e.data["is_error"] == true),
         "no interrupt result: {events:?}"
     );
+    eprintln!("a stopped claude was cancelled in {took:?}");
     assert!(took < Duration::from_secs(5), "cancel took {took:?}");
 }
 
@@ -133,6 +135,7 @@ fn stopped_children_of_up_are_replaced_and_stopped_without_waiting_out_the_grace
     wait_for("the stopped serve to be gone", 10, || {
         (!alive(serve)).then_some(())
     });
+    eprintln!("a stopped serve was replaced {replaced:?} after up noticed");
     // Without SIGCONT the stopped serve would sit on SIGTERM for the whole 10 s grace, then be killed.
     assert!(
         replaced < Duration::from_secs(7),
@@ -145,6 +148,7 @@ fn stopped_children_of_up_are_replaced_and_stopped_without_waiting_out_the_grace
     let took = stopping.elapsed();
     assert!(status.success(), "{status}");
     assert!(!alive(cloudflared));
+    eprintln!("up with a stopped cloudflared stopped in {took:?}");
     assert!(took < Duration::from_secs(7), "up took {took:?} to stop");
 }
 
