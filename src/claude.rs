@@ -4,11 +4,12 @@
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -20,6 +21,10 @@ pub const LADDER_GRACE: Duration = Duration::from_secs(3);
 
 /// How much of the child's stderr is kept for error messages.
 const STDERR_KEEP: usize = 16 * 1024;
+
+/// The longest stdout line we read (the CLI prints one JSON object per line). A longer one fails the turn and
+/// the child is stopped, rather than the server holding an unbounded line in memory.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Everything needed to start one run of the CLI.
 #[derive(Debug, Clone)]
@@ -282,6 +287,48 @@ pub struct Run {
     pid: u32,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     status: Option<ExitStatus>,
+    /// Set when stdout gave a line longer than [`MAX_LINE`]; the events end there.
+    too_long: Arc<AtomicBool>,
+}
+
+/// What [`read_line`] found.
+enum Line {
+    /// A line (with its newline, unless stdout ended first) is in the buffer.
+    Read,
+    /// Stdout has ended.
+    End,
+    /// The line ran past the limit; the buffer holds its first part.
+    TooLong,
+}
+
+/// Reads one line into `buf` (which it does not clear), holding at most `limit` bytes of it.
+async fn read_line(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Line> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                Line::End
+            } else {
+                Line::Read
+            });
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > limit {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if done {
+            return Ok(Line::Read);
+        }
+    }
 }
 
 /// Starts the CLI for `spec`: own process group, cwd = the project, our settings stripped from its environment,
@@ -303,10 +350,16 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // It dies with us if we are killed (Linux; from a thread that lives as long as we do), and creates files with
+    // the user's umask rather than ours.
+    #[cfg(target_os = "linux")]
+    crate::supervise::die_with_parent(&mut cmd);
+    crate::supervise::with_user_umask(&mut cmd);
     let mut child = {
         // Spawn and track under one lock, so the orphan sweep never sees this pid untracked.
         let mut tracked = tracked();
-        let child = cmd.spawn().map_err(|err| match err.kind() {
+        let spawned = crate::supervise::spawn_from_lasting_thread(cmd);
+        let child = spawned.map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => SpawnError::NotFound(spec.bin.clone()),
             _ => SpawnError::Io {
                 bin: spec.bin.clone(),
@@ -330,14 +383,22 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
 
     let (tx, events) = mpsc::channel(256);
     let stdout = child.stdout.take().expect("stdout is piped");
+    let too_long = Arc::new(AtomicBool::new(false));
+    let overflowed = too_long.clone();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout);
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match lines.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
+            match read_line(&mut lines, &mut buf, MAX_LINE).await {
+                Ok(Line::End) | Err(_) => break,
+                Ok(Line::TooLong) => {
+                    // Flagged before the channel closes, so the turn sees it when it sees the close. Returning
+                    // drops stdout: the child's next write fails instead of blocking on a full pipe.
+                    overflowed.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Ok(Line::Read) => {
                     let line = String::from_utf8_lossy(&buf);
                     let line = line.trim_end();
                     if line.is_empty() {
@@ -375,6 +436,7 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
             pid,
             stderr,
             status: None,
+            too_long,
         },
         events,
     ))
@@ -384,6 +446,11 @@ impl Run {
     /// The child's pid (also its process group id).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Whether stdout gave a line longer than [`MAX_LINE`] (the events then end early).
+    pub fn line_too_long(&self) -> bool {
+        self.too_long.load(Ordering::SeqCst)
     }
 
     /// The last lines the child wrote on stderr.
@@ -407,7 +474,8 @@ impl Run {
     }
 
     /// The stop ladder: SIGINT to the group (the CLI aborts cleanly and ends its tools), then SIGTERM, then
-    /// SIGKILL, each after [`LADDER_GRACE`]. Returns once the child has exited.
+    /// SIGKILL, each after [`LADDER_GRACE`]; each signal goes with SIGCONT, so that a stopped child acts on it.
+    /// Returns once the child has exited.
     pub async fn stop(&mut self) -> std::io::Result<ExitStatus> {
         use nix::sys::signal::Signal;
         for signal in [Signal::SIGINT, Signal::SIGTERM] {
@@ -434,9 +502,7 @@ impl Drop for Run {
 }
 
 fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    if pgid > 1 {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), signal);
-    }
+    crate::supervise::signal_group(pgid, signal);
 }
 
 /// Makes this process the reaper of what its descendants orphan (Linux), so the CLI's leftovers can be stopped.
@@ -653,5 +719,36 @@ mod tests {
     #[test]
     fn own_process_start_is_readable() {
         assert!(process_start(std::process::id()).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_line_past_the_limit_is_cut_off_not_buffered() {
+        let data: &[u8] = b"short\n0123456789abcdef\nlast";
+        // A reader that hands out 4 bytes at a time, so a line spans several fills.
+        let mut reader = tokio::io::BufReader::with_capacity(4, data);
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_line(&mut reader, &mut buf, 8).await,
+            Ok(Line::Read)
+        ));
+        assert_eq!(buf, b"short\n");
+        buf.clear();
+        assert!(matches!(
+            read_line(&mut reader, &mut buf, 8).await,
+            Ok(Line::TooLong)
+        ));
+        assert!(buf.len() <= 8, "held {} bytes", buf.len());
+        let mut reader = tokio::io::BufReader::with_capacity(4, &b"last"[..]);
+        buf.clear();
+        assert!(matches!(
+            read_line(&mut reader, &mut buf, 8).await,
+            Ok(Line::Read)
+        ));
+        assert_eq!(buf, b"last");
+        buf.clear();
+        assert!(matches!(
+            read_line(&mut reader, &mut buf, 8).await,
+            Ok(Line::End)
+        ));
     }
 }

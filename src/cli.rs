@@ -150,6 +150,17 @@ pub struct ServeArgs {
     /// Write the log to this file, kept under 4 MiB plus one older file, instead of stderr (`up` sets this)
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// The umask Claude runs with, octal (`up` passes on the one it started with; default: the one serve
+    /// started with)
+    #[arg(long, value_name = "OCTAL", hide = true, value_parser = parse_umask)]
+    pub child_umask: Option<u32>,
+}
+
+fn parse_umask(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("a umask is octal, 000 to 777, not {text:?}"))
 }
 
 /// Parses the command line and runs it; errors are printed plainly and give a non-zero exit.
@@ -271,6 +282,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// listener on http://ADDR`), serve until SIGINT/SIGTERM, then stop every turn's child before exiting. SIGHUP
 /// reloads the settings.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Recorded before private_files, whose own record then changes nothing (the first one is kept).
+    if let Some(mask) = args.child_umask {
+        crate::supervise::remember_user_umask(mask);
+    }
     private_files();
     let flags = args.flags;
     let settings = Settings::load(&flags)?;
@@ -737,9 +752,11 @@ fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone.
+/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone. The umask
+/// the user had is kept for Claude (see `supervise::with_user_umask`).
 pub fn private_files() {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    crate::supervise::remember_user_umask(before.bits() as u32);
 }
 
 /// Creates the data dir (0700) and the database file (0600) before SQLite touches them.

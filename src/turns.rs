@@ -32,6 +32,8 @@ pub enum Stop {
     Cancel,
     Timeout,
     Shutdown,
+    /// The CLI printed a line longer than [`claude::MAX_LINE`].
+    LineTooLong,
 }
 
 /// How a turn ended, as its waiters see it.
@@ -462,6 +464,7 @@ async fn run_turn(
                     }
                     stream.flush();
                 }
+                None if run.line_too_long() => { why = Some(Stop::LineTooLong); break None; }
                 None => {
                     // Stdout closed: the process should exit now; give it the same grace as after a result.
                     open = false;
@@ -639,6 +642,13 @@ fn stopped_ending(why: Stop, outcome: Option<&Outcome>, timeout: Duration) -> En
         Stop::Shutdown => (
             "interrupted",
             "the server stopped while this turn ran".into(),
+        ),
+        Stop::LineTooLong => (
+            "failed",
+            format!(
+                "claude printed a line longer than {} MiB; the turn was stopped",
+                claude::MAX_LINE >> 20
+            ),
         ),
     };
     Ended {

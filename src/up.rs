@@ -434,6 +434,10 @@ impl Supervisor {
         cmd.arg("serve")
             .args(flags.to_args())
             .arg(format!("--log-file={}", log_path.display()));
+        // We run with umask 0077; Claude is to get the one the user started us with.
+        if let Some(mask) = supervise::user_umask() {
+            cmd.arg(format!("--child-umask={mask:03o}"));
+        }
         match self.kind {
             Some(Kind::Quick) => {
                 let origin = self

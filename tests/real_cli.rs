@@ -202,3 +202,52 @@ fn cancel_during_a_bash_tool_leaves_no_process() {
         .json();
     assert_eq!(turn["status"], "cancelled");
 }
+
+#[test]
+fn the_real_cli_dies_with_a_killed_serve() {
+    let mock = MockApi::start();
+    let Some(mut server) = server_with_real_cli("real_cli::pdeathsig", &mock) else {
+        return;
+    };
+    server.create(json!({"id": "d"}));
+    // The mock never answers: the CLI sits waiting on the API when serve is killed.
+    let id = server.send("d", json!({"message": "HANG"}));
+    let marker = format!("REMOTE_AGENT_TURN_ID={id}");
+    common::wait_for("the API request", 20, || {
+        (!mock.requests().is_empty()).then_some(())
+    });
+    let claude = common::pids_with_env(&marker);
+    assert!(!claude.is_empty(), "no claude process for the turn");
+    server.stop(9);
+    common::wait_for("claude to die with serve", 10, || {
+        claude.iter().all(|&pid| !common::alive(pid)).then_some(())
+    });
+}
+
+#[test]
+fn the_real_cli_creates_files_with_the_users_umask() {
+    // The umask serve starts with (the one a user's shell would give it), not ours (0077).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let mock = MockApi::start();
+    let Some(claude) = common::real_claude("real_cli::umask") else {
+        return;
+    };
+    let server = Server::builder()
+        .claude(claude)
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .env("ANTHROPIC_API_KEY", "test-key")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .arg("--allowed-tools")
+        .arg("Bash(touch *)")
+        .start();
+    let r = server
+        .chat(&json!({"message": "RUN_BASH: touch made-by-claude.txt"}))
+        .json();
+    assert_eq!(r["success"], true, "{r}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(server.path("project/made-by-claude.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}

@@ -368,7 +368,11 @@ fn a_killed_server_leaves_no_turn_running_and_the_conversation_goes_on() {
     server.create(json!({"id": "c"}));
     let first = server.send("c", json!({"message": "first"}));
     wait_status(&server, &first, 10);
-    let id = server.send("c", json!({"message": "[[tool]] [[slow:60]] doomed"}));
+    // A claude that ignores the SIGTERM it gets when serve dies (`[[stubborn]]`) is left to the next start.
+    let id = server.send(
+        "c",
+        json!({"message": "[[tool]] [[slow:60]] [[stubborn]] doomed"}),
+    );
     // Once the tool call is out, the fake sleeps in its "tool" and writes nothing until then, so it outlives
     // the server (a write to a closed pipe would end it).
     let mut events = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);

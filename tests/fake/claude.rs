@@ -38,9 +38,12 @@
 //! - `[[ignore-int]]` ignore SIGINT. `[[stubborn]]` ignore SIGINT and SIGTERM (only SIGKILL works).
 //! - `[[success-on-int]]` on SIGINT print a success result (`finished anyway`) and exit 0.
 //! - `[[stderr]]` write a few lines to stderr.
+//! - `[[huge-line:MB]]` print MB MiB of `x` on stdout with no newline (a runaway line), then go on (the rest of
+//!   the turn's first line follows it).
+//! - `[[write:NAME]]` create the file NAME in the cwd, as the Write tool does (mode 0666 less the umask).
 //!
-//! Order of a turn: init, stderr lines, garbage, retries, [tool_use, orphan, slow, tool_result | orphan,
-//! slow], reply (or API error), result, linger.
+//! Order of a turn: init, stderr lines, huge line, garbage, retries, [tool_use, orphan, write, slow,
+//! tool_result | orphan, write, slow], reply (or API error), result, linger.
 //!
 //! # Signals (doc §5)
 //! SIGINT (default): a `user` line `[Request interrupted by user]`, then a `result` with subtype
@@ -412,6 +415,8 @@ struct Markers {
     stubborn: bool,
     success_on_int: bool,
     stderr: bool,
+    huge_line_mb: usize,
+    write: Option<String>,
 }
 
 impl Markers {
@@ -442,6 +447,8 @@ impl Markers {
             stubborn: flag("stubborn"),
             success_on_int: flag("success-on-int"),
             stderr: flag("stderr"),
+            huge_line_mb: count("huge-line").unwrap_or(0),
+            write: marker_value(text, "write").map(String::from),
         }
     }
 }
@@ -598,6 +605,13 @@ impl Turn {
                 eprintln!("fake-claude: stderr line {i} of 3");
             }
         }
+        if self.markers.huge_line_mb > 0 {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..self.markers.huge_line_mb {
+                self.checkpoint();
+                write_stdout(&chunk);
+            }
+        }
         if self.markers.garbage {
             self.checkpoint();
             self.out.raw("this is not json");
@@ -635,6 +649,11 @@ impl Turn {
         }
         if self.markers.orphan {
             spawn_orphan();
+        }
+        if let Some(name) = &self.markers.write
+            && let Err(e) = fs::write(name, b"written by fake-claude\n")
+        {
+            eprintln!("fake-claude: cannot write {name}: {e}");
         }
         self.in_tool = true;
         self.sleep(self.markers.slow);
