@@ -1,4 +1,6 @@
 //! Settings: defaults < config file < `.env` in the working directory < environment < flags, resolved once.
+//! `.env` is read only outside the allowed projects and never supplies credentials or executables (README
+//! "Settings").
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,22 @@ pub const PERMISSION_MODES: &[&str] = &[
     "dontAsk",
     "plan",
 ];
+
+/// The permission modes from the least permissive to the most (README "Settings"): the configured mode is the
+/// most a client may choose. `auto` and `dontAsk` rank together, above `acceptEdits`.
+pub fn permissiveness(mode: &str) -> usize {
+    match mode {
+        "plan" => 0,
+        "default" => 1,
+        "acceptEdits" => 2,
+        "auto" | "dontAsk" => 3,
+        // bypassPermissions, and anything unknown: the most permissive.
+        _ => 4,
+    }
+}
+
+/// The modes a client may pick when the config file names none.
+pub const DEFAULT_ALLOWED_PERMISSION_MODES: &[&str] = &["plan", "default", "acceptEdits"];
 
 /// Environment names that are ours: the child `claude` never sees them (they hold the password).
 pub fn is_own_env(name: &str) -> bool {
@@ -253,6 +271,8 @@ pub struct Settings {
     pub turn_timeout: Duration,
     pub max_concurrent_turns: usize,
     pub permission_mode: String,
+    /// The modes a client may choose for a conversation (none above `permission_mode`).
+    pub allowed_permission_modes: Vec<String>,
     pub allowed_tools: Vec<String>,
     /// Allowed project directories, canonical; the first is the default.
     pub projects: Vec<PathBuf>,
@@ -367,6 +387,7 @@ struct FileServer {
 struct FileClaude {
     bin: Option<String>,
     permission_mode: Option<String>,
+    allowed_permission_modes: Option<Vec<String>>,
     allowed_tools: Option<Vec<String>>,
     turn_timeout_secs: Option<u64>,
     max_concurrent_turns: Option<usize>,
@@ -512,6 +533,21 @@ impl Settings {
                 ),
             });
         }
+        let allowed_permission_modes = file.claude.allowed_permission_modes.unwrap_or_else(|| {
+            DEFAULT_ALLOWED_PERMISSION_MODES
+                .iter()
+                .map(|m| m.to_string())
+                .collect()
+        });
+        if let Some(bad) = allowed_permission_modes
+            .iter()
+            .find(|m| !PERMISSION_MODES.contains(&m.as_str()))
+        {
+            return Err(ConfigError::Invalid {
+                name: "[claude] allowed_permission_modes",
+                message: format!("{bad:?} is not one of {}", PERMISSION_MODES.join(", ")),
+            });
+        }
         let sse_keepalive = flags.sse_keepalive.unwrap_or(15);
         if !(1..=15).contains(&sse_keepalive) {
             return Err(ConfigError::Invalid {
@@ -560,6 +596,7 @@ impl Settings {
             turn_timeout: Duration::from_secs(turn_timeout),
             max_concurrent_turns,
             permission_mode,
+            allowed_permission_modes,
             allowed_tools,
             projects,
             sse_keepalive: Duration::from_secs(sse_keepalive),
@@ -569,6 +606,28 @@ impl Settings {
     /// The project a conversation runs in when it names none.
     pub fn default_project(&self) -> &Path {
         &self.projects[0]
+    }
+
+    /// Why a client may not run a conversation in permission `mode`, if it may not: it must be one of
+    /// `allowed_permission_modes` and no more permissive than the configured mode.
+    pub fn refuse_mode(&self, mode: &str) -> Option<String> {
+        let allowed = self.allowed_permission_modes.iter().any(|m| m == mode);
+        let under_ceiling = permissiveness(mode) <= permissiveness(&self.permission_mode);
+        (!allowed || !under_ceiling).then(|| {
+            let may: Vec<&str> = self
+                .allowed_permission_modes
+                .iter()
+                .map(String::as_str)
+                .filter(|m| permissiveness(m) <= permissiveness(&self.permission_mode))
+                .collect();
+            format!(
+                "permission_mode {mode:?} is not allowed here: a client may choose {} (allowed_permission_modes \
+                 under [claude] in the config file, and nothing more permissive than the server's permission mode \
+                 {:?})",
+                if may.is_empty() { "none".to_string() } else { may.join(", ") },
+                self.permission_mode
+            )
+        })
     }
 }
 
