@@ -148,5 +148,265 @@ fn an_invalid_allowed_mode_in_the_config_file_is_named() {
     );
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+/// A `serve` started by hand in `cwd` with exactly these arguments and environment (no AUTH_* unless given), its
+/// log in `log`; SIGTERM (then SIGKILL) on drop.
+struct Serve {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    fn start(cwd: &Path, home: &Path, args: &[String], envs: &[(&str, String)]) -> Serve {
+        use std::io::BufRead;
+        let log = home.join("serve.log");
+        let mut child = Command::new(common::bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(cwd)
+            .env("HOME", home)
+            .env("RUST_LOG", "info")
+            .env_remove("AUTH_USERNAME")
+            .env_remove("AUTH_PASSWORD")
+            .env_remove("CLAUDE_BIN")
+            .env_remove("PORT")
+            .env_remove("REMOTE_AGENT_CONFIG")
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "serve did not start: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .parse()
+            .unwrap();
+        Serve { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn get(&self, user: &str, password: &str, path: &str) -> common::Resp {
+        let auth = common::basic(user, password);
+        let raw = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        );
+        common::raw_request(self.addr, raw.as_bytes())
+    }
+
+    fn chat(&self, user: &str, password: &str, message: &str) -> common::Resp {
+        let auth = common::basic(user, password);
+        let body = json!({"message": message}).to_string();
+        let raw = format!(
+            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        common::raw_request(self.addr, raw.as_bytes())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        common::terminate(&mut self.child, std::time::Duration::from_secs(15));
+    }
+}
+
+/// A script that, run as `claude`, leaves a mark: what a hostile `.env` would make every message run.
+fn evil_program(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let mark = dir.join("pwned");
+    let evil = dir.join("evil.sh");
+    std::fs::write(&evil, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (evil, mark)
+}
+
+#[test]
+fn a_dotenv_written_into_the_project_never_replaces_the_login_or_claude() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let (_cdir, config) = config_file(&format!(
+        "[auth]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"
+    ));
+    let (evil, mark) = evil_program(root.path());
+    // Started by hand in the project (the default project is then the working directory itself).
+    let server = Serve::start(
+        &project,
+        root.path(),
+        &[
+            "--port=0".into(),
+            format!("--config={}", config.display()),
+            format!("--data-dir={}", root.path().join("data").display()),
+            format!("--claude-bin={}", common::fake_claude().display()),
+        ],
+        &[],
+    );
+    // What Claude (or a cloned repository) writes there; the next reload must not take it.
+    std::fs::write(
+        project.join(".env"),
+        format!(
+            "AUTH_USERNAME=evil\nAUTH_PASSWORD=evil-password\nCLAUDE_BIN={}\n",
+            evil.display()
+        ),
+    )
+    .unwrap();
+    common::unsafe_kill(server.child.id() as i32, 1);
+    wait_for("the reload", 10, || {
+        server.log().contains("settings reloaded").then_some(())
+    });
+    assert_eq!(
+        server.get("evil", "evil-password", "/api/sessions").status,
+        401
+    );
+    assert_eq!(server.get(USER, PASSWORD, "/api/sessions").status, 200);
+    let resp = server.chat(USER, PASSWORD, "hi");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["success"], true, "{}", resp.text());
+    assert!(!mark.exists(), "the .env's CLAUDE_BIN ran");
+}
+
+#[test]
+fn a_dotenv_outside_the_projects_gives_settings_but_never_credentials_or_executables() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    let here = root.path().join("here");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::create_dir(&here).unwrap();
+    let (_cdir, config) = config_file(&format!(
+        "[auth]\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n"
+    ));
+    let (evil, mark) = evil_program(root.path());
+    // PORT=0 is taken (else the server would try 8000); the rest is not.
+    std::fs::write(
+        here.join(".env"),
+        format!(
+            "PORT=0\nAUTH_USERNAME=evil\nAUTH_PASSWORD=evil-password\nCLAUDE_BIN={0}\nCLOUDFLARED_BIN={0}\n",
+            evil.display()
+        ),
+    )
+    .unwrap();
+    let server = Serve::start(
+        &here,
+        root.path(),
+        &[
+            format!("--project={}", project.display()),
+            format!("--config={}", config.display()),
+            format!("--data-dir={}", root.path().join("data").display()),
+        ],
+        &[],
+    );
+    assert_eq!(
+        server.get("evil", "evil-password", "/api/sessions").status,
+        401
+    );
+    assert_eq!(server.get(USER, PASSWORD, "/api/sessions").status, 200);
+    let log = server.log();
+    assert!(
+        log.contains("AUTH_PASSWORD")
+            && log.contains("CLAUDE_BIN")
+            && !log.contains("evil-password"),
+        "{log}"
+    );
+    // claude is looked up on PATH (not found there): the .env's program never runs.
+    let _ = server.chat(USER, PASSWORD, "hi");
+    assert!(!mark.exists(), "the .env's CLAUDE_BIN ran");
+}
+
+#[test]
+fn serve_and_up_work_from_the_state_dir() {
+    let server = Server::start();
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", server.pid())).unwrap();
+    let state = server.path("home").join(".local/state/remote-agent");
+    assert_eq!(cwd, state.canonicalize().unwrap());
+
+    let up = common::up::Up::builder().arg("--no-tunnel").start();
+    up.wait_line("http://127.0.0.1:", 0, 20);
+    let state = up.root.path().join("state").canonicalize().unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", up.pid())).unwrap(),
+        state
+    );
+    let serve = up.child_pid("serve");
+    wait_for("serve to enter the state dir", 10, || {
+        (std::fs::read_link(format!("/proc/{serve}/cwd")).ok()? == state).then_some(())
+    });
+}
+
+#[test]
+fn a_relative_claude_bin_names_the_same_program_from_the_project() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::fs::create_dir(&project).unwrap();
+    std::os::unix::fs::symlink(common::fake_claude(), root.path().join("bin/claude")).unwrap();
+    let server = Serve::start(
+        root.path(),
+        root.path(),
+        &[
+            "--port=0".into(),
+            format!("--project={}", project.display()),
+            format!("--data-dir={}", root.path().join("data").display()),
+        ],
+        &[
+            ("CLAUDE_BIN", "bin/claude".into()),
+            ("AUTH_USERNAME", USER.into()),
+            ("AUTH_PASSWORD", PASSWORD.into()),
+        ],
+    );
+    let resp = server.chat(USER, PASSWORD, "hi");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["success"], true, "{}", resp.text());
+    assert!(resp.json()["response"].as_str().unwrap().contains("hi"));
+}
+
+#[test]
+fn up_runs_relative_executables_the_readme_way() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bin")).unwrap();
+    std::os::unix::fs::symlink(common::fake_claude(), root.path().join("bin/claude")).unwrap();
+    std::os::unix::fs::symlink(
+        common::up::fake_cloudflared(),
+        root.path().join("bin/cloudflared"),
+    )
+    .unwrap();
+    let up = common::up::Up::builder()
+        .in_dir(root)
+        .env("CLAUDE_BIN", "bin/claude")
+        .arg("--cloudflared-bin=bin/cloudflared")
+        .start();
+    let addr = up.local();
+    wait_for("cloudflared to start", 20, || {
+        (!up.starts().is_empty()).then_some(())
+    });
+    let body = json!({"message": "hi"}).to_string();
+    let raw = format!(
+        "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        common::basic(USER, PASSWORD),
+        body.len()
+    );
+    let resp = common::raw_request(addr, raw.as_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["success"], true, "{}", resp.text());
+}
