@@ -94,10 +94,13 @@ async fn version_of(bin: &str, name: &str, install: &str) -> Check {
             fix: install.to_string(),
         };
     };
+    let mut cmd = tokio::process::Command::new(&path);
+    if name == "cloudflared" {
+        crate::tunnel::scrub_env(&mut cmd);
+    }
     let out = tokio::time::timeout(
         Duration::from_secs(15),
-        tokio::process::Command::new(&path)
-            .arg("--version")
+        cmd.arg("--version")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output(),

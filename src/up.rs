@@ -478,7 +478,8 @@ impl Supervisor {
         let metrics = free_port()?;
         self.metrics = Some(metrics);
         let mut cmd = Command::new(bin);
-        cmd.args(tunnel::args(kind, origin, metrics, &self.quick_config))
+        tunnel::scrub_env(&mut cmd)
+            .args(tunnel::args(kind, origin, metrics, &self.quick_config))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

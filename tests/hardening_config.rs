@@ -410,3 +410,57 @@ fn up_runs_relative_executables_the_readme_way() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.json()["success"], true, "{}", resp.text());
 }
+
+#[test]
+fn cloudflared_gets_a_scrubbed_environment() {
+    let up = common::up::Up::builder()
+        .env("ANTHROPIC_API_KEY", "sk-ant-not-for-cloudflared")
+        .env("TUNNEL_TOKEN", "a-token-of-the-shell")
+        .env("REMOTE_AGENT_TURN_TIMEOUT", "600")
+        .start();
+    let pid = up.child_pid("cloudflared");
+    let environ = common::environ_of(pid).expect("cloudflared's environment");
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).to_string())
+        .collect();
+    for secret in [
+        "AUTH_USERNAME=",
+        "AUTH_PASSWORD=",
+        "ANTHROPIC_API_KEY=",
+        "TUNNEL_TOKEN=",
+        "CLAUDE_BIN=",
+        "REMOTE_AGENT_",
+    ] {
+        assert!(
+            !vars.iter().any(|v| v.starts_with(secret)),
+            "{secret} reached cloudflared: {vars:?}"
+        );
+    }
+    assert!(!String::from_utf8_lossy(&environ).contains(PASSWORD));
+    // What it needs still reaches it (its home, for ~/.cloudflared).
+    assert!(vars.iter().any(|v| v.starts_with("HOME=")), "{vars:?}");
+}
+
+#[test]
+fn a_named_tunnels_token_reaches_cloudflared_as_tunnel_token_alone() {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(
+        json!({"a": "account", "t": "6e656139-0d4e-4a3c-9a57-3c1b0e4f7d21", "s": "c2VjcmV0"})
+            .to_string(),
+    );
+    let up = common::up::Up::builder()
+        .arg("--tunnel=named")
+        .arg(format!("--tunnel-token={token}"))
+        .start();
+    let pid = up.child_pid("cloudflared");
+    let environ = String::from_utf8_lossy(&common::environ_of(pid).unwrap()).to_string();
+    assert!(
+        environ.contains(&format!("TUNNEL_TOKEN={token}")),
+        "{environ}"
+    );
+    assert!(
+        !environ.contains("AUTH_PASSWORD") && !environ.contains(PASSWORD),
+        "{environ}"
+    );
+}
