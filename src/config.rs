@@ -706,6 +706,26 @@ pub fn watch(
     Ok((watcher, rx))
 }
 
+/// The claude executable the settings name (flag, environment, config file, else `claude`), made absolute like
+/// [`Settings`] does, without needing the rest of them: `doctor` checks it before a login exists.
+pub fn claude_bin(flags: &Flags) -> Result<String, ConfigError> {
+    let (env, cwd) = process_env(flags)?;
+    let from_file = || {
+        let path = flags.paths_over(&env).config.or_else(default_config_path)?;
+        read_config_file(&absolute(&cwd, &path), false)
+            .ok()?
+            .claude
+            .bin
+    };
+    let bin = flags
+        .claude_bin
+        .clone()
+        .or_else(|| env("CLAUDE_BIN"))
+        .or_else(from_file)
+        .unwrap_or_else(|| "claude".into());
+    Ok(absolute_bin(&cwd, &bin))
+}
+
 /// The data dir alone (for commands that need no credentials).
 pub fn data_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
     let (env, cwd) = process_env(flags)?;

@@ -464,3 +464,159 @@ fn a_named_tunnels_token_reaches_cloudflared_as_tunnel_token_alone() {
         "{environ}"
     );
 }
+
+/// `remote-agent doctor` in a fresh HOME (no login, no service), run from `cwd`.
+fn doctor(home: &Path, cwd: &Path, args: &[String], envs: &[(&str, String)]) -> Output {
+    Command::new(common::bin())
+        .arg("doctor")
+        .args([
+            "--port=0".to_string(),
+            format!("--data-dir={}", home.join("data").display()),
+        ])
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("AUTH_USERNAME")
+        .env_remove("AUTH_PASSWORD")
+        .env_remove("CLAUDE_BIN")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("REMOTE_AGENT_CONFIG")
+        .env("CLOUDFLARED_BIN", common::up::fake_cloudflared())
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn doctor_honours_the_claude_flags_before_a_login_exists_and_says_up_creates_one() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = common::fake_claude().display().to_string();
+    let key = ("ANTHROPIC_API_KEY", "sk-ant-test".to_string());
+    for (args, envs) in [
+        (vec![format!("--claude-bin={fake}")], vec![key.clone()]),
+        (vec![], vec![("CLAUDE_BIN", fake.clone()), key.clone()]),
+    ] {
+        let out = doctor(home.path(), home.path(), &args, &envs);
+        let said = text(&out);
+        assert!(
+            said.contains("ok       claude 2.1.197 (Claude Code)"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("CLAUDE_BIN\n") && !said.contains("not found"),
+            "{said}"
+        );
+        assert!(
+            said.contains("will be created by `remote-agent up`") && !said.contains("PROBLEM"),
+            "{said}"
+        );
+        assert!(out.status.success(), "{said}");
+        assert!(
+            said.contains("claude is logged in (api_key, from ANTHROPIC_API_KEY)"),
+            "{said}"
+        );
+    }
+}
+
+#[test]
+fn doctor_fails_when_claude_is_not_logged_in() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = common::fake_claude().display().to_string();
+    let out = doctor(
+        home.path(),
+        home.path(),
+        &[format!("--claude-bin={fake}")],
+        &[],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("PROBLEM  claude is not logged in") && said.contains("claude auth login"),
+        "{said}"
+    );
+    assert!(!said.contains("all good"), "{said}");
+    // A stored claude.ai login counts, as the real CLI reports it.
+    std::fs::create_dir_all(home.path().join(".claude")).unwrap();
+    std::fs::write(
+        home.path().join(".claude/.credentials.json"),
+        r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-x","expiresAt":4102444800000}}"#,
+    )
+    .unwrap();
+    let out = doctor(
+        home.path(),
+        home.path(),
+        &[format!("--claude-bin={fake}")],
+        &[],
+    );
+    let said = text(&out);
+    assert!(said.contains("claude is logged in (claude.ai)"), "{said}");
+    assert!(out.status.success(), "{said}");
+}
+
+#[test]
+fn doctor_asks_the_real_cli_whether_it_is_logged_in() {
+    let Some(real) = common::real_claude("doctor_asks_the_real_cli_whether_it_is_logged_in") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let bin = format!("--claude-bin={}", real.display());
+    let said = text(&doctor(
+        home.path(),
+        home.path(),
+        std::slice::from_ref(&bin),
+        &[],
+    ));
+    assert!(said.contains("PROBLEM  claude is not logged in"), "{said}");
+    let said = text(&doctor(
+        home.path(),
+        home.path(),
+        &[bin],
+        &[("ANTHROPIC_API_KEY", "sk-ant-test".into())],
+    ));
+    assert!(
+        said.contains("claude is logged in (api_key, from ANTHROPIC_API_KEY)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn doctor_warns_about_an_ignored_dotenv_and_a_password_in_a_services_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = common::fake_claude().display().to_string();
+    // Run from the project (the default project): its .env is ignored, and said so.
+    let project = home.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join(".env"), "AUTH_PASSWORD=from-dotenv\nPORT=1\n").unwrap();
+    let unit = home
+        .path()
+        .join(".config/systemd/user/remote-agent.service");
+    std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::fs::write(
+        &unit,
+        "[Service]\nEnvironment=AUTH_PASSWORD=in-the-unit\nExecStart=/usr/bin/remote-agent up\n",
+    )
+    .unwrap();
+    let out = doctor(
+        home.path(),
+        &project,
+        &[format!("--claude-bin={fake}")],
+        &[("ANTHROPIC_API_KEY", "sk-ant-test".into())],
+    );
+    let said = text(&out);
+    assert!(
+        said.contains("warning  ignoring") && said.contains("project/.env"),
+        "{said}"
+    );
+    assert!(
+        said.contains("remote-agent.service sets AUTH_PASSWORD")
+            && said.contains("remote-agent passwd"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("from-dotenv") && !said.contains("in-the-unit"),
+        "{said}"
+    );
+}

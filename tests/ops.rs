@@ -279,6 +279,8 @@ fn doctor(home: &Path, extra_env: &[(&str, &str)]) -> Output {
         .env("AUTH_PASSWORD", PASSWORD)
         .env("CLAUDE_BIN", common::fake_claude())
         .env("CLOUDFLARED_BIN", common::up::fake_cloudflared())
+        // Claude logged in (doctor asks it with `claude auth status`).
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
         .env_remove("REMOTE_AGENT_CONFIG")
         .envs(extra_env.iter().copied())
         .output()
