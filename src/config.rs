@@ -125,7 +125,7 @@ impl Flags {
 }
 
 impl Flags {
-    /// These flags, with what this shell's environment (or `./.env`) sets and they do not: a service started by its
+    /// These flags, with what this shell's environment (or what `.env` may give) sets and they do not: a service started by its
     /// manager sees neither, so `service install` carries those settings into the unit as flags.
     pub fn with_env(&self) -> Result<Flags, ConfigError> {
         let (env, _) = process_env(self)?;
@@ -1127,5 +1127,43 @@ mod tests {
         for name in ["ANTHROPIC_API_KEY", "CLAUDE_CONFIG_DIR", "HOME", "PATH"] {
             assert!(!is_own_env(name), "{name}");
         }
+    }
+
+    #[test]
+    fn the_configured_mode_is_a_ceiling_for_the_allowed_ones() {
+        let flags = Flags {
+            permission_mode: Some("default".into()),
+            ..Flags::default()
+        };
+        let s = resolve_with(&flags, CREDS, None).unwrap();
+        assert_eq!(s.refuse_mode("plan"), None);
+        assert_eq!(s.refuse_mode("default"), None);
+        for mode in ["acceptEdits", "auto", "dontAsk", "bypassPermissions"] {
+            let refused = s.refuse_mode(mode).expect(mode);
+            assert!(
+                refused.contains("allowed_permission_modes") && refused.contains("plan, default"),
+                "{refused}"
+            );
+        }
+        let modes: Vec<usize> = [
+            "plan",
+            "default",
+            "acceptEdits",
+            "auto",
+            "bypassPermissions",
+        ]
+        .iter()
+        .map(|m| permissiveness(m))
+        .collect();
+        assert!(modes.windows(2).all(|w| w[0] < w[1]), "{modes:?}");
+    }
+
+    #[test]
+    fn relative_executables_are_made_absolute() {
+        let cwd = Path::new("/home/me/app");
+        assert_eq!(absolute_bin(cwd, "bin/claude"), "/home/me/app/bin/claude");
+        assert_eq!(absolute_bin(cwd, "./claude"), "/home/me/app/./claude");
+        assert_eq!(absolute_bin(cwd, "claude"), "claude");
+        assert_eq!(absolute_bin(cwd, "/usr/bin/claude"), "/usr/bin/claude");
     }
 }

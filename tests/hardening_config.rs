@@ -213,6 +213,17 @@ impl Serve {
         common::raw_request(self.addr, raw.as_bytes())
     }
 
+    fn send(&self, method: &str, path: &str, body: &serde_json::Value) -> common::Resp {
+        let auth = common::basic(USER, PASSWORD);
+        let body = body.to_string();
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        common::raw_request(self.addr, raw.as_bytes())
+    }
+
     fn chat(&self, user: &str, password: &str, message: &str) -> common::Resp {
         let auth = common::basic(user, password);
         let body = json!({"message": message}).to_string();
@@ -619,4 +630,63 @@ fn doctor_warns_about_an_ignored_dotenv_and_a_password_in_a_services_environment
         !said.contains("from-dotenv") && !said.contains("in-the-unit"),
         "{said}"
     );
+}
+
+#[test]
+fn a_stored_mode_above_a_lowered_ceiling_does_not_reach_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let start = |mode: &str| {
+        Serve::start(
+            root.path(),
+            root.path(),
+            &[
+                "--port=0".into(),
+                format!("--permission-mode={mode}"),
+                format!("--project={}", project.display()),
+                format!("--data-dir={}", root.path().join("data").display()),
+                format!("--claude-bin={}", common::fake_claude().display()),
+            ],
+            &[
+                ("AUTH_USERNAME", USER.into()),
+                ("AUTH_PASSWORD", PASSWORD.into()),
+                ("FAKE_CLAUDE_RECORD", root.path().display().to_string()),
+            ],
+        )
+    };
+    let server = start("acceptEdits");
+    let resp = server.send(
+        "POST",
+        "/api/conversations",
+        &json!({"id": "c", "permission_mode": "acceptEdits"}),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    drop(server);
+    let server = start("plan");
+    let resp = server.send(
+        "POST",
+        "/api/conversations/c/messages",
+        &json!({"message": "hi"}),
+    );
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    let turn = resp.json()["turn_id"].as_str().unwrap().to_string();
+    let ended = wait_for("the turn to end", 20, || {
+        let t = server
+            .send("GET", &format!("/api/turns/{turn}"), &json!({}))
+            .json();
+        (t["status"] != "running" && t["status"] != "queued").then_some(t)
+    });
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("allowed_permission_modes")),
+        "{ended}"
+    );
+    let ran = std::fs::read_dir(root.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().ends_with(".argv.json"));
+    assert!(!ran, "claude ran with a mode above the ceiling");
 }
