@@ -239,6 +239,8 @@ pub const LOG_LIMIT: u64 = 4 * 1024 * 1024;
 impl RotatingFile {
     fn open(path: &std::path::Path) -> std::io::Result<RotatingFile> {
         use std::os::unix::fs::OpenOptionsExt;
+        // Absolute: `serve` changes its working directory after it opens the log, and rotation reopens it.
+        let path = &std::path::absolute(path)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -299,6 +301,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--tunnel-listen must be a loopback address (127.0.0.1:PORT), not {addr}");
     }
     let store = Arc::new(open_store(&settings)?);
+    for warning in crate::config::dotenv(&flags)?
+        .map(|d| d.warnings())
+        .unwrap_or_default()
+    {
+        tracing::warn!("{warning}");
+    }
+    enter_state_dir(&settings)?;
     claude::become_subreaper();
     for orphan in store
         .interrupt_unfinished()
@@ -757,6 +766,18 @@ fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
 pub fn private_files() {
     let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     crate::supervise::remember_user_umask(before.bits() as u32);
+}
+
+/// `serve` works from the state dir (0700), never from a project where Claude writes files: its settings were read
+/// where it was started, and reloads still resolve against that place (`config::launch_dir`).
+fn enter_state_dir(settings: &Settings) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &settings.state_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating state dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("securing state dir {}", dir.display()))?;
+    std::env::set_current_dir(dir).with_context(|| format!("entering state dir {}", dir.display()))
 }
 
 /// Creates the data dir (0700) and the database file (0600) before SQLite touches them.

@@ -1,4 +1,6 @@
 //! Settings: defaults < config file < `.env` in the working directory < environment < flags, resolved once.
+//! `.env` is read only outside the allowed projects and never supplies credentials or executables (README
+//! "Settings").
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,22 @@ pub const PERMISSION_MODES: &[&str] = &[
     "dontAsk",
     "plan",
 ];
+
+/// The permission modes from the least permissive to the most (README "Settings"): the configured mode is the
+/// most a client may choose. `auto` and `dontAsk` rank together, above `acceptEdits`.
+pub fn permissiveness(mode: &str) -> usize {
+    match mode {
+        "plan" => 0,
+        "default" => 1,
+        "acceptEdits" => 2,
+        "auto" | "dontAsk" => 3,
+        // bypassPermissions, and anything unknown: the most permissive.
+        _ => 4,
+    }
+}
+
+/// The modes a client may pick when the config file names none.
+pub const DEFAULT_ALLOWED_PERMISSION_MODES: &[&str] = &["plan", "default", "acceptEdits"];
 
 /// Environment names that are ours: the child `claude` never sees them (they hold the password).
 pub fn is_own_env(name: &str) -> bool {
@@ -107,10 +125,10 @@ impl Flags {
 }
 
 impl Flags {
-    /// These flags, with what this shell's environment (or `./.env`) sets and they do not: a service started by its
+    /// These flags, with what this shell's environment (or what `.env` may give) sets and they do not: a service started by its
     /// manager sees neither, so `service install` carries those settings into the unit as flags.
     pub fn with_env(&self) -> Result<Flags, ConfigError> {
-        let (env, _) = process_env()?;
+        let (env, _) = process_env(self)?;
         self.over(&env)
     }
 
@@ -253,6 +271,8 @@ pub struct Settings {
     pub turn_timeout: Duration,
     pub max_concurrent_turns: usize,
     pub permission_mode: String,
+    /// The modes a client may choose for a conversation (none above `permission_mode`).
+    pub allowed_permission_modes: Vec<String>,
     pub allowed_tools: Vec<String>,
     /// Allowed project directories, canonical; the first is the default.
     pub projects: Vec<PathBuf>,
@@ -274,7 +294,7 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// The password as configured: plaintext (from the environment, `.env`, or `password` in the file; the
+/// The password as configured: plaintext (from the environment, or `password` in the file; the
 /// prototype's way) or an argon2id hash (`password_hash`, written by `remote-agent passwd`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
@@ -324,8 +344,8 @@ impl Shared {
 pub enum ConfigError {
     #[error(
         "no credentials: run `remote-agent passwd` (or `remote-agent up`, which creates a login on its first \
-         run), or set AUTH_USERNAME and AUTH_PASSWORD (in the environment or .env), or username and password \
-         under [auth] in {0}"
+         run), or set username and password under [auth] in {0} (or AUTH_USERNAME and AUTH_PASSWORD in the \
+         environment; a .env file never supplies them)"
     )]
     NoCredentials(PathBuf),
     #[error("config file {path}: {message}")]
@@ -367,6 +387,7 @@ struct FileServer {
 struct FileClaude {
     bin: Option<String>,
     permission_mode: Option<String>,
+    allowed_permission_modes: Option<Vec<String>>,
     allowed_tools: Option<Vec<String>>,
     turn_timeout_secs: Option<u64>,
     max_concurrent_turns: Option<usize>,
@@ -412,9 +433,10 @@ pub fn default_config_path() -> Option<PathBuf> {
 }
 
 impl Settings {
-    /// Resolves settings from the real process environment, `./.env` and the config file.
+    /// Resolves settings from the real process environment, what `.env` in the launch dir may give, and the config
+    /// file.
     pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
-        let (env, cwd) = process_env()?;
+        let (env, cwd) = process_env(flags)?;
         Self::resolve(flags, &env, &cwd)
     }
 
@@ -434,6 +456,8 @@ impl Settings {
                 false,
             ),
         };
+        // Absolute: `serve` watches it from the state dir.
+        let config_path = absolute(cwd, &config_path);
         let file = read_config_file(&config_path, explicit)?;
 
         let username = env("AUTH_USERNAME").or(file.auth.username);
@@ -473,11 +497,14 @@ impl Settings {
             .unwrap_or_else(|| "127.0.0.1".into());
         let port = flags.port.or(file.server.port).unwrap_or(8000);
         let (data_dir, state_dir) = dirs(flags, cwd)?;
-        let claude_bin = flags
-            .claude_bin
-            .clone()
-            .or(file.claude.bin)
-            .unwrap_or_else(|| "claude".into());
+        let claude_bin = absolute_bin(
+            cwd,
+            &flags
+                .claude_bin
+                .clone()
+                .or(file.claude.bin)
+                .unwrap_or_else(|| "claude".into()),
+        );
         let turn_timeout = flags
             .turn_timeout
             .or(file.claude.turn_timeout_secs)
@@ -510,6 +537,21 @@ impl Settings {
                     "{permission_mode:?} is not one of {}",
                     PERMISSION_MODES.join(", ")
                 ),
+            });
+        }
+        let allowed_permission_modes = file.claude.allowed_permission_modes.unwrap_or_else(|| {
+            DEFAULT_ALLOWED_PERMISSION_MODES
+                .iter()
+                .map(|m| m.to_string())
+                .collect()
+        });
+        if let Some(bad) = allowed_permission_modes
+            .iter()
+            .find(|m| !PERMISSION_MODES.contains(&m.as_str()))
+        {
+            return Err(ConfigError::Invalid {
+                name: "[claude] allowed_permission_modes",
+                message: format!("{bad:?} is not one of {}", PERMISSION_MODES.join(", ")),
             });
         }
         let sse_keepalive = flags.sse_keepalive.unwrap_or(15);
@@ -560,6 +602,7 @@ impl Settings {
             turn_timeout: Duration::from_secs(turn_timeout),
             max_concurrent_turns,
             permission_mode,
+            allowed_permission_modes,
             allowed_tools,
             projects,
             sse_keepalive: Duration::from_secs(sse_keepalive),
@@ -569,6 +612,28 @@ impl Settings {
     /// The project a conversation runs in when it names none.
     pub fn default_project(&self) -> &Path {
         &self.projects[0]
+    }
+
+    /// Why a client may not run a conversation in permission `mode`, if it may not: it must be one of
+    /// `allowed_permission_modes` and no more permissive than the configured mode.
+    pub fn refuse_mode(&self, mode: &str) -> Option<String> {
+        let allowed = self.allowed_permission_modes.iter().any(|m| m == mode);
+        let under_ceiling = permissiveness(mode) <= permissiveness(&self.permission_mode);
+        (!allowed || !under_ceiling).then(|| {
+            let may: Vec<&str> = self
+                .allowed_permission_modes
+                .iter()
+                .map(String::as_str)
+                .filter(|m| permissiveness(m) <= permissiveness(&self.permission_mode))
+                .collect();
+            format!(
+                "permission_mode {mode:?} is not allowed here: a client may choose {} (allowed_permission_modes \
+                 under [claude] in the config file, and nothing more permissive than the server's permission mode \
+                 {:?})",
+                if may.is_empty() { "none".to_string() } else { may.join(", ") },
+                self.permission_mode
+            )
+        })
     }
 }
 
@@ -641,15 +706,35 @@ pub fn watch(
     Ok((watcher, rx))
 }
 
+/// The claude executable the settings name (flag, environment, config file, else `claude`), made absolute like
+/// [`Settings`] does, without needing the rest of them: `doctor` checks it before a login exists.
+pub fn claude_bin(flags: &Flags) -> Result<String, ConfigError> {
+    let (env, cwd) = process_env(flags)?;
+    let from_file = || {
+        let path = flags.paths_over(&env).config.or_else(default_config_path)?;
+        read_config_file(&absolute(&cwd, &path), false)
+            .ok()?
+            .claude
+            .bin
+    };
+    let bin = flags
+        .claude_bin
+        .clone()
+        .or_else(|| env("CLAUDE_BIN"))
+        .or_else(from_file)
+        .unwrap_or_else(|| "claude".into());
+    Ok(absolute_bin(&cwd, &bin))
+}
+
 /// The data dir alone (for commands that need no credentials).
 pub fn data_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
-    let (env, cwd) = process_env()?;
+    let (env, cwd) = process_env(flags)?;
     Ok(dirs(&flags.paths_over(&env), &cwd)?.0)
 }
 
 /// The config file's path alone.
 pub fn config_path(flags: &Flags) -> Result<PathBuf, ConfigError> {
-    let (env, _) = process_env()?;
+    let (env, _) = process_env(flags)?;
     flags
         .paths_over(&env)
         .config
@@ -659,25 +744,167 @@ pub fn config_path(flags: &Flags) -> Result<PathBuf, ConfigError> {
 
 type EnvFn = Box<dyn Fn(&str) -> Option<String>>;
 
-/// The environment over `./.env`, and the working directory.
-fn process_env() -> Result<(EnvFn, PathBuf), ConfigError> {
-    let dotenv = std::fs::read_to_string(".env")
-        .map(|t| parse_dotenv(&t))
+/// The settings a `.env` may give. Never credentials (`AUTH_*`), executables (`CLAUDE_BIN`, `CLOUDFLARED_BIN`) or
+/// the config file (which holds both): whoever can write a `.env` must not get to run a program or replace the login.
+const DOTENV_KEYS: &[&str] = &[
+    "HOST",
+    "PORT",
+    "CLAUDE_PROJECT_PATH",
+    "CLAUDE_PERMISSION_MODE",
+    "CLAUDE_ALLOWED_TOOLS",
+    "REMOTE_AGENT_DATA_DIR",
+    "REMOTE_AGENT_STATE_DIR",
+    "REMOTE_AGENT_TURN_TIMEOUT",
+    "REMOTE_AGENT_MAX_CONCURRENT_TURNS",
+    "REMOTE_AGENT_SSE_KEEPALIVE",
+];
+
+static LAUNCH_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static DOTENV_FILE: std::sync::OnceLock<Option<HashMap<String, String>>> =
+    std::sync::OnceLock::new();
+
+/// The directory the command was started from, fixed at the first call: `up` and `serve` then move to the state
+/// dir, and their reloads still resolve relative paths (and find `.env`) where the user ran them.
+pub fn launch_dir() -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = LAUNCH_DIR.get() {
+        return Ok(dir.clone());
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
+    Ok(LAUNCH_DIR.get_or_init(|| cwd).clone())
+}
+
+/// What `.env` in the launch dir gives. It is read once, at start: one the agent writes later is never read.
+pub struct DotEnv {
+    pub path: PathBuf,
+    /// The settings taken from it (empty when it is ignored).
+    pub vars: HashMap<String, String>,
+    /// Our settings it names but may not give (credentials, executables, the config file).
+    pub refused: Vec<String>,
+    /// The allowed project it lies in: then none of it is read.
+    pub in_project: Option<PathBuf>,
+}
+
+impl DotEnv {
+    /// What a person should know about it, one line each (names only, never values).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(project) = &self.in_project {
+            out.push(format!(
+                "ignoring {}: it is inside the allowed project {} (where Claude writes files and repositories \
+                 ship their own); set these settings in the environment, with flags or in the config file",
+                self.path.display(),
+                project.display()
+            ));
+        } else if !self.refused.is_empty() {
+            out.push(format!(
+                "{}: not taking {} from it: credentials and executable paths come only from the environment, \
+                 flags or the config file",
+                self.path.display(),
+                self.refused.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// `.env` in the launch dir, if there is one, with what of it applies under `flags`.
+pub fn dotenv(flags: &Flags) -> Result<Option<DotEnv>, ConfigError> {
+    let cwd = launch_dir()?;
+    let path = cwd.join(".env");
+    let Some(all) = DOTENV_FILE
+        .get_or_init(|| {
+            std::fs::read_to_string(&path)
+                .ok()
+                .map(|t| parse_dotenv(&t))
+        })
+        .as_ref()
+    else {
+        return Ok(None);
+    };
+    let mut refused: Vec<String> = all
+        .keys()
+        .filter(|k| is_own_env(k) && !DOTENV_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    refused.sort();
+    let mut vars: HashMap<String, String> = all
+        .iter()
+        .filter(|(k, v)| DOTENV_KEYS.contains(&k.as_str()) && !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let real = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // Inside a project either way: without it (the default project is the launch dir itself) or with it (its own
+    // CLAUDE_PROJECT_PATH may name the launch dir).
+    let in_project = project_holding(&cwd, flags, &real).or_else(|| {
+        project_holding(&cwd, flags, &|name: &str| {
+            real(name).or_else(|| vars.get(name).cloned())
+        })
+    });
+    if in_project.is_some() {
+        vars.clear();
+    }
+    Ok(Some(DotEnv {
+        path,
+        vars,
+        refused,
+        in_project,
+    }))
+}
+
+/// The allowed project (as `flags` over `env` and the config file name them) that holds `dir`, if any.
+fn project_holding(
+    dir: &Path,
+    flags: &Flags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    let flags = flags.paths_over(env);
+    let allow = flags
+        .config
+        .clone()
+        .or_else(default_config_path)
+        .and_then(|p| read_config_file(&p, false).ok())
+        .map(|c| c.projects.allow)
         .unwrap_or_default();
+    let first = flags
+        .project
+        .clone()
+        .or_else(|| allow.is_empty().then(|| dir.to_path_buf()));
+    let here = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    first
+        .iter()
+        .chain(allow.iter())
+        .map(|p| absolute(dir, p))
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .find(|p| here.starts_with(p))
+}
+
+/// The environment over what `.env` may give, and the launch dir.
+fn process_env(flags: &Flags) -> Result<(EnvFn, PathBuf), ConfigError> {
+    let dotenv = dotenv(flags)?.map(|d| d.vars).unwrap_or_default();
     let env = move |name: &str| {
         std::env::var(name)
             .ok()
+            .filter(|v| !v.is_empty())
             .or_else(|| dotenv.get(name).cloned())
             .filter(|v| !v.is_empty())
     };
-    let cwd = std::env::current_dir()
-        .map_err(|e| ConfigError::Other(format!("current directory: {e}")))?;
-    Ok((Box::new(env), cwd))
+    Ok((Box::new(env), launch_dir()?))
+}
+
+/// An executable as configured, made absolute when it is a relative path (`bin/claude`), so that it names the same
+/// file whatever directory it is started from; a bare name is looked up on PATH as it is.
+pub fn absolute_bin(cwd: &Path, bin: &str) -> String {
+    if bin.contains('/') && !Path::new(bin).is_absolute() {
+        cwd.join(bin).display().to_string()
+    } else {
+        bin.to_string()
+    }
 }
 
 /// The state dir alone (for `status`, which needs no credentials).
 pub fn state_dir(flags: &Flags) -> Result<PathBuf, ConfigError> {
-    let (env, cwd) = process_env()?;
+    let (env, cwd) = process_env(flags)?;
     Ok(dirs(&flags.paths_over(&env), &cwd)?.1)
 }
 
@@ -900,5 +1127,43 @@ mod tests {
         for name in ["ANTHROPIC_API_KEY", "CLAUDE_CONFIG_DIR", "HOME", "PATH"] {
             assert!(!is_own_env(name), "{name}");
         }
+    }
+
+    #[test]
+    fn the_configured_mode_is_a_ceiling_for_the_allowed_ones() {
+        let flags = Flags {
+            permission_mode: Some("default".into()),
+            ..Flags::default()
+        };
+        let s = resolve_with(&flags, CREDS, None).unwrap();
+        assert_eq!(s.refuse_mode("plan"), None);
+        assert_eq!(s.refuse_mode("default"), None);
+        for mode in ["acceptEdits", "auto", "dontAsk", "bypassPermissions"] {
+            let refused = s.refuse_mode(mode).expect(mode);
+            assert!(
+                refused.contains("allowed_permission_modes") && refused.contains("plan, default"),
+                "{refused}"
+            );
+        }
+        let modes: Vec<usize> = [
+            "plan",
+            "default",
+            "acceptEdits",
+            "auto",
+            "bypassPermissions",
+        ]
+        .iter()
+        .map(|m| permissiveness(m))
+        .collect();
+        assert!(modes.windows(2).all(|w| w[0] < w[1]), "{modes:?}");
+    }
+
+    #[test]
+    fn relative_executables_are_made_absolute() {
+        let cwd = Path::new("/home/me/app");
+        assert_eq!(absolute_bin(cwd, "bin/claude"), "/home/me/app/bin/claude");
+        assert_eq!(absolute_bin(cwd, "./claude"), "/home/me/app/./claude");
+        assert_eq!(absolute_bin(cwd, "claude"), "claude");
+        assert_eq!(absolute_bin(cwd, "/usr/bin/claude"), "/usr/bin/claude");
     }
 }

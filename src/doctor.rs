@@ -5,10 +5,18 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, Flags, Settings};
 
-/// One check's outcome: fine (with what was found) or a problem (with its fix).
+/// One check's outcome: fine (with what was found), a warning or a problem (with its fix), or information.
 enum Check {
     Ok(String),
-    Problem { what: String, fix: String },
+    Problem {
+        what: String,
+        fix: String,
+    },
+    /// Works, but weaker than it should be; does not fail `doctor`.
+    Warn {
+        what: String,
+        fix: String,
+    },
     Info(String),
 }
 
@@ -21,10 +29,11 @@ pub async fn doctor(flags: &Flags, cloudflared_bin: Option<String>) -> anyhow::R
             Some(s)
         }
         Err(ConfigError::NoCredentials(path)) => {
-            checks.push(Check::Problem {
-                what: "no user name and password".into(),
-                fix: format!("run `remote-agent passwd` (saves to {})", path.display()),
-            });
+            checks.push(Check::Info(format!(
+                "no login yet: it will be created by `remote-agent up` on its first run (or set one now with \
+                 `remote-agent passwd`; it is saved in {})",
+                path.display()
+            )));
             None
         }
         Err(e) => {
@@ -35,17 +44,31 @@ pub async fn doctor(flags: &Flags, cloudflared_bin: Option<String>) -> anyhow::R
             None
         }
     };
-    let claude_bin = settings
-        .as_ref()
-        .map_or_else(|| "claude".to_string(), |s| s.claude_bin.clone());
-    checks.push(
-        version_of(
-            &claude_bin,
-            "claude",
-            "install it with `npm install -g @anthropic-ai/claude-code`, or set CLAUDE_BIN",
-        )
-        .await,
-    );
+    if let Ok(Some(dotenv)) = crate::config::dotenv(flags) {
+        for what in dotenv.warnings() {
+            checks.push(Check::Warn {
+                what,
+                fix: format!("move those settings out of {}", dotenv.path.display()),
+            });
+        }
+    }
+    checks.extend(password_in_environment(settings.as_ref()));
+    // The flags and the environment name the executables whether or not a login exists yet.
+    let claude_bin = match &settings {
+        Some(s) => s.claude_bin.clone(),
+        None => crate::config::claude_bin(flags).unwrap_or_else(|_| "claude".into()),
+    };
+    let claude = version_of(
+        &claude_bin,
+        "claude",
+        "install it with `npm install -g @anthropic-ai/claude-code`, or set CLAUDE_BIN",
+    )
+    .await;
+    let found = matches!(claude, Check::Ok(_));
+    checks.push(claude);
+    if found {
+        checks.push(claude_auth(&claude_bin).await);
+    }
     let cloudflared = cloudflared_bin
         .or_else(|| {
             std::env::var("CLOUDFLARED_BIN")
@@ -53,6 +76,10 @@ pub async fn doctor(flags: &Flags, cloudflared_bin: Option<String>) -> anyhow::R
                 .filter(|b| !b.is_empty())
         })
         .unwrap_or_else(|| "cloudflared".into());
+    let cloudflared = match crate::config::launch_dir() {
+        Ok(dir) => crate::config::absolute_bin(&dir, &cloudflared),
+        Err(_) => cloudflared,
+    };
     checks.push(version_of(&cloudflared, "cloudflared", crate::tunnel::INSTALL_HINT).await);
     if let Some(s) = &settings {
         checks.extend(named_tunnel(s, &cloudflared).await);
@@ -79,6 +106,7 @@ pub async fn doctor(flags: &Flags, cloudflared_bin: Option<String>) -> anyhow::R
                 problems += 1;
                 println!("PROBLEM  {what}\n         fix: {fix}");
             }
+            Check::Warn { what, fix } => println!("warning  {what}\n         fix: {fix}"),
         }
     }
     anyhow::ensure!(problems == 0, "{problems} problem(s) found");
@@ -94,10 +122,13 @@ async fn version_of(bin: &str, name: &str, install: &str) -> Check {
             fix: install.to_string(),
         };
     };
+    let mut cmd = tokio::process::Command::new(&path);
+    if name == "cloudflared" {
+        crate::tunnel::scrub_env(&mut cmd);
+    }
     let out = tokio::time::timeout(
         Duration::from_secs(15),
-        tokio::process::Command::new(&path)
-            .arg("--version")
+        cmd.arg("--version")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output(),
@@ -113,6 +144,102 @@ async fn version_of(bin: &str, name: &str, install: &str) -> Check {
             fix: format!("reinstall it: {install}"),
         },
     }
+}
+
+/// Whether the CLI is logged in, as `claude auth status` reports it (from its environment and config files, without
+/// a request), in the environment a turn gives it.
+async fn claude_auth(bin: &str) -> Check {
+    let Some(path) = crate::claude::resolve_bin(bin) else {
+        return Check::Info("claude's login not checked: claude not found".into());
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::process::Command::new(&path)
+            .args(["auth", "status", "--json"])
+            .env_clear()
+            .envs(
+                std::env::vars_os()
+                    .filter(|(k, _)| !k.to_str().is_some_and(crate::config::is_own_env)),
+            )
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let Ok(Ok(out)) = out else {
+        return Check::Info(
+            "claude's login not checked: `claude auth status` did not answer".into(),
+        );
+    };
+    let status: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    match status.as_ref().and_then(|s| s["loggedIn"].as_bool()) {
+        Some(true) => {
+            let status = status.unwrap_or_default();
+            let method = status["authMethod"].as_str().unwrap_or("unknown");
+            let source = status["apiKeySource"]
+                .as_str()
+                .map(|s| format!(", from {s}"))
+                .unwrap_or_default();
+            Check::Ok(format!("claude is logged in ({method}{source})"))
+        }
+        Some(false) => Check::Problem {
+            what: "claude is not logged in: every message would fail".into(),
+            fix: "run `claude auth login` as this user, or set ANTHROPIC_API_KEY in the environment remote-agent \
+                  runs in"
+                .into(),
+        },
+        None => Check::Info(format!(
+            "claude's login not checked: this claude has no `claude auth status` ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// `AUTH_PASSWORD` in an environment: Claude (as this user) can read a process's environment in
+/// `/proc/<pid>/environ`, unlike a hash in the config file.
+fn password_in_environment(settings: Option<&Settings>) -> Vec<Check> {
+    let fix = "remove AUTH_PASSWORD there and run `remote-agent passwd`, which keeps the password in the config \
+               file as an argon2id hash";
+    let mut out = Vec::new();
+    let manager = crate::service::Manager::native();
+    if let Some(unit) = std::env::var_os("HOME").map(|h| manager.unit_path(Path::new(&h)))
+        && std::fs::read_to_string(&unit).is_ok_and(|t| t.contains("AUTH_PASSWORD"))
+    {
+        out.push(Check::Warn {
+            what: format!(
+                "the service {} sets AUTH_PASSWORD in its environment, where any process of yours, Claude's \
+                 included, can read it",
+                unit.display()
+            ),
+            fix: fix.into(),
+        });
+    }
+    let running = settings
+        .and_then(|s| crate::up::recorded_state(&s.state_dir))
+        .and_then(|state| state["pid"].as_i64());
+    if let Some(pid) = running
+        && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+            e.split(|b| *b == 0)
+                .any(|v| v.starts_with(b"AUTH_PASSWORD="))
+        })
+    {
+        out.push(Check::Warn {
+            what: format!(
+                "the running remote-agent (pid {pid}) has AUTH_PASSWORD in its environment, readable in \
+                 /proc/{pid}/environ"
+            ),
+            fix: fix.into(),
+        });
+    }
+    if std::env::var_os("AUTH_PASSWORD").is_some() {
+        out.push(Check::Warn {
+            what: "AUTH_PASSWORD is set in this environment: a server started from here carries it, readable \
+                   by any process of yours"
+                .into(),
+            fix: fix.into(),
+        });
+    }
+    out
 }
 
 /// A named tunnel's config, checked by cloudflared.

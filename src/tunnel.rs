@@ -37,6 +37,21 @@ impl Kind {
     }
 }
 
+/// Whether cloudflared inherits the environment variable `name`: not this server's settings and secrets (`AUTH_*`,
+/// `REMOTE_AGENT_*`, a `TUNNEL_TOKEN` of the shell, …) nor Claude's (`ANTHROPIC_*`, `CLAUDE_*`). A named tunnel's
+/// token reaches it through `--token-file` or the `TUNNEL_TOKEN` we set, nothing else.
+pub fn inherits(name: &str) -> bool {
+    !(crate::config::is_own_env(name)
+        || name.starts_with("ANTHROPIC_")
+        || name.starts_with("CLAUDE_"))
+}
+
+/// Gives `cmd` (a cloudflared) the scrubbed environment of [`inherits`].
+pub fn scrub_env(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    cmd.env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(inherits)))
+}
+
 /// The cloudflared arguments. `origin` is where a quick tunnel sends traffic; `quick_config` is a config file
 /// without ingress rules, so that a `config.yml` in `~/.cloudflared` cannot take a quick tunnel over.
 pub fn args(
@@ -171,7 +186,8 @@ pub async fn quick_url(metrics: &str) -> Option<String> {
 /// Checks a named tunnel's config with `cloudflared tunnel --config F ingress validate`; the error is what
 /// cloudflared said.
 pub async fn validate(bin: &Path, config: &Path) -> Result<(), String> {
-    let out = tokio::process::Command::new(bin)
+    let mut cmd = tokio::process::Command::new(bin);
+    let out = scrub_env(&mut cmd)
         .args(["tunnel", "--config"])
         .arg(config)
         .args(["ingress", "validate"])

@@ -741,6 +741,16 @@ fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> Result<claude::Spec, St
                 .join(", ")
         ));
     }
+    // A stored mode is checked again: the settings may have lowered the ceiling since it was chosen.
+    if let Some(refused) = conv
+        .permission_mode
+        .as_deref()
+        .and_then(|m| settings.refuse_mode(m))
+    {
+        return Err(format!(
+            "{refused}; change the conversation's permission_mode"
+        ));
+    }
     let mut options: Vec<(&'static str, String)> = vec![(
         "permission-mode",
         conv.permission_mode

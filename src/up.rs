@@ -98,6 +98,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                     .filter(|b| !b.is_empty())
             })
             .unwrap_or_else(|| "cloudflared".into());
+        let bin = crate::config::absolute_bin(&crate::config::launch_dir()?, &bin);
         match crate::claude::resolve_bin(&bin) {
             Some(path) => cloudflared = Some(path),
             None => {
@@ -141,7 +142,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )
         .with_context(|| format!("writing {}", quick_config.display()))?;
     }
+    // Never run from a project (where Claude writes, and a `.env` may wait): the children start from here, and
+    // `serve` itself moves here once it has read its settings where the user started us.
+    let launch_dir = crate::config::launch_dir()?;
+    std::env::set_current_dir(&state_dir)
+        .with_context(|| format!("entering the state dir {}", state_dir.display()))?;
     let mut sup = Supervisor {
+        launch_dir,
         exe: std::env::current_exe().context("finding our own executable")?,
         flags: args.flags.clone(),
         settings,
@@ -261,6 +268,8 @@ enum Who {
 }
 
 struct Supervisor {
+    /// Where `up` was started: `serve` and `pair` resolve the same relative paths and `.env` from there.
+    launch_dir: PathBuf,
     exe: PathBuf,
     flags: Flags,
     settings: Settings,
@@ -431,7 +440,8 @@ impl Supervisor {
         // Its stderr (a panic, an early error) goes to the same file as its log.
         let log = open_log(&log_path)?;
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("serve")
+        cmd.current_dir(&self.launch_dir)
+            .arg("serve")
             .args(flags.to_args())
             .arg(format!("--log-file={}", log_path.display()));
         // We run with umask 0077; Claude is to get the one the user started us with.
@@ -472,7 +482,8 @@ impl Supervisor {
         let metrics = free_port()?;
         self.metrics = Some(metrics);
         let mut cmd = Command::new(bin);
-        cmd.args(tunnel::args(kind, origin, metrics, &self.quick_config))
+        tunnel::scrub_env(&mut cmd)
+            .args(tunnel::args(kind, origin, metrics, &self.quick_config))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -677,7 +688,8 @@ impl Supervisor {
     /// process so that the supervisor itself never opens the database.
     fn print_pairing(&self, base: &str) {
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("pair")
+        cmd.current_dir(&self.launch_dir)
+            .arg("pair")
             .args(self.flags.to_args())
             .arg("--quiet")
             .arg(format!("--base={base}"))
@@ -1025,14 +1037,17 @@ fn tunnel_kind(args: &UpArgs, settings: &Settings) -> anyhow::Result<Option<Kind
         Mode::Quick => Some(Kind::Quick),
         Mode::Named => {
             let name = args.tunnel_name.clone().or_else(|| text("name"));
+            // Absolute: cloudflared runs in the state dir, not where `up` was started.
             let config = args
                 .tunnel_config
                 .clone()
-                .or_else(|| text("config").map(PathBuf::from));
+                .or_else(|| text("config").map(PathBuf::from))
+                .map(|p| std::path::absolute(&p).unwrap_or(p));
             let token_file = args
                 .tunnel_token_file
                 .clone()
-                .or_else(|| text("token_file").map(PathBuf::from));
+                .or_else(|| text("token_file").map(PathBuf::from))
+                .map(|p| std::path::absolute(&p).unwrap_or(p));
             let named = if let Some(token) = &args.tunnel_token {
                 Named::Token(token.clone())
             } else if let Some(file) = token_file {

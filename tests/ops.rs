@@ -240,10 +240,12 @@ fn settings_from_the_environment_reach_the_unit() {
     let home = tempfile::tempdir().unwrap();
     let project = home.path().join("project");
     run(home.path(), &["service", "print", "systemd"]); // writes the config file with the login
-    std::fs::write(project.join(".env"), "CLAUDE_PERMISSION_MODE=plan\n").unwrap();
+    // A .env counts where the command is run by hand outside the project (one inside it is never read).
+    std::fs::write(home.path().join(".env"), "CLAUDE_PERMISSION_MODE=plan\n").unwrap();
     let out = Command::new(common::bin())
-        .args(["service", "print", "systemd"])
-        .current_dir(&project)
+        .args(["service", "print", "systemd", "--project"])
+        .arg(&project)
+        .current_dir(home.path())
         .env("HOME", home.path())
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("AUTH_USERNAME")
@@ -277,6 +279,8 @@ fn doctor(home: &Path, extra_env: &[(&str, &str)]) -> Output {
         .env("AUTH_PASSWORD", PASSWORD)
         .env("CLAUDE_BIN", common::fake_claude())
         .env("CLOUDFLARED_BIN", common::up::fake_cloudflared())
+        // Claude logged in (doctor asks it with `claude auth status`).
+        .env("ANTHROPIC_API_KEY", "sk-ant-test")
         .env_remove("REMOTE_AGENT_CONFIG")
         .envs(extra_env.iter().copied())
         .output()

@@ -594,15 +594,18 @@ fn settings_come_from_dotenv_and_the_config_file() {
         "[auth]\nusername = \"fileuser\"\npassword = \"filepass\"\n[server]\nhost = \"127.0.0.1\"\n",
     )
     .unwrap();
-    // .env sets the password over the file; the environment would win over both.
+    // .env (outside the project) sets the port, but never the password (README "Settings").
     std::fs::write(
         dir.path().join(".env"),
         "AUTH_PASSWORD='from dotenv'\nPORT=0\n",
     )
     .unwrap();
+    std::fs::create_dir(dir.path().join("project")).unwrap();
     let mut child = std::process::Command::new(common::bin())
         .args(["serve", "--config"])
         .arg(&config)
+        .arg("--project")
+        .arg(dir.path().join("project"))
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .current_dir(dir.path())
@@ -626,12 +629,15 @@ fn settings_come_from_dotenv_and_the_config_file() {
         .unwrap()
         .parse()
         .unwrap();
-    let auth = basic("fileuser", "from dotenv");
-    let raw = format!(
-        "GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
-    );
-    let resp = common::raw_request(addr, raw.as_bytes());
-    assert_eq!(resp.status, 200);
+    let get = |password: &str| {
+        let auth = basic("fileuser", password);
+        let raw = format!(
+            "GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        );
+        common::raw_request(addr, raw.as_bytes()).status
+    };
+    assert_eq!(get("filepass"), 200);
+    assert_eq!(get("from dotenv"), 401);
     let _ = child.kill();
     let _ = child.wait();
     // The data dir was created private.

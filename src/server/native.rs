@@ -100,6 +100,9 @@ pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Re
     if let Some(message) = checks.into_iter().flatten().next() {
         return error(StatusCode::BAD_REQUEST, message);
     }
+    if let Some(message) = refuse_mode(app, body.permission_mode.as_deref()) {
+        return error(StatusCode::FORBIDDEN, message);
+    }
     let conversation = Conversation {
         id: id.clone(),
         title: body.title,
@@ -168,6 +171,11 @@ fn check_mode(mode: Option<&str>) -> Option<String> {
             PERMISSION_MODES.join(", ")
         )
     })
+}
+
+/// A valid mode that this server does not let a client choose (a 403, unlike an unknown mode's 400).
+fn refuse_mode(app: &App, mode: Option<&str>) -> Option<String> {
+    mode.and_then(|m| app.settings.get().refuse_mode(m))
 }
 
 fn check_budget(budget: Option<f64>) -> Option<String> {
@@ -302,11 +310,19 @@ pub(super) async fn patch_conversation(
                 patch.model = Some(m);
                 p
             }),
-            "permission_mode" => text().map(|m| {
-                let p = check_mode(m.as_deref());
-                patch.permission_mode = Some(m);
-                p
-            }),
+            "permission_mode" => match text() {
+                Ok(m) => {
+                    if let Some(p) = check_mode(m.as_deref()) {
+                        Ok(Some(p))
+                    } else if let Some(p) = refuse_mode(app, m.as_deref()) {
+                        return error(StatusCode::FORBIDDEN, p);
+                    } else {
+                        patch.permission_mode = Some(m);
+                        Ok(None)
+                    }
+                }
+                Err(resp) => Err(resp),
+            },
             "max_budget_usd" => match value {
                 Value::Null => {
                     patch.max_budget_usd = Some(None);

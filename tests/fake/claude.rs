@@ -60,6 +60,13 @@
 //!   `<pid>.orphan` (the orphan's pid).
 //! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit.
 //! - `CLAUDE_CODE_MAX_RETRIES`: `max_retries` in `api_retry` lines (default 10).
+//!
+//! # `claude auth status [--json|--text]`
+//! Like the real CLI (2.1.197 and 2.1.332), answers without a request: logged in with `ANTHROPIC_API_KEY`
+//! (`authMethod` `api_key`), `CLAUDE_CODE_OAUTH_TOKEN` (`oauth_token`) or a `claudeAiOauth` login in
+//! `<config dir>/.credentials.json` (`claude.ai`), rc 0; else `{"loggedIn":false,"authMethod":"none",…}`, rc 1.
+//! `--text` prints `API key: ANTHROPIC_API_KEY`, `Login method: …` or
+//! `Not logged in. Run claude auth login to authenticate.`.
 
 #[path = "clock.rs"]
 mod clock;
@@ -123,6 +130,9 @@ fn main() {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     record_invocation(&argv, &cwd);
+    if argv.first().is_some_and(|a| a == "auth") {
+        auth(&argv[1..]);
+    }
 
     let args = match parse_args(&argv) {
         Parsed::Run(args) => args,
@@ -1072,4 +1082,56 @@ fn now_ns() -> u64 {
 /// The current UTC time as `2026-11-24T19:45:37.346Z`.
 fn timestamp() -> String {
     clock::utc(true)
+}
+
+/// `claude auth status`: what the real CLI reports from its environment and config dir alone.
+fn auth(args: &[OsString]) -> ! {
+    if args.first().is_none_or(|a| a != "status") {
+        fail("error: unknown command; use claude auth status");
+    }
+    let text = args.iter().any(|a| a == "--text");
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let config = match std::env::var_os("CLAUDE_CONFIG_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".claude")
+        }
+    };
+    let stored = fs::read(config.join(".credentials.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .is_some_and(|v| v["claudeAiOauth"]["accessToken"].is_string());
+    let (json, line, code) = if set("ANTHROPIC_API_KEY") {
+        (
+            json!({"loggedIn": true, "authMethod": "api_key", "apiProvider": "firstParty",
+                   "apiKeySource": "ANTHROPIC_API_KEY"}),
+            "API key: ANTHROPIC_API_KEY",
+            0,
+        )
+    } else if set("CLAUDE_CODE_OAUTH_TOKEN") {
+        (
+            json!({"loggedIn": true, "authMethod": "oauth_token", "apiProvider": "firstParty"}),
+            "Login method: OAuth token",
+            0,
+        )
+    } else if stored {
+        (
+            json!({"loggedIn": true, "authMethod": "claude.ai", "apiProvider": "firstParty"}),
+            "Login method: Claude account",
+            0,
+        )
+    } else {
+        (
+            json!({"loggedIn": false, "authMethod": "none", "apiProvider": "firstParty"}),
+            "Not logged in. Run claude auth login to authenticate.",
+            1,
+        )
+    };
+    let out = if text {
+        format!("{line}\n")
+    } else {
+        format!("{}\n", serde_json::to_string_pretty(&json).unwrap())
+    };
+    write_stdout(out.as_bytes());
+    finish(code);
 }
