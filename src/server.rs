@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod metrics;
 mod native;
@@ -130,8 +131,21 @@ pub enum Signed {
 }
 
 /// Open connections at once across listeners; past it a connection gets a 503 and is closed. Local loopback
-/// clients (the supervisor's health probe, the owner's own tools) are not counted.
+/// clients (the supervisor's health probe, the owner's own tools) are counted apart, against
+/// [`MAX_LOCAL_CONNECTIONS`], so that neither kind can crowd the other out.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Open connections of this computer's own clients on the local listener. Both caps together stay under the
+/// usual limit of 1024 open files, with room for the database, logs and the turns' pipes.
+pub const MAX_LOCAL_CONNECTIONS: usize = 384;
+/// Local connections past [`MAX_LOCAL_CONNECTIONS`] that are still served, for `/health` alone (one request, then
+/// closed), so that the supervisor's probe does not take a flood of local connections for a hung server.
+const HEALTH_RESERVE: usize = 8;
+/// How long a request's body may take to arrive once its handler starts reading it; then 408. A client that
+/// stops halfway would otherwise hold its connection, and a slot under the cap, for ever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// After our side of a connection is closed, how long what the client still sends is read and dropped, so that a
+/// client still sending a body we refused early (413) reads the answer rather than a reset.
+const LINGER: Duration = Duration::from_secs(2);
 /// Request headers: at most this many, and at most this many bytes in all; past either, a JSON 431. Hyper itself
 /// parses up to twice as many (and answers a bare 431 past that), so that the common case gets our clear error.
 const MAX_HEADERS: usize = 64;
@@ -157,10 +171,14 @@ pub struct Listener {
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let caps = Caps {
+        remote: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        local: Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS)),
+        health: Arc::new(Semaphore::new(HEALTH_RESERVE)),
+    };
     let loops: Vec<_> = listeners
         .into_iter()
-        .map(|l| tokio::spawn(accept_loop(l, app.clone(), slots.clone(), stopped.clone())))
+        .map(|l| tokio::spawn(accept_loop(l, app.clone(), caps.clone(), stopped.clone())))
         .collect();
     shutdown.await;
     let _ = stop.send(true);
@@ -169,10 +187,31 @@ pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<
     }
 }
 
+/// The connection caps, shared by the listeners.
+#[derive(Clone)]
+struct Caps {
+    remote: Arc<Semaphore>,
+    local: Arc<Semaphore>,
+    health: Arc<Semaphore>,
+}
+
+impl Caps {
+    /// A slot for a new connection, and whether it is served for `/health` alone (from [`HEALTH_RESERVE`]).
+    fn admit(&self, local: bool) -> Option<(OwnedSemaphorePermit, bool)> {
+        let take = |cap: &Arc<Semaphore>| cap.clone().try_acquire_owned().ok();
+        if !local {
+            return take(&self.remote).map(|p| (p, false));
+        }
+        take(&self.local)
+            .map(|p| (p, false))
+            .or_else(|| take(&self.health).map(|p| (p, true)))
+    }
+}
+
 async fn accept_loop(
     listener: Listener,
     app: Arc<App>,
-    slots: Arc<tokio::sync::Semaphore>,
+    caps: Caps,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -198,24 +237,40 @@ async fn accept_loop(
             },
             () = signalled(&mut stop) => break,
         };
-        // This computer's own connections (the supervisor's probe, the owner's tools) are not counted, whatever
+        // This computer's own connections (the supervisor's probe, the owner's tools) are counted apart, whatever
         // address serve listens on: from here, the peer's address is the very one it connected to.
-        let exempt = via == Via::Local
+        let local = via == Via::Local
             && (peer.ip().is_loopback() || stream.local_addr().is_ok_and(|l| l.ip() == peer.ip()));
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) if exempt => None,
-            Err(_) => {
-                tokio::spawn(refuse(stream));
-                continue;
-            }
+        let Some((permit, health_only)) = caps.admit(local) else {
+            tokio::spawn(refuse(stream));
+            continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = Lingering::new(stream);
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
+            // The slot is held as long as the service, which the connection owns until it has closed.
             let _held = &permit;
-            async move { Ok::<_, Infallible>(handle(&app, req, peer, via, secure).await) }
+            async move {
+                if !health_only {
+                    return Ok::<_, Infallible>(handle(&app, req, peer, via, secure).await);
+                }
+                let mut resp = if req.uri().path() == "/health" {
+                    handle(&app, req, peer, via, secure).await
+                } else {
+                    let mut resp = error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many open connections; try again shortly",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                    resp
+                };
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Ok(resp)
+            }
         });
         match &listener.tls {
             None => {
@@ -255,6 +310,98 @@ async fn accept_loop(
             "connections still open after {} s; closing them",
             DRAIN.as_secs()
         );
+    }
+}
+
+/// A connection whose closing lingers: after our FIN, what the client still sends is read and dropped until it
+/// closes too or [`LINGER`] has passed. Closing a socket with unread input makes the kernel send a reset, which
+/// can destroy an answer the client has not read yet (a 413 sent before the body it is still sending).
+struct Lingering {
+    stream: tokio::net::TcpStream,
+    until: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Lingering {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        Lingering {
+            stream,
+            until: None,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Lingering {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        use tokio::io::AsyncRead as _;
+        if self.until.is_none() {
+            if let Err(e) =
+                std::task::ready!(std::pin::Pin::new(&mut self.stream).poll_shutdown(cx))
+            {
+                return Poll::Ready(Err(e));
+            }
+            self.until = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut sink = [0u8; 8192];
+        // A client sending flat out is read in rounds, so that this task yields to others between them.
+        for _ in 0..64 {
+            if self
+                .until
+                .as_mut()
+                .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut sink);
+            match std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -677,6 +824,7 @@ fn submit_error(e: SubmitError) -> Response<Body> {
     match e {
         SubmitError::NotFound(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         SubmitError::ShuttingDown => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        SubmitError::QueueFull => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         SubmitError::Store(e) => internal(e),
     }
 }
@@ -719,6 +867,18 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// [`BODY_TIMEOUT`], or the milliseconds in `REMOTE_AGENT_BODY_TIMEOUT_MS` (undocumented: it lets the tests see
+/// the deadline without waiting for it).
+fn body_timeout() -> Duration {
+    static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        std::env::var("REMOTE_AGENT_BODY_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(BODY_TIMEOUT, Duration::from_millis)
+    })
+}
+
 /// Reads a JSON body of at most [`MAX_BODY`] bytes; the error is the response to send.
 async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
@@ -737,10 +897,20 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let bytes = match tokio::time::timeout(body_timeout(), collect).await {
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    body_timeout().as_secs_f64()
+                ),
+            ));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Ok(Err(e)) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the body: {e}"),
