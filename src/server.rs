@@ -246,6 +246,12 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let door = Door {
+            via,
+            secure,
+            tls: listener.tls.is_some(),
+            addr: stream.local_addr().ok().map(|a| a.ip()),
+        };
         let stream = Lingering::new(stream);
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
@@ -254,10 +260,10 @@ async fn accept_loop(
             let _held = &permit;
             async move {
                 if !health_only {
-                    return Ok::<_, Infallible>(handle(&app, req, peer, via, secure).await);
+                    return Ok::<_, Infallible>(handle(&app, req, peer, door).await);
                 }
                 let mut resp = if req.uri().path() == "/health" {
-                    handle(&app, req, peer, via, secure).await
+                    handle(&app, req, peer, door).await
                 } else {
                     let mut resp = error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -452,9 +458,9 @@ pub async fn handle(
     app: &App,
     req: Request<Incoming>,
     peer: SocketAddr,
-    via: Via,
-    secure: bool,
+    door: Door,
 ) -> Response<Body> {
+    let Door { via, secure, .. } = door;
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -489,6 +495,14 @@ pub async fn handle(
         error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("more than {MAX_HEADERS} request headers"),
+        )
+    } else if path != "/health"
+        && let Err(host) = host_allowed(app, &req, door)
+    {
+        // A page whose own name was made to resolve to this computer (DNS rebinding) sends that name.
+        error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this server does not answer for the host {host:?}"),
         )
     } else {
         match &segments {
@@ -537,6 +551,144 @@ pub async fn handle(
         tracing::info!(target: "remote_agent::http", "{client}{door} {method} {path} {status} {ms:.1}ms");
     }
     resp
+}
+
+/// The listener a request came through, and what the connection knows of itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Door {
+    pub via: Via,
+    /// The browser is on HTTPS (our TLS, or Cloudflare's in front of the tunnel listener).
+    pub secure: bool,
+    /// This server terminates TLS on this listener.
+    pub tls: bool,
+    /// The address the client connected to.
+    pub addr: Option<std::net::IpAddr>,
+}
+
+/// Whether the request's host (`Host`, or the target's authority) names this server on its door; the error is the
+/// host refused. The local listener answers `localhost`, loopback addresses, the address the client connected to
+/// and the configured `--host`; the tunnel listener the tunnel's hostnames alone. A request without a host is no
+/// browser's, and over our own TLS the certificate already ties the name, so both pass.
+fn host_allowed(app: &App, req: &Request<Incoming>, door: Door) -> Result<(), String> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => match req.headers().get(header::HOST) {
+            Some(value) => value.to_str().map_err(|_| "(not text)".to_string())?,
+            None => return Ok(()),
+        },
+    };
+    if door.via == Via::Local && door.tls {
+        return Ok(());
+    }
+    let refused = || Err(raw.chars().take(100).collect::<String>());
+    let Some(name) = host_name(raw) else {
+        return refused();
+    };
+    let ok = match door.via {
+        Via::Local => local_host(&name, door.addr, &app.settings.get().host),
+        Via::Tunnel => tunnel_host(&name, &app.settings.get().state_dir),
+    };
+    if ok { Ok(()) } else { refused() }
+}
+
+/// The host of an authority (`name`, `name:port`, `[v6]`, `[v6]:port`), lowercased, without a trailing dot.
+fn host_name(authority: &str) -> Option<String> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let name = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            if !(after.is_empty() || after.strip_prefix(':').is_some_and(digits)) {
+                return None;
+            }
+            inside.parse::<std::net::Ipv6Addr>().ok()?;
+            inside
+        }
+        None => match authority.split_once(':') {
+            Some((name, port)) if digits(port) => name,
+            Some(_) => return None,
+            None => authority,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A host the local listener answers: this computer by name or loopback address, the address the client
+/// reached, or the configured `--host`.
+fn local_host(name: &str, reached: Option<std::net::IpAddr>, configured: &str) -> bool {
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let configured = configured.trim_start_matches('[').trim_end_matches(']');
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let ip = ip.to_canonical();
+            ip.is_loopback()
+                || reached.is_some_and(|r| r.to_canonical() == ip)
+                || configured
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|c| c.to_canonical() == ip)
+        }
+        Err(_) => configured.trim_end_matches('.').eq_ignore_ascii_case(name),
+    }
+}
+
+/// The hostnames the tunnel routes to us, from `up`'s state file: None when its hostname is not known to us (a
+/// named tunnel run from a token, whose routes live in Cloudflare's dashboard), then any host passes.
+fn tunnel_hostnames(state: Option<&Value>) -> Option<Vec<String>> {
+    let Some(tunnel) = state.map(|s| &s["tunnel"]) else {
+        return Some(Vec::new());
+    };
+    let mut names: Vec<String> = tunnel["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str())
+        .filter_map(host_name)
+        .collect();
+    if let Some(url) = tunnel["url"].as_str()
+        && let Some(rest) = url.strip_prefix("https://")
+        && let Some(name) = host_name(rest.split('/').next().unwrap_or(rest))
+    {
+        names.push(name);
+    }
+    if names.is_empty() && tunnel["kind"] == "named" {
+        return None;
+    }
+    Some(names)
+}
+
+/// Whether the tunnel routes `name` to us. The state file is read at most once a second, and at once for a name
+/// not known, since a quick tunnel that restarts gets a new hostname.
+fn tunnel_host(name: &str, state_dir: &std::path::Path) -> bool {
+    struct Cached {
+        read: Instant,
+        names: Option<Vec<String>>,
+    }
+    static CACHE: std::sync::Mutex<Option<Cached>> = std::sync::Mutex::new(None);
+    let matches = |names: &Option<Vec<String>>| match names {
+        None => true,
+        Some(names) => names.iter().any(|n| match n.strip_prefix("*.") {
+            Some(domain) => name
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => n == name,
+        }),
+    };
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = cache.as_ref()
+        && c.read.elapsed() < Duration::from_secs(1)
+        && matches(&c.names)
+    {
+        return true;
+    }
+    let names = tunnel_hostnames(crate::up::recorded_state(state_dir).as_ref());
+    let ok = matches(&names);
+    *cache = Some(Cached {
+        read: Instant::now(),
+        names,
+    });
+    ok
 }
 
 /// Who is asking: the socket peer, or on the tunnel listener (where every peer is cloudflared) the address
@@ -1059,5 +1211,70 @@ mod tests {
         );
         assert_eq!(query_param(Some("conv_id=%zz"), "conv_id"), None);
         assert_eq!(query_param(None, "conv_id"), None);
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(
+            host_name("Example.COM:8000").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host_name("localhost.").as_deref(), Some("localhost"));
+        assert_eq!(host_name("[::1]:8000").as_deref(), Some("::1"));
+        assert_eq!(host_name("[::1]").as_deref(), Some("::1"));
+        for bad in [
+            "",
+            ":80",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[zz]",
+            "host:",
+            "host:http",
+            "a:1:2",
+        ] {
+            assert_eq!(host_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn local_hosts() {
+        let lan: std::net::IpAddr = "192.168.1.10".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:192.168.1.10".parse().unwrap();
+        assert!(local_host("localhost", None, "127.0.0.1"));
+        assert!(local_host("127.0.0.2", None, "127.0.0.1"));
+        assert!(local_host("::1", None, "127.0.0.1"));
+        assert!(local_host("192.168.1.10", Some(lan), "0.0.0.0"));
+        assert!(local_host("192.168.1.10", Some(mapped), "::"));
+        assert!(local_host("192.168.1.10", None, "192.168.1.10"));
+        assert!(local_host("mybox.lan", None, "MyBox.lan."));
+        assert!(local_host("fd00::2", None, "[fd00::2]"));
+        assert!(!local_host("192.168.1.11", Some(lan), "0.0.0.0"));
+        assert!(!local_host("evil.example", Some(lan), "0.0.0.0"));
+        // Unspecified is what browsers reach this computer by too; no name is involved, so no rebinding.
+        assert!(local_host("0.0.0.0", Some(lan), "0.0.0.0"));
+    }
+
+    #[test]
+    fn tunnel_hostnames_from_the_state_file() {
+        let names = |v: Value| tunnel_hostnames(Some(&v));
+        assert_eq!(tunnel_hostnames(None), Some(vec![]));
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "quick", "url": "https://a-b.trycloudflare.com"}})),
+            Some(vec!["a-b.trycloudflare.com".to_string()])
+        );
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "quick", "url": null}})),
+            Some(vec![])
+        );
+        // A token tunnel's routes are not known here.
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "named", "url": "(the hostname your tunnel routes)"}})),
+            None
+        );
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "none", "url": null}})),
+            Some(vec![])
+        );
     }
 }
