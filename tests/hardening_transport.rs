@@ -415,3 +415,75 @@ fn the_tunnel_listener_answers_only_the_tunnels_hostnames() {
         (sessions_with_host(tunnel, "agent.example.com").status == 421).then_some(())
     });
 }
+
+#[test]
+fn under_up_the_tunnel_listener_answers_the_tunnels_own_names() {
+    use common::up::Up;
+    // A named tunnel: every hostname of its ingress, as `up` records them.
+    let root = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = root.path().join("tunnel.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "tunnel: t\ningress:\n  - hostname: agent.example.com\n    service: http://127.0.0.1:{port}\n  \
+             - hostname: \"*.apps.example.com\"\n    service: http://127.0.0.1:{port}\n  - service: http_status:404\n"
+        ),
+    )
+    .unwrap();
+    let named = Up::builder()
+        .in_dir(root)
+        .arg("--tunnel")
+        .arg("named")
+        .arg("--tunnel-name")
+        .arg("agent")
+        .arg("--tunnel-config")
+        .arg(config.display().to_string())
+        .arg("--tunnel-port")
+        .arg(port.to_string())
+        .start();
+    named.wait_line("tunnel connected", 0, 30);
+    let state = named.state();
+    assert_eq!(
+        state["tunnel"]["hostnames"],
+        json!(["agent.example.com", "*.apps.example.com"]),
+        "{state}"
+    );
+    let tunnel = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(sessions_with_host(tunnel, "agent.example.com").status, 200);
+    assert_eq!(sessions_with_host(tunnel, "a.apps.example.com").status, 200);
+    assert_eq!(sessions_with_host(tunnel, "evil.example").status, 421);
+    // The local listener is not the tunnel's.
+    assert_eq!(
+        sessions_with_host(named.local(), "agent.example.com").status,
+        421
+    );
+    assert_eq!(sessions_with_host(named.local(), "localhost").status, 200);
+    drop(named);
+
+    // A quick tunnel: the URL `up` printed.
+    let quick = Up::builder().start();
+    let public = quick.wait_line("public:", 0, 30);
+    let host = public.split("https://").nth(1).unwrap().trim().to_string();
+    let starts = quick.starts();
+    let origin = starts
+        .iter()
+        .find_map(|s| {
+            let at = s.find("http://127.0.0.1:")?;
+            let rest = &s[at + "http://".len()..];
+            rest[..rest.find('"')?].parse::<std::net::SocketAddr>().ok()
+        })
+        .unwrap_or_else(|| panic!("no origin in {starts:?}"));
+    wait_for("the printed name to be answered", 10, || {
+        (sessions_with_host(origin, &host).status == 200).then_some(())
+    });
+    assert_eq!(sessions_with_host(origin, "evil.example").status, 421);
+    assert_eq!(
+        sessions_with_host(origin, &format!("{}", quick.local())).status,
+        421
+    );
+}
