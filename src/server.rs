@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod metrics;
 mod native;
@@ -130,8 +131,21 @@ pub enum Signed {
 }
 
 /// Open connections at once across listeners; past it a connection gets a 503 and is closed. Local loopback
-/// clients (the supervisor's health probe, the owner's own tools) are not counted.
+/// clients (the supervisor's health probe, the owner's own tools) are counted apart, against
+/// [`MAX_LOCAL_CONNECTIONS`], so that neither kind can crowd the other out.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Open connections of this computer's own clients on the local listener. Both caps together stay under the
+/// usual limit of 1024 open files, with room for the database, logs and the turns' pipes.
+pub const MAX_LOCAL_CONNECTIONS: usize = 384;
+/// Local connections past [`MAX_LOCAL_CONNECTIONS`] that are still served, for `/health` alone (one request, then
+/// closed), so that the supervisor's probe does not take a flood of local connections for a hung server.
+const HEALTH_RESERVE: usize = 8;
+/// How long a request's body may take to arrive once its handler starts reading it; then 408. A client that
+/// stops halfway would otherwise hold its connection, and a slot under the cap, for ever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// After our side of a connection is closed, how long what the client still sends is read and dropped, so that a
+/// client still sending a body we refused early (413) reads the answer rather than a reset.
+const LINGER: Duration = Duration::from_secs(2);
 /// Request headers: at most this many, and at most this many bytes in all; past either, a JSON 431. Hyper itself
 /// parses up to twice as many (and answers a bare 431 past that), so that the common case gets our clear error.
 const MAX_HEADERS: usize = 64;
@@ -157,10 +171,14 @@ pub struct Listener {
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let caps = Caps {
+        remote: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        local: Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS)),
+        health: Arc::new(Semaphore::new(HEALTH_RESERVE)),
+    };
     let loops: Vec<_> = listeners
         .into_iter()
-        .map(|l| tokio::spawn(accept_loop(l, app.clone(), slots.clone(), stopped.clone())))
+        .map(|l| tokio::spawn(accept_loop(l, app.clone(), caps.clone(), stopped.clone())))
         .collect();
     shutdown.await;
     let _ = stop.send(true);
@@ -169,10 +187,31 @@ pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<
     }
 }
 
+/// The connection caps, shared by the listeners.
+#[derive(Clone)]
+struct Caps {
+    remote: Arc<Semaphore>,
+    local: Arc<Semaphore>,
+    health: Arc<Semaphore>,
+}
+
+impl Caps {
+    /// A slot for a new connection, and whether it is served for `/health` alone (from [`HEALTH_RESERVE`]).
+    fn admit(&self, local: bool) -> Option<(OwnedSemaphorePermit, bool)> {
+        let take = |cap: &Arc<Semaphore>| cap.clone().try_acquire_owned().ok();
+        if !local {
+            return take(&self.remote).map(|p| (p, false));
+        }
+        take(&self.local)
+            .map(|p| (p, false))
+            .or_else(|| take(&self.health).map(|p| (p, true)))
+    }
+}
+
 async fn accept_loop(
     listener: Listener,
     app: Arc<App>,
-    slots: Arc<tokio::sync::Semaphore>,
+    caps: Caps,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -198,24 +237,46 @@ async fn accept_loop(
             },
             () = signalled(&mut stop) => break,
         };
-        // This computer's own connections (the supervisor's probe, the owner's tools) are not counted, whatever
+        // This computer's own connections (the supervisor's probe, the owner's tools) are counted apart, whatever
         // address serve listens on: from here, the peer's address is the very one it connected to.
-        let exempt = via == Via::Local
+        let local = via == Via::Local
             && (peer.ip().is_loopback() || stream.local_addr().is_ok_and(|l| l.ip() == peer.ip()));
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) if exempt => None,
-            Err(_) => {
-                tokio::spawn(refuse(stream));
-                continue;
-            }
+        let Some((permit, health_only)) = caps.admit(local) else {
+            tokio::spawn(refuse(stream));
+            continue;
         };
         let _ = stream.set_nodelay(true);
+        let door = Door {
+            via,
+            secure,
+            tls: listener.tls.is_some(),
+            addr: stream.local_addr().ok().map(|a| a.ip()),
+        };
+        let stream = Lingering::new(stream);
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
+            // The slot is held as long as the service, which the connection owns until it has closed.
             let _held = &permit;
-            async move { Ok::<_, Infallible>(handle(&app, req, peer, via, secure).await) }
+            async move {
+                if !health_only {
+                    return Ok::<_, Infallible>(handle(&app, req, peer, door).await);
+                }
+                let mut resp = if req.uri().path() == "/health" {
+                    handle(&app, req, peer, door).await
+                } else {
+                    let mut resp = error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many open connections; try again shortly",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+                    resp
+                };
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Ok(resp)
+            }
         });
         match &listener.tls {
             None => {
@@ -255,6 +316,98 @@ async fn accept_loop(
             "connections still open after {} s; closing them",
             DRAIN.as_secs()
         );
+    }
+}
+
+/// A connection whose closing lingers: after our FIN, what the client still sends is read and dropped until it
+/// closes too or [`LINGER`] has passed. Closing a socket with unread input makes the kernel send a reset, which
+/// can destroy an answer the client has not read yet (a 413 sent before the body it is still sending).
+struct Lingering {
+    stream: tokio::net::TcpStream,
+    until: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Lingering {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        Lingering {
+            stream,
+            until: None,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Lingering {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Lingering {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        use tokio::io::AsyncRead as _;
+        if self.until.is_none() {
+            if let Err(e) =
+                std::task::ready!(std::pin::Pin::new(&mut self.stream).poll_shutdown(cx))
+            {
+                return Poll::Ready(Err(e));
+            }
+            self.until = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut sink = [0u8; 8192];
+        // A client sending flat out is read in rounds, so that this task yields to others between them.
+        for _ in 0..64 {
+            if self
+                .until
+                .as_mut()
+                .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = tokio::io::ReadBuf::new(&mut sink);
+            match std::pin::Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -305,9 +458,9 @@ pub async fn handle(
     app: &App,
     req: Request<Incoming>,
     peer: SocketAddr,
-    via: Via,
-    secure: bool,
+    door: Door,
 ) -> Response<Body> {
+    let Door { via, secure, .. } = door;
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -342,6 +495,14 @@ pub async fn handle(
         error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("more than {MAX_HEADERS} request headers"),
+        )
+    } else if path != "/health"
+        && let Err(host) = host_allowed(app, &req, door)
+    {
+        // A page whose own name was made to resolve to this computer (DNS rebinding) sends that name.
+        error(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this server does not answer for the host {host:?}"),
         )
     } else {
         match &segments {
@@ -390,6 +551,144 @@ pub async fn handle(
         tracing::info!(target: "remote_agent::http", "{client}{door} {method} {path} {status} {ms:.1}ms");
     }
     resp
+}
+
+/// The listener a request came through, and what the connection knows of itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Door {
+    pub via: Via,
+    /// The browser is on HTTPS (our TLS, or Cloudflare's in front of the tunnel listener).
+    pub secure: bool,
+    /// This server terminates TLS on this listener.
+    pub tls: bool,
+    /// The address the client connected to.
+    pub addr: Option<std::net::IpAddr>,
+}
+
+/// Whether the request's host (`Host`, or the target's authority) names this server on its door; the error is the
+/// host refused. The local listener answers `localhost`, loopback addresses, the address the client connected to
+/// and the configured `--host`; the tunnel listener the tunnel's hostnames alone. A request without a host is no
+/// browser's, and over our own TLS the certificate already ties the name, so both pass.
+fn host_allowed(app: &App, req: &Request<Incoming>, door: Door) -> Result<(), String> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => match req.headers().get(header::HOST) {
+            Some(value) => value.to_str().map_err(|_| "(not text)".to_string())?,
+            None => return Ok(()),
+        },
+    };
+    if door.via == Via::Local && door.tls {
+        return Ok(());
+    }
+    let refused = || Err(raw.chars().take(100).collect::<String>());
+    let Some(name) = host_name(raw) else {
+        return refused();
+    };
+    let ok = match door.via {
+        Via::Local => local_host(&name, door.addr, &app.settings.get().host),
+        Via::Tunnel => tunnel_host(&name, &app.settings.get().state_dir),
+    };
+    if ok { Ok(()) } else { refused() }
+}
+
+/// The host of an authority (`name`, `name:port`, `[v6]`, `[v6]:port`), lowercased, without a trailing dot.
+fn host_name(authority: &str) -> Option<String> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let name = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            if !(after.is_empty() || after.strip_prefix(':').is_some_and(digits)) {
+                return None;
+            }
+            inside.parse::<std::net::Ipv6Addr>().ok()?;
+            inside
+        }
+        None => match authority.split_once(':') {
+            Some((name, port)) if digits(port) => name,
+            Some(_) => return None,
+            None => authority,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A host the local listener answers: this computer by name or loopback address, the address the client
+/// reached, or the configured `--host`.
+fn local_host(name: &str, reached: Option<std::net::IpAddr>, configured: &str) -> bool {
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let configured = configured.trim_start_matches('[').trim_end_matches(']');
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let ip = ip.to_canonical();
+            ip.is_loopback()
+                || reached.is_some_and(|r| r.to_canonical() == ip)
+                || configured
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|c| c.to_canonical() == ip)
+        }
+        Err(_) => configured.trim_end_matches('.').eq_ignore_ascii_case(name),
+    }
+}
+
+/// The hostnames the tunnel routes to us, from `up`'s state file: None when its hostname is not known to us (a
+/// named tunnel run from a token, whose routes live in Cloudflare's dashboard), then any host passes.
+fn tunnel_hostnames(state: Option<&Value>) -> Option<Vec<String>> {
+    let Some(tunnel) = state.map(|s| &s["tunnel"]) else {
+        return Some(Vec::new());
+    };
+    let mut names: Vec<String> = tunnel["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str())
+        .filter_map(host_name)
+        .collect();
+    if let Some(url) = tunnel["url"].as_str()
+        && let Some(rest) = url.strip_prefix("https://")
+        && let Some(name) = host_name(rest.split('/').next().unwrap_or(rest))
+    {
+        names.push(name);
+    }
+    if names.is_empty() && tunnel["kind"] == "named" {
+        return None;
+    }
+    Some(names)
+}
+
+/// Whether the tunnel routes `name` to us. The state file is read at most once a second, and at once for a name
+/// not known, since a quick tunnel that restarts gets a new hostname.
+fn tunnel_host(name: &str, state_dir: &std::path::Path) -> bool {
+    struct Cached {
+        read: Instant,
+        names: Option<Vec<String>>,
+    }
+    static CACHE: std::sync::Mutex<Option<Cached>> = std::sync::Mutex::new(None);
+    let matches = |names: &Option<Vec<String>>| match names {
+        None => true,
+        Some(names) => names.iter().any(|n| match n.strip_prefix("*.") {
+            Some(domain) => name
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => n == name,
+        }),
+    };
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = cache.as_ref()
+        && c.read.elapsed() < Duration::from_secs(1)
+        && matches(&c.names)
+    {
+        return true;
+    }
+    let names = tunnel_hostnames(crate::up::recorded_state(state_dir).as_ref());
+    let ok = matches(&names);
+    *cache = Some(Cached {
+        read: Instant::now(),
+        names,
+    });
+    ok
 }
 
 /// Who is asking: the socket peer, or on the tunnel listener (where every peer is cloudflared) the address
@@ -677,6 +976,7 @@ fn submit_error(e: SubmitError) -> Response<Body> {
     match e {
         SubmitError::NotFound(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         SubmitError::ShuttingDown => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        SubmitError::QueueFull => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         SubmitError::Store(e) => internal(e),
     }
 }
@@ -719,6 +1019,18 @@ pub fn is_uuid(s: &str) -> bool {
         })
 }
 
+/// [`BODY_TIMEOUT`], or the milliseconds in `REMOTE_AGENT_BODY_TIMEOUT_MS` (undocumented: it lets the tests see
+/// the deadline without waiting for it).
+fn body_timeout() -> Duration {
+    static TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        std::env::var("REMOTE_AGENT_BODY_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(BODY_TIMEOUT, Duration::from_millis)
+    })
+}
+
 /// Reads a JSON body of at most [`MAX_BODY`] bytes; the error is the response to send.
 async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
@@ -737,10 +1049,20 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let bytes = match tokio::time::timeout(body_timeout(), collect).await {
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    body_timeout().as_secs_f64()
+                ),
+            ));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Ok(Err(e)) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the body: {e}"),
@@ -889,5 +1211,70 @@ mod tests {
         );
         assert_eq!(query_param(Some("conv_id=%zz"), "conv_id"), None);
         assert_eq!(query_param(None, "conv_id"), None);
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(
+            host_name("Example.COM:8000").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host_name("localhost.").as_deref(), Some("localhost"));
+        assert_eq!(host_name("[::1]:8000").as_deref(), Some("::1"));
+        assert_eq!(host_name("[::1]").as_deref(), Some("::1"));
+        for bad in [
+            "",
+            ":80",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[zz]",
+            "host:",
+            "host:http",
+            "a:1:2",
+        ] {
+            assert_eq!(host_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn local_hosts() {
+        let lan: std::net::IpAddr = "192.168.1.10".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:192.168.1.10".parse().unwrap();
+        assert!(local_host("localhost", None, "127.0.0.1"));
+        assert!(local_host("127.0.0.2", None, "127.0.0.1"));
+        assert!(local_host("::1", None, "127.0.0.1"));
+        assert!(local_host("192.168.1.10", Some(lan), "0.0.0.0"));
+        assert!(local_host("192.168.1.10", Some(mapped), "::"));
+        assert!(local_host("192.168.1.10", None, "192.168.1.10"));
+        assert!(local_host("mybox.lan", None, "MyBox.lan."));
+        assert!(local_host("fd00::2", None, "[fd00::2]"));
+        assert!(!local_host("192.168.1.11", Some(lan), "0.0.0.0"));
+        assert!(!local_host("evil.example", Some(lan), "0.0.0.0"));
+        // Unspecified is what browsers reach this computer by too; no name is involved, so no rebinding.
+        assert!(local_host("0.0.0.0", Some(lan), "0.0.0.0"));
+    }
+
+    #[test]
+    fn tunnel_hostnames_from_the_state_file() {
+        let names = |v: Value| tunnel_hostnames(Some(&v));
+        assert_eq!(tunnel_hostnames(None), Some(vec![]));
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "quick", "url": "https://a-b.trycloudflare.com"}})),
+            Some(vec!["a-b.trycloudflare.com".to_string()])
+        );
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "quick", "url": null}})),
+            Some(vec![])
+        );
+        // A token tunnel's routes are not known here.
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "named", "url": "(the hostname your tunnel routes)"}})),
+            None
+        );
+        assert_eq!(
+            names(json!({"tunnel": {"kind": "none", "url": null}})),
+            Some(vec![])
+        );
     }
 }

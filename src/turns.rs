@@ -23,6 +23,10 @@ pub const MAX_SUBSCRIBERS_PER_TURN: usize = 256;
 /// Readers of all streams at once.
 pub const MAX_SUBSCRIBERS: usize = 1024;
 
+/// Messages of one conversation waiting behind the one it runs; past this a new one is refused (429), so that a
+/// client in a retry loop cannot pile up work and rows without end.
+pub const MAX_QUEUED_PER_CONVERSATION: usize = 32;
+
 /// How long the CLI may linger after printing its result before the ladder stops it.
 const LINGER_AFTER_RESULT: Duration = Duration::from_secs(3);
 
@@ -78,6 +82,11 @@ pub enum SubmitError {
     NotFound(SpawnError),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error(
+        "too many messages waiting in this conversation (at most {MAX_QUEUED_PER_CONVERSATION}); \
+         wait for them or cancel some"
+    )]
+    QueueFull,
     #[error("storage: {0}")]
     Store(#[from] rusqlite::Error),
 }
@@ -160,6 +169,24 @@ impl Turns {
     pub fn submit(&self, s: Submit) -> Result<(Turn, Option<Waiter>), SubmitError> {
         self.ready()?;
         let inner = &self.inner;
+        // The lane is taken before anything is stored: its holders are the conversation's turns in flight, so
+        // counting them and joining is one step under the lock, and no burst gets past the cap.
+        let lane = {
+            let mut lanes = lock(&inner.lanes);
+            let lane = lanes.entry(s.conversation_id.clone()).or_default();
+            (Arc::strong_count(lane) <= MAX_QUEUED_PER_CONVERSATION + 1).then(|| lane.clone())
+        };
+        let Some(lane) = lane else {
+            // A retried send of a message already queued still gets its turn back.
+            if let Some(turn) = s
+                .client_id
+                .as_deref()
+                .and_then(|c| inner.store.turn_by_client_id(&s.conversation_id, c).ok()?)
+            {
+                return Ok((turn, None));
+            }
+            return Err(SubmitError::QueueFull);
+        };
         let id = uuid::Uuid::new_v4().to_string();
         let queued = Arc::new(StreamEvent {
             seq: 1,
@@ -174,17 +201,19 @@ impl Turns {
             std::slice::from_ref(&queued),
         ) {
             Ok(turn) => turn,
-            Err(e) if is_unique_violation(&e) => {
-                if let Some(turn) = s
-                    .client_id
-                    .as_deref()
-                    .and_then(|c| inner.store.turn_by_client_id(&s.conversation_id, c).ok()?)
+            Err(e) => {
+                drop(lane);
+                release_lane(inner, &s.conversation_id);
+                if is_unique_violation(&e)
+                    && let Some(turn) = s
+                        .client_id
+                        .as_deref()
+                        .and_then(|c| inner.store.turn_by_client_id(&s.conversation_id, c).ok()?)
                 {
                     return Ok((turn, None));
                 }
                 return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
         let (stop_tx, stop_rx) = watch::channel(None);
         let (ended_tx, ended_rx) = watch::channel(None);
@@ -199,22 +228,11 @@ impl Turns {
                 hub: hub.clone(),
             },
         );
-        let lane = lock(&inner.lanes)
-            .entry(s.conversation_id.clone())
-            .or_default()
-            .clone();
         let inner = inner.clone();
         tokio::spawn(async move {
             run_turn(&inner, &id, &s, lane, stop_rx, hub).await;
             lock(&inner.live).remove(&id);
-            // Drop the lane once no turn of this conversation holds or waits for it.
-            let mut lanes = lock(&inner.lanes);
-            if lanes
-                .get(&s.conversation_id)
-                .is_some_and(|l| Arc::strong_count(l) == 1)
-            {
-                lanes.remove(&s.conversation_id);
-            }
+            release_lane(&inner, &s.conversation_id);
         });
         Ok((turn, Some(Waiter(ended_rx))))
     }
@@ -340,6 +358,17 @@ impl Turns {
         let cap = *lock(&self.inner.cap);
         let running = cap.saturating_sub(self.inner.slots.available_permits());
         (running, live.saturating_sub(running))
+    }
+}
+
+/// Drops a conversation's lane once no turn of it holds or waits for it (call after dropping one's own clone).
+fn release_lane(inner: &Inner, conversation_id: &str) {
+    let mut lanes = lock(&inner.lanes);
+    if lanes
+        .get(conversation_id)
+        .is_some_and(|l| Arc::strong_count(l) == 1)
+    {
+        lanes.remove(conversation_id);
     }
 }
 

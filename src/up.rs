@@ -785,6 +785,13 @@ impl Supervisor {
                 "kind": self.kind.as_ref().map_or("none", Kind::label),
                 "url": self.public_url,
                 "ready": self.ready,
+                // Every name the tunnel routes to us: serve's tunnel listener answers only these (and `url`'s).
+                "hostnames": match &self.kind {
+                    Some(Kind::Named(Named::Config { config, .. })) => std::fs::read_to_string(config)
+                        .map(|c| tunnel::ingress_hostnames(&c))
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                },
             },
             "children": {"serve": self.serve.state(), "cloudflared": self.tunnel.state()},
         });

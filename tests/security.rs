@@ -263,7 +263,7 @@ fn hostile_input_gets_clear_answers_and_never_a_500() {
     let auth = basic(USER, PASSWORD);
     let post = |body: &[u8]| {
         let mut raw = format!(
-            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .into_bytes();
@@ -294,7 +294,7 @@ fn hostile_input_gets_clear_answers_and_never_a_500() {
         "/%ff%fe",
     ] {
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
         );
         let got = statuses(&exchange(&server, req.as_bytes()));
         assert!(matches!(got.as_slice(), [400] | [404]), "{path}: {got:?}");
@@ -302,17 +302,17 @@ fn hostile_input_gets_clear_answers_and_never_a_500() {
     // CR/LF smuggled into a header value is a bad request, not a second header.
     let got = statuses(&exchange(
         &server,
-        format!("GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\rX-Evil: 1\r\nConnection: close\r\n\r\n")
+        format!("GET /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\rX-Evil: 1\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     ));
     assert!(matches!(got.as_slice(), [400] | [401]), "{got:?}");
     // Unknown methods, HTTP/1.0, and pipelined requests.
-    let got = statuses(&exchange(&server, format!("BREW /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes()));
+    let got = statuses(&exchange(&server, format!("BREW /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes()));
     assert_eq!(got, [405]);
     let got = statuses(&exchange(&server, b"GET /health HTTP/1.0\r\n\r\n"));
     assert_eq!(got, [200]);
     let pipelined = format!(
-        "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     );
     assert_eq!(
         statuses(&exchange(&server, pipelined.as_bytes())),
@@ -407,7 +407,7 @@ fn a_seeded_fuzz_of_the_request_path_finds_no_500_and_no_crash() {
             let n = (rng.next() % 64) as usize;
             body = rng.bytes(n);
         }
-        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
         if !rng.next().is_multiple_of(5) {
             raw.push_str(&format!("Authorization: {auth}\r\n"));
         }

@@ -455,7 +455,7 @@ fn shutdown_stops_running_turns_and_exits_cleanly() {
         let body = json!({"message": "[[slow:60]] [[orphan]]"}).to_string();
         let auth = basic(USER, PASSWORD);
         let req = format!(
-            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         common::raw_request(addr, req.as_bytes())
@@ -632,7 +632,7 @@ fn settings_come_from_dotenv_and_the_config_file() {
     let get = |password: &str| {
         let auth = basic("fileuser", password);
         let raw = format!(
-            "GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+            "GET /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
         );
         common::raw_request(addr, raw.as_bytes()).status
     };

@@ -40,7 +40,8 @@ fn up_prints_the_urls_and_a_qr_code_and_stops_cleanly() {
         .to_string();
     let page = common::raw_request(
         up.local(),
-        format!("GET {token_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {token_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     );
     assert_eq!(page.status, 200, "{}", page.text());
     // cloudflared was pointed at serve's tunnel listener, never a user's config, and the origin answered.
@@ -61,7 +62,7 @@ fn up_prints_the_urls_and_a_qr_code_and_stops_cleanly() {
     let auth = basic(USER, PASSWORD);
     let status = common::raw_request(
         addr,
-        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET /api/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .json();
     assert_eq!(status["tunnel"]["url"], public.as_str());
@@ -285,7 +286,7 @@ fn the_first_run_creates_credentials_that_work() {
     let auth = basic(&user, &password);
     let resp = common::raw_request(
         addr,
-        format!("GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     assert_eq!(resp.status, 200);
 }
@@ -421,7 +422,7 @@ fn sighup_reloads_serves_settings() {
         let auth = basic("me", password);
         common::raw_request(
             addr,
-            format!("GET /api/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n")
+            format!("GET /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         )
         .status

@@ -110,6 +110,21 @@ impl Builder {
                 root.path().join("record").display().to_string(),
             ),
         ];
+        // The tunnel listener answers only the tunnel's hostnames, which serve learns from `up`'s state file:
+        // stand in for `up` (this process, alive as long as the test) with the name `via_tunnel` sends.
+        if self.args.iter().any(|a| a.starts_with("--tunnel-listen")) {
+            let state = root.path().join("state");
+            std::fs::create_dir(&state).unwrap();
+            let record = serde_json::json!({
+                "pid": std::process::id(),
+                "tunnel": {"kind": "quick", "url": "https://x.trycloudflare.com", "ready": true},
+            });
+            std::fs::write(state.join("state.json"), record.to_string()).unwrap();
+            envs.push((
+                "REMOTE_AGENT_STATE_DIR".to_string(),
+                state.display().to_string(),
+            ));
+        }
         envs.extend(self.envs);
         let mut server = Server {
             addr: "127.0.0.1:0".parse().unwrap(),
