@@ -174,7 +174,7 @@ fn through_up_claude_still_gets_the_users_umask() {
     let body = json!({"message": "[[write:via-up.txt]]"}).to_string();
     let auth = common::basic(common::USER, common::PASSWORD);
     let request = format!(
-        "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+        "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -208,7 +208,7 @@ impl Serve {
     fn get(&self, user: &str, password: &str, path: &str) -> common::Resp {
         let auth = common::basic(user, password);
         let raw = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
         );
         common::raw_request(self.addr, raw.as_bytes())
     }
