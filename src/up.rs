@@ -1,5 +1,5 @@
-//! `remote-agent up`: runs `serve` and `cloudflared` as supervised children, prints the local and public URLs with
-//! a QR code, restarts either one when it exits or `serve` stops answering, and records what it runs in
+//! `remote-agent up`: runs `serve` and `cloudflared` as supervised children, prints the local and public URLs (and,
+//! on a terminal, a pairing link with its QR code), restarts either one when it exits or `serve` stops answering, and records what it runs in
 //! `state.json` for `remote-agent status` and `GET /api/status`. Also `remote-agent status`.
 
 use std::collections::VecDeque;
@@ -605,7 +605,10 @@ impl Supervisor {
         if self.kind.is_none() {
             println!("  tunnel:  none (this computer and its network only)");
             self.announced = true;
-            self.print_pairing(&local);
+            match self.local.and_then(phone_advice) {
+                Some(advice) => println!("{advice}"),
+                None => self.offer_pairing(&local),
+            }
         } else {
             println!(
                 "  tunnel:  opening a {} Cloudflare tunnel…",
@@ -669,12 +672,30 @@ impl Supervisor {
         }
     }
 
-    /// Prints a one-time link (and its QR code) that signs a phone in, made by `remote-agent pair` in a child
-    /// process so that the supervisor itself never opens the database.
+    /// How a phone signs in at `base`. A pairing link signs in whoever holds it, so it goes only to a terminal;
+    /// under a service the output is a log that others may read, and `remote-agent pair` gives a link on demand.
+    fn offer_pairing(&self, base: &str) {
+        use std::io::IsTerminal;
+        if !base.starts_with("http") {
+            println!(
+                "  sign in a phone: `remote-agent pair --base https://YOUR-HOSTNAME` prints a one-time link"
+            );
+        } else if std::io::stdout().is_terminal() {
+            self.print_pairing(base);
+        } else {
+            println!(
+                "  sign in a phone: run `remote-agent pair` in a terminal for a one-time link and its QR code"
+            );
+        }
+    }
+
+    /// Prints a one-time link (and its QR code, the only one: the bare URL leads to a password form) that signs a
+    /// phone in, made by `remote-agent pair` in a child process so that the supervisor itself never opens the
+    /// database.
     fn print_pairing(&self, base: &str) {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("pair")
-            .args(self.flags.to_args())
+            .arg(format!("--data-dir={}", self.settings.data_dir.display()))
             .arg("--quiet")
             .arg(format!("--base={base}"))
             .stdin(Stdio::null())
@@ -730,8 +751,13 @@ impl Supervisor {
                 println!("cloudflared restarted; the public URL is now:");
             }
             println!("  public:  {url}");
-            println!("{}", qr(&url));
-            self.print_pairing(&url);
+            if !again && self.kind == Some(Kind::Quick) {
+                println!(
+                    "  note:    a quick tunnel's address changes whenever the tunnel restarts (up prints the new \
+                     one); a named tunnel keeps one address (--tunnel named, see terraform/README.md)"
+                );
+            }
+            self.offer_pairing(&url);
             if !self.ready {
                 println!("waiting for the Cloudflare edge…");
             }
@@ -894,6 +920,28 @@ fn named_url(named: &Named) -> String {
             "(the hostname your tunnel routes: see terraform output or the Cloudflare dashboard)"
                 .into()
         }
+    }
+}
+
+/// Without a tunnel, what to tell the owner when a phone cannot open the local address: loopback is this computer
+/// alone, and "every address" names none a phone could type. None for an address a phone can reach.
+fn phone_advice(local: SocketAddr) -> Option<String> {
+    let port = local.port();
+    if local.ip().is_loopback() {
+        Some(format!(
+            "  phone:   a phone cannot open {local}, which is this computer's own address. To use one, listen on a \
+             LAN or Tailscale address (--host 192.168.1.20, --host 100.101.102.103, or --host 0.0.0.0), or get a \
+             public HTTPS address from a tunnel: {}",
+            tunnel::INSTALL_HINT
+        ))
+    } else if local.ip().is_unspecified() {
+        Some(format!(
+            "  phone:   listening on every address: a phone on this network or tailnet opens \
+             http://<this computer's LAN or Tailscale address>:{port}; `remote-agent pair --base \
+             http://ADDRESS:{port}` prints a one-time link for it"
+        ))
+    } else {
+        None
     }
 }
 

@@ -80,3 +80,93 @@ fn the_spent_pairing_page_names_the_command_without_markdown() {
     assert!(!html.contains('`'), "{html}");
     assert!(html.contains("<code>remote-agent pair</code>"), "{html}");
 }
+
+/// The lines of `out` that are part of a QR code drawn with half blocks.
+fn qr_lines(out: &str) -> usize {
+    out.lines()
+        .filter(|l| l.chars().count() > 20 && l.chars().all(|c| "█▀▄ ".contains(c)))
+        .count()
+}
+
+fn first_url(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with("https://") || w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string()
+}
+
+#[test]
+fn on_a_terminal_up_prints_one_qr_code_that_of_the_pairing_link() {
+    let up = Up::builder().tty().start();
+    let public = first_url(&up.wait_line("public:", 0, 20));
+    assert!(public.ends_with(".trycloudflare.com"), "{public}");
+    let link = first_url(&up.wait_line("sign in a phone at once", 0, 20));
+    let token_path = link
+        .strip_prefix(&public)
+        .filter(|p| p.starts_with("/pair/"))
+        .unwrap_or_else(|| panic!("{link} is not a pairing link on {public}"))
+        .to_string();
+    let code = remote_agent::up::qr(&link);
+    wait_for("the pairing link's QR code", 20, || {
+        up.output().contains(&code).then_some(())
+    });
+    up.wait_line("tunnel connected", 0, 20);
+    let out = up.output();
+    // One QR code: the link's. The bare URL (a password form) is text only.
+    assert!(
+        !out.contains(&remote_agent::up::qr(&public)),
+        "a QR code of the bare URL:\n{out}"
+    );
+    assert_eq!(qr_lines(&out), code.lines().count(), "{out}");
+    // A quick tunnel's address does not last.
+    assert!(
+        out.contains("changes whenever the tunnel restarts") && out.contains("named tunnel keeps"),
+        "{out}"
+    );
+    // The link is one serve knows.
+    let page = common::raw_request(
+        up.local(),
+        format!("GET {token_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+}
+
+#[test]
+fn on_a_terminal_without_a_tunnel_a_loopback_address_gets_advice_not_a_qr_code() {
+    let up = Up::builder().tty().arg("--no-tunnel").start();
+    up.wait_line("local:", 0, 20);
+    let advice = up.wait_line("phone:", 0, 20);
+    assert!(
+        advice.contains("cannot open 127.0.0.1")
+            && advice.contains("--host")
+            && advice.contains("Tailscale")
+            && advice.contains("cloudflared"),
+        "{advice}"
+    );
+    let out = up.output();
+    assert_eq!(qr_lines(&out), 0, "{out}");
+    assert!(!out.contains("/pair/"), "{out}");
+}
+
+#[test]
+fn under_a_service_up_prints_no_pairing_link_and_says_how_to_get_one() {
+    // Pipes, as under systemd or launchd: the output lands in a log.
+    let up = Up::builder().start();
+    let public = first_url(&up.wait_line("public:", 0, 20));
+    let hint = up.wait_line("remote-agent pair", 0, 20);
+    assert!(hint.contains("in a terminal"), "{hint}");
+    up.wait_line("tunnel connected", 0, 20);
+    // serve has answered the tunnel's probe: its log has what it is going to have of start-up.
+    assert_eq!(up.health(), Some(200));
+    let out = up.output();
+    assert!(out.contains(&public));
+    assert!(
+        !out.contains("/pair/"),
+        "a pairing link was printed:\n{out}"
+    );
+    assert_eq!(qr_lines(&out), 0, "{out}");
+    for log in ["serve.log", "cloudflared.log"] {
+        let text = std::fs::read_to_string(up.root.path().join("state").join(log)).unwrap();
+        assert!(!text.contains("/pair/"), "{log}:\n{text}");
+    }
+}
