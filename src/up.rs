@@ -790,6 +790,8 @@ impl Supervisor {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
             "user": self.settings.username,
+            // `import` attaches conversations to a project this server runs.
+            "projects": self.settings.projects,
             "local_url": self.local.map(|_| self.local_url()),
             "tunnel": {
                 "kind": self.kind.as_ref().map_or("none", Kind::label),
@@ -1193,11 +1195,23 @@ pub fn status(flags: &Flags) -> anyhow::Result<()> {
             child["restarts"],
             child["last_exit"]
                 .as_str()
-                .map(|e| format!(", last exit {e}"))
+                .map(|e| format!(", last exit: {}", describe_exit(e)))
                 .unwrap_or_default()
         );
     }
     Ok(())
+}
+
+/// How a child ended, in words: the recorded exit is an `ExitStatus` as Rust prints it (`exit status: 1`,
+/// `signal: 9 (SIGKILL)`), or what kept it from starting.
+fn describe_exit(how: &str) -> String {
+    if let Some(code) = how.strip_prefix("exit status: ") {
+        format!("exited with status {code}")
+    } else if let Some(signal) = how.strip_prefix("signal: ") {
+        format!("killed by signal {signal}")
+    } else {
+        how.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -170,3 +170,152 @@ fn under_a_service_up_prints_no_pairing_link_and_says_how_to_get_one() {
         assert!(!text.contains("/pair/"), "{log}:\n{text}");
     }
 }
+
+#[test]
+fn commands_that_run_no_server_take_only_the_flags_they_use() {
+    let server = Server::start();
+    for (command, used) in [
+        ("status", &["--data-dir", "--state-dir"][..]),
+        ("pair", &["--data-dir", "--state-dir", "--base"][..]),
+        ("passwd", &["--config", "--data-dir", "--state-dir"][..]),
+        ("import", &["--config", "--data-dir", "--project"][..]),
+        ("logout", &["--data-dir", "--all"][..]),
+    ] {
+        let help = run(&server, &[command, "--help"]);
+        let help = text(&help);
+        for flag in used {
+            assert!(
+                help.contains(flag),
+                "{command} --help lacks {flag}:\n{help}"
+            );
+        }
+        for ignored in [
+            "--host",
+            "--port",
+            "--claude-bin",
+            "--turn-timeout",
+            "--max-concurrent-turns",
+            "--permission-mode",
+            "--allowed-tools",
+            "--sse-keepalive",
+        ] {
+            assert!(
+                !help.contains(ignored),
+                "{command} --help lists {ignored}, which it ignores:\n{help}"
+            );
+        }
+        // Given anyway, such a flag is an error, not silently dropped.
+        let out = Command::new(common::bin())
+            .args([command, "--port", "1"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{command} --port: {}", text(&out));
+        assert!(text(&out).contains("--port"), "{}", text(&out));
+    }
+}
+
+#[test]
+fn status_says_how_a_child_last_exited_in_words() {
+    let up = Up::builder().arg("--no-tunnel").start();
+    up.wait_line("local:", 0, 20);
+    let pid = up.child_pid("serve");
+    unsafe_kill(pid, 9);
+    wait_for("serve to be restarted", 20, || {
+        (up.child_pid("serve") != pid).then_some(())
+    });
+    let out = Command::new(common::bin())
+        .args(["status", "--state-dir"])
+        .arg(up.root.path().join("state"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("last exit: killed by signal 9 (SIGKILL)"),
+        "{said}"
+    );
+    assert!(!said.contains("exit exit"), "{said}");
+}
+
+#[test]
+fn import_attaches_to_the_running_ups_project_not_the_current_directory() {
+    let up = Up::builder().arg("--no-tunnel").start();
+    let addr = up.local();
+    let root = up.root.path();
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let file = root.join("sessions.json");
+    std::fs::write(&file, r#"{"old": {"turn_count": 2, "last_message": "hi"}}"#).unwrap();
+    // Run from another directory, with no project configured: as after `service install --project …`.
+    let out = Command::new(common::bin())
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--state-dir")
+        .arg(root.join("state"))
+        .current_dir(&elsewhere)
+        .env("HOME", root.join("home"))
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .env_remove("CLAUDE_PROJECT_PATH")
+        .env_remove("REMOTE_AGENT_CONFIG")
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let project = root.join("project").canonicalize().unwrap();
+    assert!(
+        said.contains(&format!("to run in {}", project.display())),
+        "{said}"
+    );
+    assert!(!said.contains("warning"), "{said}");
+    // A message in it runs Claude.
+    let auth = basic(USER, PASSWORD);
+    let body = json!({"message": "go on", "conv_id": "old"}).to_string();
+    let resp = common::raw_request(
+        addr,
+        format!(
+            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .json();
+    assert_eq!(resp["success"], true, "{resp}");
+}
+
+#[test]
+fn import_warns_of_a_project_no_server_may_allow_and_failed_starts_are_not_turns() {
+    let server = Server::start();
+    let file = server.path("sessions.json");
+    std::fs::write(&file, r#"{"stray": {"turn_count": 1}}"#).unwrap();
+    // No project configured and no `up` running: the current directory, said to be a guess.
+    let out = run(&server, &["import", &file.display().to_string()]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("warning: no project is configured") && said.contains("--project"),
+        "{said}"
+    );
+    // That directory is not the server's project: the message fails before Claude starts, and is no turn.
+    let r = server
+        .chat(&json!({"message": "run here?", "conv_id": "stray"}))
+        .json();
+    assert_eq!(r["success"], false, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an allowed project"),
+        "{r}"
+    );
+    let sessions = server.authed("GET", "/api/sessions", b"").json();
+    assert_eq!(sessions["stray"]["turn_count"], 1, "{sessions}");
+    // A message that runs still counts.
+    let ok = server.chat(&json!({"message": "here"})).json();
+    assert_eq!(ok["success"], true, "{ok}");
+    let sessions = server.authed("GET", "/api/sessions", b"").json();
+    assert_eq!(sessions["default"]["turn_count"], 1, "{sessions}");
+}
