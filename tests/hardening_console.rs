@@ -319,3 +319,116 @@ fn import_warns_of_a_project_no_server_may_allow_and_failed_starts_are_not_turns
     let sessions = server.authed("GET", "/api/sessions", b"").json();
     assert_eq!(sessions["default"]["turn_count"], 1, "{sessions}");
 }
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn the_readmes_token_step_creates_the_file_private_from_the_start() {
+    let line = repo_file("terraform/README.md")
+        .lines()
+        .find(|l| l.contains("tunnel_token >"))
+        .expect("terraform/README.md writes the tunnel token")
+        .to_string();
+    // A stand-in for terraform that notes the mode of the file its output goes to, while it writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("terraform");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nstat -L -c %a /proc/$$/fd/1 > \"$MODE_SEEN\"\nprintf 'the-tunnel-token'\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seen = dir.path().join("mode-seen");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // A usual umask, under which a plain redirect makes a file others can read.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 022; {line}"))
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("MODE_SEEN", &seen)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}: {}", text(&out));
+    let token = dir.path().join("tunnel-token");
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), "the-tunnel-token");
+    let mode = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(
+        mode.trim(),
+        "600",
+        "the token was written to a {mode} file: {line}"
+    );
+    assert_eq!(
+        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn terraform_offers_cloudflare_access_off_by_default() {
+    let access = repo_file("terraform/access.tf");
+    let variables = repo_file("terraform/variables.tf");
+    // Every Access resource exists only when asked for, so that with it off the module is the tunnel alone.
+    let resources: Vec<&str> = access.split("\nresource ").skip(1).collect();
+    for kind in [
+        "cloudflare_zero_trust_access_identity_provider",
+        "cloudflare_zero_trust_access_policy",
+        "cloudflare_zero_trust_access_application",
+    ] {
+        assert!(
+            resources.iter().any(|r| r.contains(kind)),
+            "access.tf has no {kind}"
+        );
+    }
+    for r in &resources {
+        let body = r.split_once('{').unwrap().1;
+        let first = body.lines().map(str::trim).find(|l| !l.is_empty()).unwrap();
+        assert!(
+            first.starts_with("count = var.access_enabled"),
+            "not optional: resource {r}"
+        );
+    }
+    assert!(access.contains("\"onetimepin\""), "{access}");
+    assert!(access.contains("email = { email = email }"), "{access}");
+    let enabled = variables
+        .split("variable \"access_enabled\"")
+        .nth(1)
+        .expect("variable access_enabled")
+        .split("\nvariable ")
+        .next()
+        .unwrap();
+    assert!(
+        enabled.contains("type        = bool") && enabled.contains("default     = false"),
+        "{enabled}"
+    );
+    assert!(variables.contains("variable \"access_emails\""));
+    // The docs say what Access gates besides the app.
+    let readme = repo_file("terraform/README.md");
+    assert!(
+        readme.contains("pairing link") && readme.contains("not a browser"),
+        "{readme}"
+    );
+    // Terraform's own parser, where it is installed.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform");
+    match Command::new("terraform")
+        .args(["fmt", "-check", "-recursive"])
+        .arg(&dir)
+        .output()
+    {
+        Ok(out) => assert!(out.status.success(), "terraform fmt: {}", text(&out)),
+        Err(_) => common::skip(
+            "terraform_offers_cloudflare_access_off_by_default",
+            "no terraform on PATH: its parse is not checked here (.ci/run checks it)",
+        ),
+    }
+}
