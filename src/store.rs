@@ -839,6 +839,9 @@ mod tests {
         s.ensure_conversation("c1", "/p").unwrap();
         s.insert_turn("t1", "c1", "first", None, &[]).unwrap();
         s.insert_turn("t2", "c1", "second", None, &[]).unwrap();
+        // Both ran (a turn that never started is not counted).
+        s.start_turn("t1", None, None, &[]).unwrap();
+        s.start_turn("t2", None, None, &[]).unwrap();
         let ok = Finish {
             status: "succeeded",
             session_id: Some("s-1".into()),
