@@ -1,6 +1,7 @@
 //! `remote-agent up`: runs `serve` and `cloudflared` as supervised children, prints the local and public URLs (and,
-//! on a terminal, a pairing link with its QR code), restarts either one when it exits or `serve` stops answering, and records what it runs in
-//! `state.json` for `remote-agent status` and `GET /api/status`. Also `remote-agent status`.
+//! on a terminal, a pairing link with its QR code), restarts either one when it exits or `serve` stops answering,
+//! and records what it runs in `state.json` for `remote-agent status` and `GET /api/status`. Also
+//! `remote-agent status`.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -932,7 +933,7 @@ fn phone_advice(local: SocketAddr) -> Option<String> {
     if local.ip().is_loopback() {
         Some(format!(
             "  phone:   a phone cannot open {local}, which is this computer's own address. To use one, listen on a \
-             LAN or Tailscale address (--host 192.168.1.20, --host 100.101.102.103, or --host 0.0.0.0), or get a \
+             LAN or Tailscale address (--host 192.168.1.20, --host 100.101.102.103), or get a \
              public HTTPS address from a tunnel: {}",
             tunnel::INSTALL_HINT
         ))
