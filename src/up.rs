@@ -881,6 +881,7 @@ async fn forward_lines(
         .and_then(|f| f.metadata().ok())
         .map_or(0, |m| m.len());
     while let Ok(Some(line)) = lines.next_line().await {
+        let line = redact_pairing(line);
         if let (Some(f), Some(path)) = (&mut file, &log) {
             let _ = writeln!(f, "{line}");
             written += line.len() as u64 + 1;
@@ -901,6 +902,30 @@ async fn forward_lines(
             return;
         }
     }
+}
+
+/// cloudflared logs the URL of a request its origin did not answer (`dest=https://host/pair/TOKEN`): a pairing
+/// token in a log would sign in whoever reads it.
+fn redact_pairing(line: String) -> String {
+    const MARK: &str = "/pair/";
+    if !line.contains(MARK) {
+        return line;
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line.as_str();
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at + MARK.len()]);
+        rest = &rest[at + MARK.len()..];
+        let token = rest
+            .find(|c: char| c.is_whitespace() || "\"'?#&/".contains(c))
+            .unwrap_or(rest.len());
+        if token > 0 {
+            out.push_str("[redacted]");
+        }
+        rest = &rest[token..];
+    }
+    out.push_str(rest);
+    out
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -1225,6 +1250,18 @@ mod tests {
         assert_eq!(a.len(), 24);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, random_password());
+    }
+
+    #[test]
+    fn pairing_tokens_are_redacted_from_log_lines() {
+        let line = "ERR Request failed dest=https://a.example.com/pair/AbC-_12 event=0 \
+                    dest=\"http://x/pair/tok?q=1\" /pair/ /pairs/x"
+            .to_string();
+        assert_eq!(
+            redact_pairing(line),
+            "ERR Request failed dest=https://a.example.com/pair/[redacted] event=0 \
+             dest=\"http://x/pair/[redacted]?q=1\" /pair/ /pairs/x"
+        );
     }
 
     #[test]

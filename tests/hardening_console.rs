@@ -432,3 +432,23 @@ fn terraform_offers_cloudflare_access_off_by_default() {
         ),
     }
 }
+
+#[test]
+fn pairing_tokens_cloudflared_logs_are_redacted_in_its_log_file() {
+    // cloudflared logs the URL of a request its origin did not answer, such as a pairing link opened while serve
+    // restarts.
+    let up = Up::builder()
+        .env(
+            "FAKE_CLOUDFLARED_FAILED_PATH",
+            "/pair/Secret-Token_0123456789",
+        )
+        .start();
+    up.wait_line("tunnel connected", 0, 20);
+    let log = up.root.path().join("state/cloudflared.log");
+    let text = wait_for("cloudflared's failed request in its log", 20, || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("Request failed").then_some(text)
+    });
+    assert!(!text.contains("Secret-Token"), "{text}");
+    assert!(text.contains("/pair/[redacted]"), "{text}");
+}
