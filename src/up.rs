@@ -1265,6 +1265,22 @@ mod tests {
     }
 
     #[test]
+    fn a_phone_gets_advice_where_it_cannot_reach_the_address() {
+        let loopback = phone_advice("127.0.0.1:8000".parse().unwrap()).unwrap();
+        assert!(
+            loopback.contains("--host") && loopback.contains("cloudflared"),
+            "{loopback}"
+        );
+        let every = phone_advice("0.0.0.0:8000".parse().unwrap()).unwrap();
+        assert!(
+            every.contains("remote-agent pair --base") && every.contains(":8000"),
+            "{every}"
+        );
+        assert_eq!(phone_advice("192.168.1.20:8000".parse().unwrap()), None);
+        assert!(phone_advice("[::1]:8000".parse().unwrap()).is_some());
+    }
+
+    #[test]
     fn a_qr_code_is_drawn() {
         let code = qr("https://example-words-here.trycloudflare.com");
         assert!(code.lines().count() > 10);
