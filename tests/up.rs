@@ -38,7 +38,11 @@ fn up_prints_the_urls_and_stops_cleanly() {
         starts[0].contains("--no-autoupdate") && starts[0].contains("--config"),
         "{starts:?}"
     );
-    let log = std::fs::read_to_string(up.root.path().join("state/cloudflared.log")).unwrap();
+    // The fake probes the origin once it is connected: wait for its word rather than race it.
+    let log = wait_for("cloudflared's origin check", 10, || {
+        let log = std::fs::read_to_string(up.root.path().join("state/cloudflared.log")).ok()?;
+        log.contains("origin answered").then_some(log)
+    });
     assert!(log.contains("origin answered /health with 200"), "{log}");
     assert_eq!(up.health(), Some(200));
     let state = up.state();
