@@ -33,13 +33,13 @@ enum Command {
     /// Show what `up` is running: children, restarts, the tunnel's URL and readiness.
     Status {
         #[command(flatten)]
-        flags: Flags,
+        dirs: StateDir,
     },
     /// Set the password: stores an argon2id hash in the config file (reads it twice from the terminal, or one
     /// line from standard input), and asks a running `up` to reload.
     Passwd {
         #[command(flatten)]
-        flags: Flags,
+        flags: ConfigDirs,
         /// The user name to store with it [default: the one configured, else your login name]
         #[arg(long)]
         username: Option<String>,
@@ -47,7 +47,7 @@ enum Command {
     /// Print a fresh one-time link (and its QR code) that signs a phone's browser in; it lasts 10 minutes.
     Pair {
         #[command(flatten)]
-        flags: Flags,
+        flags: StateDir,
         /// Print only the link
         #[arg(long)]
         quiet: bool,
@@ -75,12 +75,16 @@ enum Command {
         /// The prototype's sessions.json
         file: PathBuf,
         #[command(flatten)]
-        flags: Flags,
+        flags: ConfigDirs,
+        /// The project directory the conversations run in [env: CLAUDE_PROJECT_PATH; default: the first of
+        /// [projects] allow, else the project of a running `up`]
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
     },
     /// Sign browsers out.
     Logout {
         #[command(flatten)]
-        flags: Flags,
+        flags: DataDir,
         /// Sign every browser out (revoke all sign-in cookies)
         #[arg(long)]
         all: bool,
@@ -133,6 +137,63 @@ struct Manage {
     dry_run: bool,
 }
 
+/// Where the database lives: all that `logout` needs.
+#[derive(clap::Args, Debug)]
+struct DataDir {
+    /// Where the database lives [env: REMOTE_AGENT_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// The database and `up`'s state (`status`, `pair`); the state dir falls back to the data dir.
+#[derive(clap::Args, Debug)]
+struct StateDir {
+    #[command(flatten)]
+    data: DataDir,
+    /// Where `up` keeps its state, lock and logs [env: REMOTE_AGENT_STATE_DIR; default: the platform state dir]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// The files `passwd` and `import` read: the config file, the database, `up`'s state.
+#[derive(clap::Args, Debug)]
+struct ConfigDirs {
+    /// Config file (TOML) [env: REMOTE_AGENT_CONFIG; default: <config dir>/config.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    dirs: StateDir,
+}
+
+// The commands that run no server take only the flags they use (a `--port` they ignored would mislead); the
+// settings code takes `Flags`, with the rest unset.
+impl From<&DataDir> for Flags {
+    fn from(d: &DataDir) -> Flags {
+        Flags {
+            data_dir: d.data_dir.clone(),
+            ..Flags::default()
+        }
+    }
+}
+
+impl From<&StateDir> for Flags {
+    fn from(d: &StateDir) -> Flags {
+        Flags {
+            state_dir: d.state_dir.clone(),
+            ..Flags::from(&d.data)
+        }
+    }
+}
+
+impl From<&ConfigDirs> for Flags {
+    fn from(d: &ConfigDirs) -> Flags {
+        Flags {
+            config: d.config.clone(),
+            ..Flags::from(&d.dirs)
+        }
+    }
+}
+
 /// `serve`'s own flags.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -178,12 +239,22 @@ pub fn main() -> ExitCode {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(crate::up::up(args))),
-        Command::Status { flags } => crate::up::status(&flags),
-        Command::Passwd { flags, username } => passwd(&flags, username),
-        Command::Pair { flags, quiet, base } => pair(&flags, quiet, base),
-        Command::Logout { flags, all } => logout(&flags, all),
+        Command::Status { dirs } => crate::up::status(&Flags::from(&dirs)),
+        Command::Passwd { flags, username } => passwd(&Flags::from(&flags), username),
+        Command::Pair { flags, quiet, base } => pair(&Flags::from(&flags), quiet, base),
+        Command::Logout { flags, all } => logout(&Flags::from(&flags), all),
         Command::Service { action } => service(action),
-        Command::Import { file, flags } => import(&file, &flags),
+        Command::Import {
+            file,
+            flags,
+            project,
+        } => import(
+            &file,
+            &Flags {
+                project,
+                ..Flags::from(&flags)
+            },
+        ),
         Command::Doctor {
             flags,
             cloudflared_bin,
@@ -735,8 +806,9 @@ fn import(file: &std::path::Path, flags: &Flags) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let conversations = parse_sessions(&text)?;
     let settings = Settings::load(flags)?;
+    let project = import_project(flags, &settings)?;
     let store = open_store(&settings)?;
-    let project = settings.default_project().display().to_string();
+    let project = project.display().to_string();
     let done = store.import(&conversations, &project)?;
     println!(
         "imported {} of {} conversation(s) into {}, to run in {project}",
@@ -748,6 +820,60 @@ fn import(file: &std::path::Path, flags: &Flags) -> anyhow::Result<()> {
         println!("  skipped {:?}: a conversation with that id exists", c.id);
     }
     Ok(())
+}
+
+/// The project imported conversations run in: the configured one (`--project`, `CLAUDE_PROJECT_PATH`, the first
+/// of `[projects] allow`), else that of a running `up`, else the current directory with a warning. A server runs a
+/// conversation only in a project it allows, so a project the running `up` does not allow is warned of too.
+fn import_project(flags: &Flags, settings: &Settings) -> anyhow::Result<PathBuf> {
+    let configured =
+        flags.with_env()?.project.is_some() || file_allows_projects(&settings.config_path);
+    let running = crate::config::state_dir(flags)
+        .ok()
+        .and_then(|d| crate::up::recorded_state(&d));
+    let served: Option<Vec<PathBuf>> = running.as_ref().map(|state| {
+        state["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(PathBuf::from))
+            .collect()
+    });
+    let project = match served.as_deref() {
+        _ if configured => settings.default_project().to_path_buf(),
+        Some([first, ..]) => first.clone(),
+        _ => {
+            println!(
+                "warning: no project is configured (--project, CLAUDE_PROJECT_PATH or [projects] allow), so these \
+                 conversations are attached to the current directory {}; a server runs them only if it allows \
+                 that directory",
+                settings.default_project().display()
+            );
+            settings.default_project().to_path_buf()
+        }
+    };
+    if let Some(served) = served.filter(|s| !s.is_empty() && !s.contains(&project)) {
+        println!(
+            "warning: the running `remote-agent up` does not allow {} (it allows {}): these conversations will \
+             not run there until it does ([projects] allow in the config file)",
+            project.display(),
+            served
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(project)
+}
+
+/// Whether the config file lists allowed projects (the settings already checked that it parses).
+fn file_allows_projects(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| Some(!t.get("projects")?.get("allow")?.as_array()?.is_empty()))
+        .unwrap_or(false)
 }
 
 /// `remote-agent logout --all`.

@@ -544,6 +544,16 @@ pub async fn handle(
     let label = segments.as_deref().map_or("other", metrics::route_label);
     app.requests.count(&method, label, status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    // A pairing token in the log would sign in whoever reads it (a log shipper, a shared journal).
+    let pairing = match segments.as_deref() {
+        Some(segments) => segments.first() == Some(&"pair"),
+        None => path.to_ascii_lowercase().contains("pair"),
+    };
+    let path = if pairing {
+        "/pair/[redacted]".to_string()
+    } else {
+        path
+    };
     if probe && path == "/health" {
         // `up` asks every second; its probes would bury the log.
         tracing::debug!(target: "remote_agent::http", "{client}{door} {method} {path} {status} {ms:.1}ms (probe)");

@@ -258,7 +258,9 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
     c.max_budget_usd, c.created_at, c.updated_at";
 
 /// The figures derived from a conversation's turns (a scan of them).
-const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id),
+/// A turn that never started (its project not allowed, no claude executable) was no message to Claude: not counted.
+const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id
+        AND (t.started_at IS NOT NULL OR t.status = 'queued')),
     round(c.imported_cost + (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id), 9),
     coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
@@ -837,6 +839,9 @@ mod tests {
         s.ensure_conversation("c1", "/p").unwrap();
         s.insert_turn("t1", "c1", "first", None, &[]).unwrap();
         s.insert_turn("t2", "c1", "second", None, &[]).unwrap();
+        // Both ran (a turn that never started is not counted).
+        s.start_turn("t1", None, None, &[]).unwrap();
+        s.start_turn("t2", None, None, &[]).unwrap();
         let ok = Finish {
             status: "succeeded",
             session_id: Some("s-1".into()),

@@ -1,6 +1,7 @@
-//! `remote-agent up`: runs `serve` and `cloudflared` as supervised children, prints the local and public URLs with
-//! a QR code, restarts either one when it exits or `serve` stops answering, and records what it runs in
-//! `state.json` for `remote-agent status` and `GET /api/status`. Also `remote-agent status`.
+//! `remote-agent up`: runs `serve` and `cloudflared` as supervised children, prints the local and public URLs (and,
+//! on a terminal, a pairing link with its QR code), restarts either one when it exits or `serve` stops answering,
+//! and records what it runs in `state.json` for `remote-agent status` and `GET /api/status`. Also
+//! `remote-agent status`.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -620,7 +621,10 @@ impl Supervisor {
         if self.kind.is_none() {
             println!("  tunnel:  none (this computer and its network only)");
             self.announced = true;
-            self.print_pairing(&local);
+            match self.local.and_then(phone_advice) {
+                Some(advice) => println!("{advice}"),
+                None => self.offer_pairing(&local),
+            }
         } else {
             println!(
                 "  tunnel:  opening a {} Cloudflare tunnel…",
@@ -684,13 +688,31 @@ impl Supervisor {
         }
     }
 
-    /// Prints a one-time link (and its QR code) that signs a phone in, made by `remote-agent pair` in a child
-    /// process so that the supervisor itself never opens the database.
+    /// How a phone signs in at `base`. A pairing link signs in whoever holds it, so it goes only to a terminal;
+    /// under a service the output is a log that others may read, and `remote-agent pair` gives a link on demand.
+    fn offer_pairing(&self, base: &str) {
+        use std::io::IsTerminal;
+        if !base.starts_with("http") {
+            println!(
+                "  sign in a phone: `remote-agent pair --base https://YOUR-HOSTNAME` prints a one-time link"
+            );
+        } else if std::io::stdout().is_terminal() {
+            self.print_pairing(base);
+        } else {
+            println!(
+                "  sign in a phone: run `remote-agent pair` in a terminal for a one-time link and its QR code"
+            );
+        }
+    }
+
+    /// Prints a one-time link (and its QR code, the only one: the bare URL leads to a password form) that signs a
+    /// phone in, made by `remote-agent pair` in a child process so that the supervisor itself never opens the
+    /// database.
     fn print_pairing(&self, base: &str) {
         let mut cmd = Command::new(&self.exe);
         cmd.current_dir(&self.launch_dir)
             .arg("pair")
-            .args(self.flags.to_args())
+            .arg(format!("--data-dir={}", self.settings.data_dir.display()))
             .arg("--quiet")
             .arg(format!("--base={base}"))
             .stdin(Stdio::null())
@@ -746,8 +768,13 @@ impl Supervisor {
                 println!("cloudflared restarted; the public URL is now:");
             }
             println!("  public:  {url}");
-            println!("{}", qr(&url));
-            self.print_pairing(&url);
+            if !again && self.kind == Some(Kind::Quick) {
+                println!(
+                    "  note:    a quick tunnel's address changes whenever the tunnel restarts (up prints the new \
+                     one); a named tunnel keeps one address (--tunnel named, see terraform/README.md)"
+                );
+            }
+            self.offer_pairing(&url);
             if !self.ready {
                 println!("waiting for the Cloudflare edge…");
             }
@@ -780,6 +807,8 @@ impl Supervisor {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
             "user": self.settings.username,
+            // `import` attaches conversations to a project this server runs.
+            "projects": self.settings.projects,
             "local_url": self.local.map(|_| self.local_url()),
             "tunnel": {
                 "kind": self.kind.as_ref().map_or("none", Kind::label),
@@ -875,6 +904,7 @@ async fn forward_lines(
         .and_then(|f| f.metadata().ok())
         .map_or(0, |m| m.len());
     while let Ok(Some(line)) = lines.next_line().await {
+        let line = redact_pairing(line);
         if let (Some(f), Some(path)) = (&mut file, &log) {
             let _ = writeln!(f, "{line}");
             written += line.len() as u64 + 1;
@@ -897,6 +927,30 @@ async fn forward_lines(
     }
 }
 
+/// cloudflared logs the URL of a request its origin did not answer (`dest=https://host/pair/TOKEN`): a pairing
+/// token in a log would sign in whoever reads it.
+fn redact_pairing(line: String) -> String {
+    const MARK: &str = "/pair/";
+    if !line.contains(MARK) {
+        return line;
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line.as_str();
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at + MARK.len()]);
+        rest = &rest[at + MARK.len()..];
+        let token = rest
+            .find(|c: char| c.is_whitespace() || "\"'?#&/".contains(c))
+            .unwrap_or(rest.len());
+        if token > 0 {
+            out.push_str("[redacted]");
+        }
+        rest = &rest[token..];
+    }
+    out.push_str(rest);
+    out
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -917,6 +971,28 @@ fn named_url(named: &Named) -> String {
             "(the hostname your tunnel routes: see terraform output or the Cloudflare dashboard)"
                 .into()
         }
+    }
+}
+
+/// Without a tunnel, what to tell the owner when a phone cannot open the local address: loopback is this computer
+/// alone, and "every address" names none a phone could type. None for an address a phone can reach.
+fn phone_advice(local: SocketAddr) -> Option<String> {
+    let port = local.port();
+    if local.ip().is_loopback() {
+        Some(format!(
+            "  phone:   a phone cannot open {local}, which is this computer's own address. To use one, listen on a \
+             LAN or Tailscale address (--host 192.168.1.20, --host 100.101.102.103), or get a \
+             public HTTPS address from a tunnel: {}",
+            tunnel::INSTALL_HINT
+        ))
+    } else if local.ip().is_unspecified() {
+        Some(format!(
+            "  phone:   listening on every address: a phone on this network or tailnet opens \
+             http://<this computer's LAN or Tailscale address>:{port}; `remote-agent pair --base \
+             http://ADDRESS:{port}` prints a one-time link for it"
+        ))
+    } else {
+        None
     }
 }
 
@@ -1171,11 +1247,23 @@ pub fn status(flags: &Flags) -> anyhow::Result<()> {
             child["restarts"],
             child["last_exit"]
                 .as_str()
-                .map(|e| format!(", last exit {e}"))
+                .map(|e| format!(", last exit: {}", describe_exit(e)))
                 .unwrap_or_default()
         );
     }
     Ok(())
+}
+
+/// How a child ended, in words: the recorded exit is an `ExitStatus` as Rust prints it (`exit status: 1`,
+/// `signal: 9 (SIGKILL)`), or what kept it from starting.
+fn describe_exit(how: &str) -> String {
+    if let Some(code) = how.strip_prefix("exit status: ") {
+        format!("exited with status {code}")
+    } else if let Some(signal) = how.strip_prefix("signal: ") {
+        format!("killed by signal {signal}")
+    } else {
+        how.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -1188,6 +1276,34 @@ mod tests {
         assert_eq!(a.len(), 24);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, random_password());
+    }
+
+    #[test]
+    fn pairing_tokens_are_redacted_from_log_lines() {
+        let line = "ERR Request failed dest=https://a.example.com/pair/AbC-_12 event=0 \
+                    dest=\"http://x/pair/tok?q=1\" /pair/ /pairs/x"
+            .to_string();
+        assert_eq!(
+            redact_pairing(line),
+            "ERR Request failed dest=https://a.example.com/pair/[redacted] event=0 \
+             dest=\"http://x/pair/[redacted]?q=1\" /pair/ /pairs/x"
+        );
+    }
+
+    #[test]
+    fn a_phone_gets_advice_where_it_cannot_reach_the_address() {
+        let loopback = phone_advice("127.0.0.1:8000".parse().unwrap()).unwrap();
+        assert!(
+            loopback.contains("--host") && loopback.contains("cloudflared"),
+            "{loopback}"
+        );
+        let every = phone_advice("0.0.0.0:8000".parse().unwrap()).unwrap();
+        assert!(
+            every.contains("remote-agent pair --base") && every.contains(":8000"),
+            "{every}"
+        );
+        assert_eq!(phone_advice("192.168.1.20:8000".parse().unwrap()), None);
+        assert!(phone_advice("[::1]:8000".parse().unwrap()).is_some());
     }
 
     #[test]

@@ -18,3 +18,8 @@ output "tunnel_token" {
   value       = data.cloudflare_zero_trust_tunnel_cloudflared_token.agent.token
   sensitive   = true
 }
+
+output "access_application_aud" {
+  description = "The Access application's audience tag, when access_enabled (null otherwise)."
+  value       = one(cloudflare_zero_trust_access_application.agent[*].aud)
+}

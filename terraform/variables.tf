@@ -60,3 +60,37 @@ variable "tunnel_port" {
     error_message = "tunnel_port must be a port number, 1 to 65535."
   }
 }
+
+variable "access_enabled" {
+  description = "Put Cloudflare Access in front of the hostname: an email one-time PIN for the addresses in access_emails. The tunnel works the same with it off."
+  type        = bool
+  default     = false
+}
+
+variable "access_emails" {
+  description = "The email addresses Access lets in (it sends each a one-time PIN); at least one when access_enabled is true."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.access_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email))])
+    error_message = "access_emails must be email addresses, such as me@example.com."
+  }
+}
+
+variable "access_session_duration" {
+  description = "How long a PIN sign-in lasts before Access asks again, such as 24h or 720h."
+  type        = string
+  default     = "720h"
+
+  validation {
+    condition     = can(regex("^[0-9]+(m|h)$", var.access_session_duration))
+    error_message = "access_session_duration must be minutes or hours, such as 30m or 24h."
+  }
+}
+
+variable "access_otp_idp_id" {
+  description = "The id of the account's existing One-time PIN login method, if it has one (an account has at most one); empty creates it."
+  type        = string
+  default     = ""
+}

@@ -129,7 +129,7 @@ fn spent(state: Pairing) -> Response<Body> {
         StatusCode::GONE,
         "Link no longer valid",
         &format!(
-            "{why} Run `remote-agent pair` on your computer for a new one, or sign in with your password."
+            "{why} Run <code>remote-agent pair</code> on your computer for a new one, or sign in with your password."
         ),
         false,
     )

@@ -35,6 +35,8 @@ pub struct UpBuilder {
     envs: Vec<(String, String)>,
     credentials: bool,
     root: Option<tempfile::TempDir>,
+    /// Its stdout is a terminal (a pty), as when a person runs it, rather than a pipe, as under a service.
+    tty: bool,
 }
 
 impl UpBuilder {
@@ -52,6 +54,11 @@ impl UpBuilder {
     }
     pub fn in_dir(mut self, root: tempfile::TempDir) -> Self {
         self.root = Some(root);
+        self
+    }
+    /// Runs `up` with a pseudo-terminal for its stdout.
+    pub fn tty(mut self) -> Self {
+        self.tty = true;
         self
     }
     pub fn start(self) -> Up {
@@ -78,23 +85,38 @@ impl UpBuilder {
             .env_remove("AUTH_PASSWORD")
             .env_remove("REMOTE_AGENT_CONFIG")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if self.credentials {
             cmd.env("AUTH_USERNAME", USER)
                 .env("AUTH_PASSWORD", PASSWORD);
         }
+        let stdout: Box<dyn std::io::Read + Send> = if self.tty {
+            let pty = nix::pty::openpty(None, None).expect("openpty");
+            cmd.stdout(Stdio::from(pty.slave));
+            Box::new(std::fs::File::from(pty.master))
+        } else {
+            cmd.stdout(Stdio::piped());
+            Box::new(std::io::empty())
+        };
         let mut child = cmd.spawn().expect("start remote-agent up");
+        // Our copy of the pty's terminal end goes with `cmd`, so the reader sees the end when `up` exits.
+        drop(cmd);
         let started = Instant::now();
         let out = Arc::new(Mutex::new(Vec::new()));
         let times = Arc::new(Mutex::new(Vec::new()));
         let (sink, stamps) = (out.clone(), times.clone());
-        let stdout = child.stdout.take().unwrap();
+        let stdout = match child.stdout.take() {
+            Some(pipe) => Box::new(pipe),
+            None => stdout,
+        };
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
+                // A terminal ends lines with CR LF; reading past the end of a pty is an error (EIO).
                 let Ok(line) = line else { break };
                 stamps.lock().unwrap().push(Instant::now());
-                sink.lock().unwrap().push(line);
+                sink.lock()
+                    .unwrap()
+                    .push(line.trim_end_matches('\r').to_string());
             }
         });
         Up {
@@ -114,6 +136,7 @@ impl Up {
             envs: vec![],
             credentials: true,
             root: None,
+            tty: false,
         }
     }
 

@@ -82,6 +82,8 @@
 //!   - `stubborn`: SIGTERM/SIGINT only log `WRN fake-cloudflared: ignoring signal …`; only SIGKILL stops it.
 //! - `FAKE_CLOUDFLARED_READY_MS`: delay before the registration (default 150).
 //! - `FAKE_CLOUDFLARED_GRACE_MS`: shutdown grace (default 100).
+//! - `FAKE_CLOUDFLARED_FAILED_PATH=<path>`: after the origin probe, also logs `ERR Request failed …
+//!   dest=https://agent.example.com<path>`, as the real one logs a request its origin did not answer.
 //! - `FAKE_CLOUDFLARED_RECORD=<dir>`: first thing at every start, appends `<pid> <argv as a JSON array>`
 //!   (without argv[0]) as one line to `<dir>/starts` (the directory is created if needed).
 //! - Read like the real one: `TUNNEL_TOKEN`, `TUNNEL_TOKEN_FILE`, `TUNNEL_LOG_OUTPUT`, `TUNNEL_GRACE_PERIOD`.
@@ -1098,6 +1100,20 @@ fn probe_origin(service: &str) {
             &[],
         ),
         Err(e) => log(Level::Error, &format!("origin unreachable: {e}"), &[]),
+    }
+    // A request the origin did not take, logged as the real one logs it: its URL in `dest=`.
+    if let Ok(path) = std::env::var("FAKE_CLOUDFLARED_FAILED_PATH") {
+        log(
+            Level::Error,
+            "Request failed",
+            &[
+                ("error", "Unable to reach the origin service"),
+                ("connIndex", "0"),
+                ("dest", &format!("https://agent.example.com{path}")),
+                ("event", "0"),
+                ("type", "http"),
+            ],
+        );
     }
 }
 
