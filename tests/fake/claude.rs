@@ -26,6 +26,8 @@
 //! - `[[thinking]]` a thinking block first (with `thinking_delta`/`signature_delta` events).
 //! - `[[error]]` API failure: synthetic assistant, result `success` + `is_error:true`
 //!   (`API Error: Unable to connect to API (ConnectionRefused)`), rc 1.
+//! - `[[not-logged-in]]` no credentials: like `[[error]]`, with the text `Not logged in · Please run /login` and
+//!   the synthetic message's `"error":"authentication_failed"`, rc 1.
 //! - `[[retry:N]]` N `system`/`api_retry` lines before the reply.
 //! - `[[deltas:N]]` exactly N `text_delta` events (the reply is padded with `.` if it is shorter than N).
 //! - `[[paced:N:MS]]` the text block is instead N `text_delta` events sent MS milliseconds apart, each holding
@@ -80,6 +82,7 @@ use serde_json::{Value, json};
 const VERSION: &str = "2.1.197";
 const MODEL: &str = "claude-fake-1";
 const API_ERROR: &str = "API Error: Unable to connect to API (ConnectionRefused)";
+const NOT_LOGGED_IN: &str = "Not logged in · Please run /login";
 const NO_INPUT: &str =
     "Error: Input must be provided either through stdin or as a prompt argument when using --print";
 const TOOLS: &[&str] = &[
@@ -406,6 +409,7 @@ struct Markers {
     tool: bool,
     thinking: bool,
     error: bool,
+    not_logged_in: bool,
     garbage: bool,
     orphan: bool,
     ignore_int: bool,
@@ -436,6 +440,7 @@ impl Markers {
             tool: flag("tool"),
             thinking: flag("thinking"),
             error: flag("error"),
+            not_logged_in: flag("not-logged-in"),
             garbage: flag("garbage"),
             orphan: flag("orphan"),
             ignore_int: flag("ignore-int"),
@@ -655,19 +660,24 @@ impl Turn {
             self.num_turns = 2;
         }
 
-        let rc = if self.markers.error {
+        let rc = if self.markers.error || self.markers.not_logged_in {
+            let (text, kind) = if self.markers.not_logged_in {
+                (NOT_LOGGED_IN, "authentication_failed")
+            } else {
+                (API_ERROR, "unknown")
+            };
             self.emit(json!({
                 "type": "assistant",
                 "message": {
                     "id": new_uuid(), "container": null, "model": "<synthetic>", "role": "assistant",
                     "stop_reason": "stop_sequence", "stop_sequence": "", "type": "message",
-                    "usage": usage(0, 0), "content": [{"type": "text", "text": API_ERROR}],
+                    "usage": usage(0, 0), "content": [{"type": "text", "text": text}],
                 },
                 "parent_tool_use_id": null, "session_id": self.session_id, "uuid": new_uuid(),
-                "error": "unknown",
+                "error": kind,
             }));
             let mut result = self.result("success", true, "completed");
-            result["result"] = json!(API_ERROR);
+            result["result"] = json!(text);
             result["stop_reason"] = json!("stop_sequence");
             result["total_cost_usd"] = json!(0);
             result["usage"] = usage(0, 0);
