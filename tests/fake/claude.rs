@@ -45,7 +45,8 @@
 //! slow], reply (or API error), result, linger.
 //!
 //! # Signals (doc §5)
-//! SIGINT (default): a `user` line `[Request interrupted by user]`, then a `result` with subtype
+//! SIGINT (default): during `[[tool]]`'s `[[slow]]` the tool's `tool_result` (`is_error`, `[Request interrupted by
+//! user for tool use]`); a `user` line `[Request interrupted by user]`, then a `result` with subtype
 //! `error_during_execution` and `terminal_reason` `aborted_tools` (during `[[slow]]`) or `aborted_streaming`
 //! (elsewhere), rc 0. SIGTERM: rc 143 and no result. While stdin is still being read (before the markers
 //! are known): SIGINT → rc 130, SIGTERM → rc 143, nothing printed.
@@ -879,6 +880,16 @@ impl Turn {
             result["stop_reason"] = json!("end_turn");
             self.out.result(result);
             finish(0);
+        }
+        if self.in_tool && self.markers.tool {
+            // The interrupted tool's result, as the real CLI reports it: an error.
+            self.out.message(json!({
+                "type": "user",
+                "message": {"role": "user", "content": [{"tool_use_id": "toolu_fake1", "type": "tool_result",
+                    "content": "[Request interrupted by user for tool use]", "is_error": true}]},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": new_uuid(),
+                "timestamp": timestamp(),
+            }));
         }
         self.out.message(json!({
             "type": "user",
