@@ -74,7 +74,6 @@ async function api(method, path, body, signal) {
   }
   // The service worker answered from its copy of the last list or transcript: show it, but we are offline.
   if (res.headers.get('X-RA-Cached')) {
-    state.stale = true;
     setOffline(true);
     return res;
   }
@@ -119,9 +118,9 @@ function setOffline(off) {
 function reconnected() {
   if (state.booting) { state.booting = false; boot(); return; }
   if (state.stale) {
-    // What is on screen came from the service worker's copy: fetch it again.
+    // The open transcript came from the service worker's copy: fetch it again.
     state.stale = false;
-    if (state.conv && state.conv.created_at) openConv(state.conv.id, true).catch(() => {});
+    if (state.conv) openConv(state.conv.id, true).catch(() => {});
   }
   flushPending();
   resumeLive();
@@ -357,14 +356,18 @@ async function openConv(id, refresh = false) {
   if (!refresh) showView('chat');
   const gen = state.gen;
   let data;
+  let cached = false;
   try {
-    data = await getJSON(`/api/conversations/${encodeURIComponent(id)}`);
+    const res = await api('GET', `/api/conversations/${encodeURIComponent(id)}`);
+    cached = !!res.headers.get('X-RA-Cached');
+    data = await res.json();
   } catch (e) {
     if (gen !== state.gen || e.status === 401 || e instanceof NetError) throw e;
     $('messages').append(errorCard('Could not load this conversation', e.message, () => openConv(id)));
     return;
   }
   if (gen !== state.gen) return;
+  state.stale = cached;
   // The conversation's fields come alongside messages and has_more.
   const { messages: _m, has_more: _h, ...conv } = data;
   state.conv = data.conversation || conv;
