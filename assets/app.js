@@ -246,7 +246,8 @@ async function newConv() {
     loadList().catch(() => {});
     return c;
   } catch (e) {
-    showError('Could not create a conversation', e.message);
+    showError('Could not create a conversation',
+      e instanceof NetError ? 'The server is unreachable; send again when it is back.' : e.message);
     throw e;
   }
 }
@@ -455,7 +456,10 @@ class TurnView {
     withdraw.setAttribute('aria-label', 'Cancel the queued message');
     withdraw.addEventListener('click', async () => {
       withdraw.disabled = true;
-      try { await api('POST', `/api/turns/${id}/cancel`); } catch (e) { if (e.status !== 409) flash(e.message); }
+      try {
+        await api('POST', `/api/turns/${id}/cancel`);
+        withdraw.textContent = 'Cancelling…';
+      } catch (e) { withdraw.disabled = false; if (e.status !== 409) flash(e.message); }
     });
     this.queueEl.append(el('span', null, 'Queued — runs after the message before it'), withdraw);
     this.el.append(this.queueEl);
@@ -529,7 +533,7 @@ class TurnView {
         if (/^cancel+ed$/i.test(norm(d.error))) break;
         // The CLI puts an API error (and "Not logged in") in the reply too: that bubble is the error, not a reply.
         const said = norm(this.lastText);
-        if (this.lastBubble && said && (norm(d.error).includes(said) || d.kind)) {
+        if (this.lastBubble && said && (norm(d.error) === said || d.kind)) {
           this.lastBubble.remove();
           this.lastBubble = null;
         }

@@ -26,7 +26,13 @@ self.addEventListener('fetch', (ev) => {
   const url = new URL(ev.request.url);
   // The shell files and the two answers above, by GET, from this origin. Everything else (other API calls,
   // event streams, /pair/, /health) goes straight to the network without the worker's involvement.
-  if (ev.request.method !== 'GET' || url.origin !== self.location.origin) return;
+  if (url.origin !== self.location.origin) return;
+  // A deleted conversation leaves no copy behind.
+  if (ev.request.method === 'DELETE' && KEPT.test(url.pathname)) {
+    ev.waitUntil(caches.open(API).then((c) => c.delete(url.pathname)));
+    return;
+  }
+  if (ev.request.method !== 'GET') return;
   if (KEPT.test(url.pathname) && !url.search) {
     ev.respondWith(kept(ev, url.pathname));
     return;
