@@ -305,6 +305,8 @@ async function refusals() {
   await partial.locator('.bubble.assistant.interrupted', { hasText: 'the first half of' }).waitFor();
   check(await partial.locator('.bubble.assistant .cut').innerText() === 'interrupted', 'the partial reply is not marked');
   await page.screenshot({ path: join(SHOTS, '17-interrupted.png') });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.screenshot({ path: join(SHOTS, '18-dark-interrupted.png') });
   await page.unroute(/\/api\/conversations\/[^/?]+$/, cut);
   step('an interrupted turn keeps its partial reply, marked');
   check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
