@@ -1146,6 +1146,14 @@ function boot() {
   start().catch((e) => {
     if (e.status === 401) return; // the login screen is up
     if (e instanceof NetError) { state.booting = true; return; }
+    if (e instanceof HttpError) {
+      // Signed in, but the server cannot read its data ("database damaged: …"): say so, not the login screen.
+      $('login').hidden = true;
+      $('shell').hidden = false;
+      showView('chat');
+      $('messages').replaceChildren(errorCard('Could not load your conversations', e.message, () => boot()));
+      return;
+    }
     showLogin();
     $('login-error').textContent = e.message;
   });

@@ -284,6 +284,17 @@ async function refusals() {
   await page.unroute(/\/api\/conversations\/[^/?]+$/, damaged);
   await dcard.locator('button', { hasText: 'Retry' }).click();
   await page.locator('#messages .turn').nth(1).locator('.turn-foot[data-status="succeeded"]').waitFor();
+  // The same at start: the list cannot be read. An error card, not the login screen.
+  const listDamaged = (route) => route.fulfill({ status: 503, contentType: 'application/json',
+    body: JSON.stringify({ error: 'database damaged: run `remote-agent doctor`' }) });
+  await page.route(/\/api\/conversations$/, listDamaged);
+  await page.reload();
+  const lcard = page.locator('#messages .error-card', { hasText: 'database damaged: run `remote-agent doctor`' });
+  await lcard.waitFor();
+  check(await page.locator('#login').isHidden(), 'a damaged database shows the login screen');
+  await page.unroute(/\/api\/conversations$/, listDamaged);
+  await lcard.locator('button', { hasText: 'Retry' }).click();
+  await page.locator('#messages .turn').nth(1).locator('.turn-foot[data-status="succeeded"]').waitFor();
   phase.refusing = false;
   step('503 database damaged: an error card; Retry loads');
 
