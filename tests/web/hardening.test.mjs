@@ -112,11 +112,12 @@ async function main() {
   check(await listed() === before, 'the list grew without a message');
   await page.click('#new-conv');
   // The header shows a markdown first message as plain text.
-  const t1 = await send(page, `**Fix** the \`login\` bug ${RUN}`);
+  const t1 = await send(page, `**Fix** the \`login\` bug ${RUN} <img src=x id=evil>`);
   await ended(t1);
   check(creates === 1, `${creates} conversations created by the first message`);
   await page.locator('#chat-title', { hasText: `Fix the login bug ${RUN}` }).waitFor();
   check(!/[*`]/.test(await page.innerText('#chat-title')), 'the header shows markdown syntax');
+  check(await page.locator('#evil').count() === 0, 'HTML in a first message reached the DOM');
   step('"+" is a draft until the first message; the header is plain text');
 
   // A numbered list right after a bullet list is numbered.
@@ -255,13 +256,16 @@ async function refusals() {
   await ended(first);
 
   phase.refusing = true;
-  const full = (route) => route.fulfill({ status: 507, contentType: 'application/json', body: '{"error":"disk full"}' });
+  // The server's words are text, whatever they hold.
+  const full = (route) => route.fulfill({ status: 507, contentType: 'application/json',
+    body: '{"error":"disk full <img src=x id=evil507>"}' });
   await page.route(/\/api\/conversations\/[^/]+\/messages$/, full);
   await page.fill('#input', `on a full disk ${RUN}`);
   await page.click('#send');
   const card = page.locator('#messages .error-card', { hasText: 'disk full' });
   await card.waitFor();
   await page.screenshot({ path: join(SHOTS, '15-disk-full.png') });
+  check(await page.locator('#evil507').count() === 0, 'HTML in an error reached the DOM');
   await page.unroute(/\/api\/conversations\/[^/]+\/messages$/, full);
   await card.locator('button', { hasText: 'Retry' }).click();
   await card.waitFor({ state: 'detached' });
