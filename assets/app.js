@@ -72,6 +72,11 @@ async function api(method, path, body, signal) {
     setOffline(true);
     throw new NetError(String(e));
   }
+  // The service worker answered from its copy of the last list or transcript: show it, but we are offline.
+  if (res.headers.get('X-RA-Cached')) {
+    setOffline(true);
+    return res;
+  }
   // Behind the tunnel, a laptop that sleeps or a server that restarts shows up as the edge's own error page
   // (502, 530, …), not as a failed fetch: that is "unreachable" too, not an answer. Our own errors are JSON.
   if (res.status >= 502 && !(res.headers.get('Content-Type') || '').includes('application/json')) {
@@ -112,6 +117,11 @@ function setOffline(off) {
 
 function reconnected() {
   if (state.booting) { state.booting = false; boot(); return; }
+  if (state.stale) {
+    // The open transcript came from the service worker's copy: fetch it again.
+    state.stale = false;
+    if (state.conv) openConv(state.conv.id, true).catch(() => {});
+  }
   flushPending();
   resumeLive();
   if (!$('shell').hidden) loadList().catch(() => {});
@@ -134,7 +144,13 @@ document.addEventListener('visibilitychange', () => {
 
 // ---------- sign in ----------
 
+// The service worker's copies of the list and transcript are the signed-in user's: gone with the sign-in.
+function forgetCached() {
+  if (window.caches) caches.delete('ra-api').catch(() => {});
+}
+
 function showLogin() {
+  forgetCached();
   state.gen++;
   resumeLive();
   $('shell').hidden = true;
@@ -160,7 +176,7 @@ $('login-form').addEventListener('submit', async (ev) => {
 
 $('logout').addEventListener('click', async () => {
   try { await api('POST', '/api/logout'); } catch { /* signed out anyway */ }
-  showLogin();
+  showLogin(); // which forgets the cached list and transcript
 });
 
 // ---------- conversations ----------
@@ -187,11 +203,12 @@ function renderList() {
     b.type = 'button';
     if (state.conv && c.id === state.conv.id) b.setAttribute('aria-current', 'true');
     const top = el('span', 'conv-top');
-    top.append(el('span', 'conv-title', c.title || c.first_message || 'New conversation'));
+    top.append(el('span', 'conv-title', convName(c)));
     if (c.active_turn_id) top.append(el('span', 'badge', 'running'));
     b.append(top);
-    const turns = `${c.turn_count} turn${c.turn_count === 1 ? '' : 's'}`;
-    b.append(el('span', 'conv-meta', [ago(c.last_message_at || c.updated_at), turns, money(c.total_cost_usd)]
+    // "messages" here, "steps" under a reply (the CLI's turns): two words for two things.
+    const count = `${c.turn_count} message${c.turn_count === 1 ? '' : 's'}`;
+    b.append(el('span', 'conv-meta', [ago(c.last_message_at || c.updated_at), count, money(c.total_cost_usd)]
       .filter(Boolean).join(' · ')));
     b.addEventListener('click', () => openConv(c.id));
     li.append(b);
@@ -204,7 +221,15 @@ function showView(which) {
 }
 $('back').addEventListener('click', () => { showView('list'); loadList().catch(() => {}); });
 
-$('new-conv').addEventListener('click', () => newConv().then(() => $('input').focus(), () => {}));
+// "+" opens an empty draft; the conversation is created by its first message, so unused ones never pile up.
+$('new-conv').addEventListener('click', () => {
+  clearChat();
+  state.conv = null;
+  setTitle();
+  renderList();
+  showView('chat');
+  $('input').focus();
+});
 
 // A new conversation opens at once from the POST's answer: there is no history to fetch.
 async function newConv() {
@@ -221,7 +246,8 @@ async function newConv() {
     loadList().catch(() => {});
     return c;
   } catch (e) {
-    flash(`Could not create a conversation: ${e.message}`);
+    showError('Could not create a conversation',
+      e instanceof NetError ? 'The server is unreachable; send again when it is back.' : e.message);
     throw e;
   }
 }
@@ -229,7 +255,7 @@ async function newConv() {
 $('rename').addEventListener('click', async () => {
   const conv = state.conv;
   if (!conv) return;
-  const title = await ask({ title: 'Rename conversation', value: conv.title || conv.first_message || '', ok: 'Rename' });
+  const title = await ask({ title: 'Rename conversation', value: conv.title || plain(conv.first_message), ok: 'Rename' });
   if (title === null) return;
   try {
     const res = await api('PATCH', `/api/conversations/${conv.id}`, { title: title.trim() || null });
@@ -243,7 +269,7 @@ $('rename').addEventListener('click', async () => {
 $('delete').addEventListener('click', async () => {
   const conv = state.conv;
   if (!conv) return;
-  const name = conv.title || conv.first_message || 'this conversation';
+  const name = conv.title || plain(conv.first_message) || 'this conversation';
   const sure = await ask({
     title: `Delete “${name}”?`,
     text: 'Its history is removed and a running turn is stopped.',
@@ -294,9 +320,22 @@ let pressedOnBackdrop = false;
 $('ask').addEventListener('pointerdown', (e) => { pressedOnBackdrop = e.target === $('ask'); });
 $('ask').addEventListener('click', (e) => { if (e.target === $('ask') && pressedOnBackdrop) $('ask').close(); });
 
+// A conversation's name: its title, else its first message as plain text (the header and the list show no
+// markdown syntax).
+function convName(c) {
+  return (c && (c.title || plain(c.first_message))) || 'New conversation';
+}
+
+// The first non-empty line of markdown, without its syntax.
+function plain(md) {
+  const line = String(md || '').split('\n').find((l) => l.trim() && !/^\s*(`{3,}|~{3,})/.test(l)) || '';
+  const span = el('span');
+  inline(span, line.replace(/^\s*(#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)/, '').trim());
+  return span.textContent;
+}
+
 function setTitle() {
-  const c = state.conv;
-  $('chat-title').textContent = c ? c.title || c.first_message || 'New conversation' : '';
+  $('chat-title').textContent = convName(state.conv);
 }
 
 function clearChat() {
@@ -309,15 +348,27 @@ function clearChat() {
   setTitle();
 }
 
-async function openConv(id) {
+// `refresh`: the same conversation again (its copy was stale), without leaving the list if that is on screen.
+async function openConv(id, refresh = false) {
   clearChat();
   // Set at once, so that a message sent while the history loads goes to this conversation.
   state.conv = state.convs.find((c) => c.id === id) || { id };
   setTitle();
-  showView('chat');
+  if (!refresh) showView('chat');
   const gen = state.gen;
-  const data = await getJSON(`/api/conversations/${encodeURIComponent(id)}`);
+  let data;
+  let cached = false;
+  try {
+    const res = await api('GET', `/api/conversations/${encodeURIComponent(id)}`);
+    cached = !!res.headers.get('X-RA-Cached');
+    data = await res.json();
+  } catch (e) {
+    if (gen !== state.gen || e.status === 401 || e instanceof NetError) throw e;
+    $('messages').append(errorCard('Could not load this conversation', e.message, () => openConv(id)));
+    return;
+  }
   if (gen !== state.gen) return;
+  state.stale = cached;
   // The conversation's fields come alongside messages and has_more.
   const { messages: _m, has_more: _h, ...conv } = data;
   state.conv = data.conversation || conv;
@@ -362,7 +413,7 @@ function renderTranscript(box, messages) {
   for (const m of messages) {
     if (m.type === 'user') {
       box.append(userBubble(m.text));
-      const view = new TurnView(m.turn_id);
+      const view = new TurnView(m.turn_id, m.text);
       box.append(view.el);
       views.set(m.turn_id, view);
       if (!ended.has(m.turn_id)) live.push({ id: m.turn_id, view });
@@ -376,7 +427,9 @@ function renderTranscript(box, messages) {
     else if (m.type === 'tool_result') view.on('tool_result', m);
     else if (m.type === 'result') {
       view.meta(m);
-      if (m.error) view.on('error', { error: m.error });
+      // A reply cut short by a server stop may come on the result alone.
+      if (m.status === 'interrupted' && m.response && !view.lastText) view.on('message', { text: m.response });
+      if (m.error) view.on('error', { error: m.error, kind: m.error_kind });
       view.on('done', { status: m.status });
     }
   }
@@ -391,10 +444,25 @@ const STATUS_TEXT = {
 };
 
 class TurnView {
-  constructor(id) {
+  constructor(id, prompt) {
     this.id = id;
+    this.prompt = prompt; // what Retry sends again
     this.el = el('div', 'turn');
     this.el.dataset.turn = id;
+    // While the turn waits (behind another, or for a free slot) it says so and can be withdrawn.
+    this.queueEl = el('div', 'turn-queue');
+    const withdraw = el('button', 'text', 'Cancel');
+    withdraw.type = 'button';
+    withdraw.setAttribute('aria-label', 'Cancel the queued message');
+    withdraw.addEventListener('click', async () => {
+      withdraw.disabled = true;
+      try {
+        await api('POST', `/api/turns/${id}/cancel`);
+        withdraw.textContent = 'Cancelling…';
+      } catch (e) { withdraw.disabled = false; if (e.status !== 409) flash(e.message); }
+    });
+    this.queueEl.append(el('span', null, 'Queued — runs after the message before it'), withdraw);
+    this.el.append(this.queueEl);
     this.textEl = null; // the assistant bubble of the text block now streaming
     this.buf = '';
     this.thinkEl = null;
@@ -442,6 +510,7 @@ class TurnView {
         if (!this.textEl) { this.textEl = el('div', 'bubble assistant'); this.add(this.textEl); }
         this.buf = d.text; // the complete block replaces what the deltas built
         this.lastText = d.text;
+        this.lastBubble = this.textEl;
         this.renderText();
         this.textEl.classList.remove('streaming');
         this.textEl = null;
@@ -452,17 +521,31 @@ class TurnView {
         if (!card) break;
         const out = el('pre', 'tool-out', toolText(d.content) || '(no output)');
         card.append(out);
-        card.classList.toggle('error', !!d.is_error);
-        card.querySelector('.tool-state').textContent = d.is_error ? 'error' : 'done';
+        // The tool the user's Stop interrupted reports an error: that is a stop, not a failure.
+        const stopped = d.is_error && this.stopping;
+        card.classList.toggle('error', !!d.is_error && !stopped);
+        card.querySelector('.tool-state').textContent = stopped ? 'stopped' : d.is_error ? 'error' : 'done';
         break;
       }
       case 'result': this.meta({ cost: d.cost, num_turns: d.num_turns }); break;
-      case 'error':
-        // Said already: the CLI puts an API error in the reply too, and the footer says "Cancelled".
-        if (norm(d.error) !== norm(this.lastText) && !/^cancel+ed$/i.test(norm(d.error))) {
-          this.add(el('div', 'turn-error', d.error));
+      case 'error': {
+        // A stop the user asked for is said by the footer ("Cancelled").
+        if (/^cancel+ed$/i.test(norm(d.error))) break;
+        // The CLI puts an API error (and "Not logged in") in the reply too: that bubble is the error, not a reply.
+        const said = norm(this.lastText);
+        if (this.lastBubble && said && (norm(d.error) === said || d.kind)) {
+          this.lastBubble.remove();
+          this.lastBubble = null;
         }
+        const card = d.kind === 'not_logged_in'
+          ? errorCard('Claude Code is not signed in on the computer',
+            'On that computer, run claude in a terminal and type /login (or set ANTHROPIC_API_KEY where '
+            + 'remote-agent runs), then tap Retry.', this.retry())
+          : errorCard(null, d.error, this.retry());
+        card.classList.add('turn-error');
+        this.add(card);
         break;
+      }
       case 'done': this.setStatus(d.status); break;
     }
   }
@@ -487,15 +570,38 @@ class TurnView {
     return card;
   }
 
+  // Sends the turn's message again, into the conversation it belongs to (if it is still the open one).
+  retry() {
+    if (!this.prompt) return null;
+    return () => {
+      const conv = this.el.isConnected && state.conv;
+      if (conv) submit(this.prompt, conv.id);
+    };
+  }
+
   setStatus(s, text) {
     this.status = s;
     this.el.dataset.status = s;
+    this.queueEl.hidden = s !== 'queued';
     if (state.live && state.live.view === this) setStatus(text || STATUS_TEXT[s] || s, s);
     if (['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted'].includes(s)) {
       // A tool still waiting for its result when the turn ended will not get one.
       for (const card of this.tools.values()) {
         const st = card.querySelector('.tool-state');
         if (st.textContent === '…') st.textContent = s === 'succeeded' ? 'done' : 'stopped';
+      }
+      // Replayed, a cancelled turn's last tool failed because of the stop: it says "stopped".
+      const last = [...this.tools.values()].pop();
+      if (s === 'cancelled' && last && last.classList.contains('error')) {
+        last.classList.remove('error');
+        last.querySelector('.tool-state').textContent = 'stopped';
+      }
+      // The reply so far of a turn the server stopped is kept, and marked as cut short.
+      const cut = this.textEl || this.lastBubble;
+      if (s === 'interrupted' && cut && !cut.classList.contains('interrupted')) {
+        if (this.textEl) { this.renderText(); this.textEl.classList.remove('streaming'); this.textEl = null; }
+        cut.classList.add('interrupted');
+        cut.append(el('div', 'cut', 'interrupted'));
       }
       this.foot.dataset.status = s;
       this.footStatus = STATUS_TEXT[s];
@@ -511,7 +617,7 @@ class TurnView {
   drawFoot() {
     const m = this.m || {};
     const parts = [this.footStatus, money(m.cost),
-      m.num_turns != null ? `${m.num_turns} turn${m.num_turns === 1 ? '' : 's'}` : '',
+      m.num_turns != null ? `${m.num_turns} step${m.num_turns === 1 ? '' : 's'}` : '',
       m.duration_ms != null ? `${(m.duration_ms / 1000).toFixed(1)} s` : ''];
     this.foot.textContent = parts.filter(Boolean).join(' · ');
   }
@@ -646,6 +752,7 @@ async function longPoll(t) {
 $('stop').addEventListener('click', async () => {
   const t = state.live;
   if (!t) return;
+  t.view.stopping = true;
   setStatus(STATUS_TEXT.cancelling, 'running');
   try { await api('POST', `/api/turns/${t.id}/cancel`); } catch (e) { if (e.status !== 409) flash(e.message); }
 });
@@ -677,15 +784,39 @@ $('composer').addEventListener('submit', async (ev) => {
   }
   input.value = '';
   grow();
+  await submit(text, state.conv.id);
+});
+
+// Sends a message of the open conversation (typed, or again by Retry).
+async function submit(text, conv) {
   // One client_id per message, kept across retries, makes a resend after a lost answer run Claude only once.
-  const p = { conv: state.conv.id, text, client_id: uuid(), bubble: userBubble(text) };
-  p.bubble.classList.add('pending');
+  const p = pendingItem({ conv, text, client_id: uuid() });
   $('messages').append(p.bubble);
   $('messages').scrollTop = $('messages').scrollHeight;
   state.pending.push(p);
   savePending();
   await send(p);
-});
+}
+
+// A message not yet accepted by the server: its bubble says so and has a Cancel that withdraws it.
+function pendingItem(p) {
+  p.bubble = userBubble(p.text);
+  p.bubble.classList.add('pending');
+  p.note = el('div', 'pending-note');
+  p.note.hidden = true;
+  const withdraw = el('button', 'text', 'Cancel');
+  withdraw.type = 'button';
+  withdraw.setAttribute('aria-label', 'Cancel the unsent message');
+  withdraw.addEventListener('click', () => {
+    p.withdrawn = true;
+    state.pending = state.pending.filter((x) => x !== p);
+    savePending();
+    p.bubble.remove();
+  });
+  p.note.append(el('span', null, 'Not sent yet — will send when back online'), withdraw);
+  p.bubble.append(p.note);
+  return p;
+}
 
 async function send(p) {
   if (p.sending) return;
@@ -694,25 +825,43 @@ async function send(p) {
     const res = await api('POST', `/api/conversations/${encodeURIComponent(p.conv)}/messages`,
       { message: p.text, client_id: p.client_id });
     const { turn_id: id } = await res.json();
+    if (p.withdrawn) {
+      // Cancelled while the send was on its way: the server has it now, so withdraw it there.
+      api('POST', `/api/turns/${id}/cancel`).catch(() => {});
+      return;
+    }
     state.pending = state.pending.filter((x) => x !== p);
     savePending();
     p.bubble.classList.remove('pending');
+    p.note.remove();
     if (state.conv && state.conv.id === p.conv && p.bubble.isConnected) {
-      const view = new TurnView(id);
+      const view = new TurnView(id, p.text);
+      const box = $('messages');
+      const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
       p.bubble.after(view.el);
+      if (stick) box.scrollTop = box.scrollHeight;
       follow(id, view);
     }
     loadList().catch(() => {});
   } catch (e) {
     if (e instanceof NetError) {
-      p.bubble.dataset.note = 'Not sent yet — will send when back online';
+      const box = $('messages');
+      const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+      p.note.hidden = false;
+      if (stick) box.scrollTop = box.scrollHeight;
     } else {
-      // The server refused it: give the text back to the composer so nothing typed is lost.
+      // The server refused it (a full disk, a damaged database, …): the message stays where it was, with the
+      // reason and a Retry that sends it again.
       state.pending = state.pending.filter((x) => x !== p);
       savePending();
-      p.bubble.remove();
-      if (!input.value) { input.value = p.text; grow(); }
-      flash(`Could not send: ${e.message}`);
+      p.bubble.classList.remove('pending');
+      p.note.remove();
+      const card = errorCard('Not sent', e.message, () => {
+        card.remove();
+        p.bubble.remove();
+        if (state.conv && state.conv.id === p.conv) submit(p.text, p.conv);
+      });
+      if (p.bubble.isConnected) p.bubble.after(card);
     }
   } finally {
     p.sending = false;
@@ -720,7 +869,7 @@ async function send(p) {
 }
 
 function flushPending() {
-  for (const p of [...state.pending]) send(p);
+  for (const p of [...state.pending]) if (!p.withdrawn) send(p);
 }
 
 // Unsent messages survive a reload or a closed tab (they are the user's own words, not history).
@@ -731,15 +880,38 @@ function savePending() {
 function loadPending() {
   try {
     state.pending = (JSON.parse(localStorage.getItem('ra.pending')) || []).map((p) => {
-      const bubble = userBubble(p.text);
-      bubble.classList.add('pending');
-      return { ...p, bubble };
+      const item = pendingItem({ conv: p.conv, text: p.text, client_id: p.client_id });
+      item.note.hidden = false;
+      return item;
     });
   } catch { state.pending = []; }
 }
 
 function flash(msg) {
   setStatus(msg, 'error');
+}
+
+// An error is a card of its own, never a reply: what went wrong in the server's words ("disk full", "database
+// damaged: run `remote-agent doctor`", …) and, when it can help, a Retry.
+function errorCard(title, text, retry) {
+  const card = el('div', 'error-card');
+  card.setAttribute('role', 'alert');
+  if (title) card.append(el('strong', null, title));
+  card.append(el('p', null, text));
+  if (retry) {
+    const b = el('button', null, 'Retry');
+    b.type = 'button';
+    b.addEventListener('click', () => { b.disabled = true; retry(); });
+    card.append(b);
+  }
+  return card;
+}
+
+// An error of the open chat that belongs to no turn.
+function showError(title, text, retry) {
+  const box = $('messages');
+  box.append(errorCard(title, text, retry));
+  box.scrollTop = box.scrollHeight;
 }
 
 // ---------- Markdown, rendered to DOM nodes (never HTML strings) ----------
@@ -818,6 +990,8 @@ function list(lines, i, parent) {
     const line = lines[i];
     const m = line.match(/^(\s*)([-*+]|\d+[.)])\s+(.*)$/);
     if (m && m[1].length > indent && li) { i = list(lines, i, li); continue; }
+    // "1." after "-" items (or the reverse) starts a list of the other kind.
+    if (m && m[1].length === indent && /\d/.test(m[2]) !== ordered) break;
     if (m && m[1].length === indent) {
       li = el('li');
       inline(li, m[3]);
@@ -930,6 +1104,16 @@ if (window.visualViewport) {
 // ---------- start ----------
 
 async function start() {
+  // Asked first, so that a signed-out browser goes to the login screen without a 401. Offline, the service
+  // worker's copy of the list may still show.
+  let session = null;
+  try { session = await (await api('GET', '/api/session')).json(); } catch (e) { if (!(e instanceof NetError)) throw e; }
+  if (session && !session.signed_in) {
+    showLogin();
+    const err = new Error('signed out');
+    err.status = 401;
+    throw err;
+  }
   await loadList(); // a 401 here shows the login screen
   $('login').hidden = true;
   $('shell').hidden = false;
@@ -962,6 +1146,14 @@ function boot() {
   start().catch((e) => {
     if (e.status === 401) return; // the login screen is up
     if (e instanceof NetError) { state.booting = true; return; }
+    if (e instanceof HttpError) {
+      // Signed in, but the server cannot read its data ("database damaged: …"): say so, not the login screen.
+      $('login').hidden = true;
+      $('shell').hidden = false;
+      showView('chat');
+      $('messages').replaceChildren(errorCard('Could not load your conversations', e.message, () => boot()));
+      return;
+    }
     showLogin();
     $('login-error').textContent = e.message;
   });

@@ -52,6 +52,18 @@ pub enum SpawnError {
     },
 }
 
+/// How the CLI's result begins when it has no credentials ("Not logged in · Please run /login"): a failed turn
+/// whose fix is on the computer, not in the conversation.
+const CLI_NOT_LOGGED_IN: &str = "Not logged in";
+/// The turn error for that case: it says where the problem is and what to run there (docs/api.md, `error_kind`).
+pub const NOT_LOGGED_IN: &str = "Claude Code on the computer is not logged in: on that computer, run `claude` and \
+type /login (or set ANTHROPIC_API_KEY where remote-agent runs), then retry";
+
+/// The kind of a turn's error, for clients that show some errors their own way: `not_logged_in`, or None.
+pub fn error_kind(error: &str) -> Option<&'static str> {
+    error.starts_with(NOT_LOGGED_IN).then_some("not_logged_in")
+}
+
 /// The final `result` line of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -73,7 +85,13 @@ impl Outcome {
 
     /// The most telling error text of a failed result.
     pub fn error_text(&self) -> String {
-        if !self.errors.is_empty() {
+        if let Some(text) = self
+            .text
+            .as_deref()
+            .filter(|t| t.starts_with(CLI_NOT_LOGGED_IN))
+        {
+            format!("{NOT_LOGGED_IN} (claude said: {text})")
+        } else if !self.errors.is_empty() {
             self.errors.join("; ")
         } else if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
             text.to_string()

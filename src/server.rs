@@ -747,10 +747,12 @@ async fn route(
             );
         }
         (&Method::POST, ["api", "login"]) => return signin::login(app, req, ctx).await,
+        (&Method::GET, ["api", "session"]) => return signin::session(app, &req),
         (&Method::GET, ["pair", token]) => return signin::pair_page(app, token),
         (&Method::POST, ["pair", token]) => return signin::pair(app, &req, token, ctx),
         (_, [""] | ["health"] | ["pair", _]) => return method_not_allowed("GET"),
         (_, ["api", "login"]) => return method_not_allowed("POST"),
+        (_, ["api", "session"]) => return method_not_allowed("GET"),
         _ => {}
     }
     let signed = match authenticate(app, &req, ctx.client).await {

@@ -705,7 +705,11 @@ fn finish(
     run: Option<(Duration, Option<String>)>,
 ) {
     if let Some(error) = &ended.error {
-        stream.emit("error", json!({ "error": error }));
+        let mut data = json!({ "error": error });
+        if let Some(kind) = claude::error_kind(error) {
+            data["kind"] = json!(kind);
+        }
+        stream.emit("error", data);
     }
     stream.emit("done", json!({ "status": ended.status }));
     let (duration_ms, keep) = match run {

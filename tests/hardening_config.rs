@@ -217,7 +217,7 @@ impl Serve {
         let auth = common::basic(USER, PASSWORD);
         let body = body.to_string();
         let raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
@@ -228,7 +228,7 @@ impl Serve {
         let auth = common::basic(user, password);
         let body = json!({"message": message}).to_string();
         let raw = format!(
-            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+            "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
@@ -412,7 +412,7 @@ fn up_runs_relative_executables_the_readme_way() {
     });
     let body = json!({"message": "hi"}).to_string();
     let raw = format!(
-        "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\n\
+        "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         common::basic(USER, PASSWORD),
         body.len()

@@ -126,7 +126,7 @@ fn on_a_terminal_up_prints_one_qr_code_that_of_the_pairing_link() {
     // The link is one serve knows.
     let page = common::raw_request(
         up.local(),
-        format!("GET {token_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {token_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     assert_eq!(page.status, 200, "{}", page.text());
 }
@@ -276,7 +276,7 @@ fn import_attaches_to_the_running_ups_project_not_the_current_directory() {
     let resp = common::raw_request(
         addr,
         format!(
-            "POST /api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+            "POST /api/chat HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )

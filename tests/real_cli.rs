@@ -251,3 +251,33 @@ fn the_real_cli_creates_files_with_the_users_umask() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
 }
+
+/// Without credentials (an empty HOME, no key) the real CLI answers "Not logged in · Please run /login" as a
+/// result with `is_error`: the turn fails with the error that says what to run on the computer, and its kind.
+#[test]
+fn a_cli_that_is_not_logged_in_fails_the_turn_with_that_kind() {
+    if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
+        common::skip("real_cli::not_logged_in", "ANTHROPIC_API_KEY is set here");
+        return;
+    }
+    let Some(claude) = common::real_claude("real_cli::not_logged_in") else {
+        return;
+    };
+    let server = Server::builder()
+        .claude(claude)
+        // Nowhere to go, should the CLI try.
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .start();
+    server.create(json!({"id": "c"}));
+    let id = server.send("c", json!({"message": "hello"}));
+    let turn: Value = common::wait_for("the turn to end", 60, || {
+        let t = server
+            .authed("GET", &format!("/api/turns/{id}"), b"")
+            .json();
+        (t["status"] != "queued" && t["status"] != "running").then_some(t)
+    });
+    assert_eq!(turn["status"], "failed", "{turn}\n{}", server.log());
+    assert_eq!(turn["error_kind"], "not_logged_in", "{turn}");
+    assert!(turn["error"].as_str().unwrap().contains("/login"), "{turn}");
+}

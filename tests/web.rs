@@ -95,3 +95,40 @@ fn the_web_app_works_in_a_real_browser() {
         ],
     );
 }
+
+/// Whether node, Chromium and playwright-core are here (else the test is skipped, or fails under CI).
+fn browser_ready(dir: &Path) -> bool {
+    if Command::new("node").arg("--version").output().is_err() {
+        missing("node");
+        return false;
+    }
+    if !PathBuf::from("/usr/bin/chromium").exists() {
+        missing("chromium (apt-get install chromium)");
+        return false;
+    }
+    if !dir.join("node_modules/playwright-core").exists() {
+        missing("playwright-core (npm install --prefix tests/web)");
+        return false;
+    }
+    true
+}
+
+/// Errors as error cards with Retry ("not logged in", a full disk, a damaged database), stopped tools, queued and
+/// unsent messages that can be withdrawn, drafts instead of empty conversations, the offline banner and a reload
+/// while offline, markdown in lists and titles, the signed-out first load, the manifest's colours.
+#[test]
+fn the_web_app_shows_errors_queues_and_offline_state_plainly() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    let server = common::Server::start();
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    run(
+        &dir.join("hardening.test.mjs"),
+        &server,
+        &[("RA_SHOTS", shots.display().to_string())],
+    );
+}

@@ -47,6 +47,7 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         ["api", "status"] => "/api/status",
         ["api", "login"] => "/api/login",
         ["api", "logout"] => "/api/logout",
+        ["api", "session"] => "/api/session",
         ["api", "conversations"] => "/api/conversations",
         ["api", "conversations", _] => "/api/conversations/{id}",
         ["api", "conversations", _, "messages"] => "/api/conversations/{id}/messages",

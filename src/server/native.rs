@@ -259,6 +259,7 @@ fn transcript(
         messages.push(json!({
             "type": "result", "turn_id": turn.id, "status": turn.status, "cost": turn.cost,
             "num_turns": turn.num_turns, "duration_ms": turn.duration_ms, "error": turn.error,
+            "error_kind": turn.error.as_deref().and_then(crate::claude::error_kind),
             "finished_at": turn.finished_at,
         }));
     }
@@ -416,7 +417,11 @@ pub(super) fn get_turn(app: &App, id: &str) -> Response<Body> {
         return error(StatusCode::NOT_FOUND, "no such turn");
     }
     match app.store.turn(id) {
-        Ok(Some(turn)) => json(StatusCode::OK, &json!(turn)),
+        Ok(Some(turn)) => {
+            let mut body = json!(turn);
+            body["error_kind"] = json!(turn.error.as_deref().and_then(crate::claude::error_kind));
+            json(StatusCode::OK, &body)
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such turn"),
         Err(e) => internal(e),
     }

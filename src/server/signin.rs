@@ -53,6 +53,23 @@ pub(super) async fn login(app: &App, req: Request<Incoming>, ctx: Ctx) -> Respon
     signed_in(StatusCode::NO_CONTENT, &token, ctx)
 }
 
+/// `GET /api/session` → 200 `{"signed_in": bool}`: whether this browser's sign-in cookie is valid, so that the app
+/// can choose between the login screen and the list without a 401 in the console. Only the cookie counts: checking
+/// a password here would be a guess oracle outside the login throttle.
+pub(super) fn session(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let signed_in = match auth::session_cookie(req.headers()) {
+        Some(token) => match app.store.session_valid(&auth::sha256_hex(token.as_bytes())) {
+            Ok(valid) => valid,
+            Err(e) => return internal(e),
+        },
+        None => false,
+    };
+    super::json(
+        StatusCode::OK,
+        &serde_json::json!({ "signed_in": signed_in }),
+    )
+}
+
 fn signed_in(status: StatusCode, token: &str, ctx: Ctx) -> Response<Body> {
     let mut resp = Response::new(full(""));
     *resp.status_mut() = status;

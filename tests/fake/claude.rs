@@ -26,6 +26,8 @@
 //! - `[[thinking]]` a thinking block first (with `thinking_delta`/`signature_delta` events).
 //! - `[[error]]` API failure: synthetic assistant, result `success` + `is_error:true`
 //!   (`API Error: Unable to connect to API (ConnectionRefused)`), rc 1.
+//! - `[[not-logged-in]]` no credentials: like `[[error]]`, with the text `Not logged in · Please run /login` and
+//!   the synthetic message's `"error":"authentication_failed"`, rc 1.
 //! - `[[retry:N]]` N `system`/`api_retry` lines before the reply.
 //! - `[[deltas:N]]` exactly N `text_delta` events (the reply is padded with `.` if it is shorter than N).
 //! - `[[paced:N:MS]]` the text block is instead N `text_delta` events sent MS milliseconds apart, each holding
@@ -46,7 +48,8 @@
 //! tool_result | orphan, write, slow], reply (or API error), result, linger.
 //!
 //! # Signals (doc §5)
-//! SIGINT (default): a `user` line `[Request interrupted by user]`, then a `result` with subtype
+//! SIGINT (default): during `[[tool]]`'s `[[slow]]` the tool's `tool_result` (`is_error`, `[Request interrupted by
+//! user for tool use]`); a `user` line `[Request interrupted by user]`, then a `result` with subtype
 //! `error_during_execution` and `terminal_reason` `aborted_tools` (during `[[slow]]`) or `aborted_streaming`
 //! (elsewhere), rc 0. SIGTERM: rc 143 and no result. While stdin is still being read (before the markers
 //! are known): SIGINT → rc 130, SIGTERM → rc 143, nothing printed.
@@ -90,6 +93,7 @@ use serde_json::{Value, json};
 const VERSION: &str = "2.1.197";
 const MODEL: &str = "claude-fake-1";
 const API_ERROR: &str = "API Error: Unable to connect to API (ConnectionRefused)";
+const NOT_LOGGED_IN: &str = "Not logged in · Please run /login";
 const NO_INPUT: &str =
     "Error: Input must be provided either through stdin or as a prompt argument when using --print";
 const TOOLS: &[&str] = &[
@@ -419,6 +423,7 @@ struct Markers {
     tool: bool,
     thinking: bool,
     error: bool,
+    not_logged_in: bool,
     garbage: bool,
     orphan: bool,
     ignore_int: bool,
@@ -451,6 +456,7 @@ impl Markers {
             tool: flag("tool"),
             thinking: flag("thinking"),
             error: flag("error"),
+            not_logged_in: flag("not-logged-in"),
             garbage: flag("garbage"),
             orphan: flag("orphan"),
             ignore_int: flag("ignore-int"),
@@ -684,19 +690,24 @@ impl Turn {
             self.num_turns = 2;
         }
 
-        let rc = if self.markers.error {
+        let rc = if self.markers.error || self.markers.not_logged_in {
+            let (text, kind) = if self.markers.not_logged_in {
+                (NOT_LOGGED_IN, "authentication_failed")
+            } else {
+                (API_ERROR, "unknown")
+            };
             self.emit(json!({
                 "type": "assistant",
                 "message": {
                     "id": new_uuid(), "container": null, "model": "<synthetic>", "role": "assistant",
                     "stop_reason": "stop_sequence", "stop_sequence": "", "type": "message",
-                    "usage": usage(0, 0), "content": [{"type": "text", "text": API_ERROR}],
+                    "usage": usage(0, 0), "content": [{"type": "text", "text": text}],
                 },
                 "parent_tool_use_id": null, "session_id": self.session_id, "uuid": new_uuid(),
-                "error": "unknown",
+                "error": kind,
             }));
             let mut result = self.result("success", true, "completed");
-            result["result"] = json!(API_ERROR);
+            result["result"] = json!(text);
             result["stop_reason"] = json!("stop_sequence");
             result["total_cost_usd"] = json!(0);
             result["usage"] = usage(0, 0);
@@ -898,6 +909,16 @@ impl Turn {
             result["stop_reason"] = json!("end_turn");
             self.out.result(result);
             finish(0);
+        }
+        if self.in_tool && self.markers.tool {
+            // The interrupted tool's result, as the real CLI reports it: an error.
+            self.out.message(json!({
+                "type": "user",
+                "message": {"role": "user", "content": [{"tool_use_id": "toolu_fake1", "type": "tool_result",
+                    "content": "[Request interrupted by user for tool use]", "is_error": true}]},
+                "parent_tool_use_id": null, "session_id": self.session_id, "uuid": new_uuid(),
+                "timestamp": timestamp(),
+            }));
         }
         self.out.message(json!({
             "type": "user",

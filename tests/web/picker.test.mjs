@@ -37,7 +37,10 @@ try {
   check(options.length === 2 && options[1] === RA_PROJECT2, `picker options: ${options}`);
   await page.selectOption('#project', RA_PROJECT2);
   const created = page.waitForResponse((r) => r.url().endsWith('/api/conversations') && r.request().method() === 'POST');
+  // "+" opens a draft; the first message creates the conversation, in the project picked.
   await page.click('#new-conv');
+  await page.fill('#input', 'in the second project');
+  await page.click('#send');
   const conversation = await (await created).json();
   check(conversation.project === RA_PROJECT2, `the conversation runs in ${conversation.project}`);
   console.log('ok: the picker created a conversation in the second project');
