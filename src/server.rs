@@ -846,9 +846,22 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     resp
 }
 
-fn internal(e: impl std::fmt::Display) -> Response<Body> {
+/// A failure of ours: 500, with the details in the log only. A full disk (507) or a damaged database (503) is
+/// not a bug and is said so, in the words of docs/api.md.
+fn internal(e: impl std::fmt::Display + 'static) -> Response<Body> {
+    let fault = (&e as &dyn std::any::Any)
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(crate::store::Fault::of);
     tracing::error!("internal error: {e}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    match fault {
+        Some(f @ crate::store::Fault::DiskFull) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, f.message())
+        }
+        Some(f @ crate::store::Fault::Damaged) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, f.message())
+        }
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
 }
 
 #[cfg(test)]
