@@ -219,6 +219,13 @@ pub fn integrity_check(path: &Path) -> std::result::Result<(), String> {
     }
 }
 
+/// True when the database's WAL holds something (a database can live there before its first checkpoint).
+pub fn wal_has_data(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
 /// SQLite's `PRAGMA quick_check` (the structure of every page, without cross-checking indexes: fast enough for
 /// every start). A damaged database comes back as SQLITE_CORRUPT with what the check found.
 fn quick_check(conn: &Connection) -> Result<()> {
@@ -518,6 +525,16 @@ impl Store {
             .pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)?;
         store._checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
+    }
+
+    /// Moves the WAL into the database and empties it (at a clean exit: the files left are the database alone).
+    pub fn truncate_wal(&self) {
+        if let Err(e) = self
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!("WAL checkpoint failed: {e}");
+        }
     }
 
     /// An in-memory database, for tests.
@@ -854,6 +871,27 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The reply a turn had streamed past its last complete text block (what an interrupted turn was saying
+    /// when it stopped), if any.
+    pub fn partial_text(&self, turn_id: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1 AND kind = 'text_delta'
+             AND seq > coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND kind = 'message'), 0)
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([turn_id], packed_row)?;
+        let mut text = String::new();
+        for e in unpack(rows, 0, usize::MAX)? {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data)
+                && let Some(piece) = v["text"].as_str()
+            {
+                text.push_str(piece);
+            }
+        }
+        Ok(Some(text).filter(|t| !t.is_empty()))
     }
 
     /// Records a browser sign-in, by the hash of its token, valid for `ttl_secs`.
