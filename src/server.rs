@@ -903,4 +903,34 @@ mod tests {
         assert_eq!(query_param(Some("conv_id=%zz"), "conv_id"), None);
         assert_eq!(query_param(None, "conv_id"), None);
     }
+
+    #[tokio::test]
+    async fn storage_faults_are_said_in_plain_words() {
+        use http_body_util::BodyExt;
+        use rusqlite::ffi;
+        let fault = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        for (e, status, said) in [
+            (fault(ffi::SQLITE_FULL), 507, "disk full"),
+            (
+                fault(ffi::SQLITE_CORRUPT),
+                503,
+                "database damaged: run `remote-agent doctor`",
+            ),
+            (
+                fault(ffi::SQLITE_NOTADB),
+                503,
+                "database damaged: run `remote-agent doctor`",
+            ),
+            (fault(ffi::SQLITE_MISUSE), 500, "internal error"),
+        ] {
+            let resp = internal(e);
+            assert_eq!(resp.status().as_u16(), status);
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                serde_json::from_slice::<Value>(&bytes).unwrap(),
+                json!({ "error": said })
+            );
+        }
+        assert_eq!(internal("x").status().as_u16(), 500);
+    }
 }

@@ -292,9 +292,11 @@ fn deltas_share_rows_and_every_resume_point_replays_exactly() {
     // Few rows hold them: a few kB each, not one per delta.
     let conn = rusqlite::Connection::open(db(&server)).unwrap();
     let rows: i64 = conn
-        .query_row("SELECT count(*) FROM events WHERE turn_id = ?1", [&id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT count(*) FROM events WHERE turn_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(rows < 100, "{rows} rows for {n} events");
 }
@@ -304,8 +306,11 @@ fn the_wal_shrinks_after_a_large_turn() {
     let server = Server::start();
     server.create(json!({"id": "c"}));
     // A 3 MB reply: its deltas, message and result, and the turn's response, about 12 MB written.
-    let id = server.send("c", json!({"message": "[[reply:3000000]] [[deltas:1000]] big"}));
-    wait_ended(&server, &id, 120);
+    let id = server.send(
+        "c",
+        json!({"message": "[[reply:3000000]] [[deltas:1000]] big"}),
+    );
+    assert_eq!(wait_ended(&server, &id, 120)["status"], "succeeded");
     let wal = server.path("data").join("remote-agent.db-wal");
     wait_for("the WAL to be cut back", 20, || {
         let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
