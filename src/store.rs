@@ -543,8 +543,11 @@ impl Store {
         Self::setup(Connection::open_in_memory()?)
     }
 
-    fn setup(conn: Connection) -> Result<Store> {
+    fn setup(mut conn: Connection) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every transaction here writes: take the write lock at BEGIN, where a checkpoint holding it makes us
+        // wait (busy_timeout), rather than at the first write after a read, where SQLite fails at once.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // WAL + NORMAL: a commit survives a crash or kill -9 of this process (not a power cut), and costs no fsync.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
