@@ -33,7 +33,9 @@ fn main() {
         json!({"message": "[[reply:16000000]] [[deltas:400000]] a large reply"}),
     );
     let status = wait_for("the turn to end", 300, || {
-        let t = server.authed("GET", &format!("/api/turns/{id}"), b"").json();
+        let t = server
+            .authed("GET", &format!("/api/turns/{id}"), b"")
+            .json();
         let s = t["status"].as_str().unwrap_or("").to_string();
         (s != "queued" && s != "running").then_some(s)
     });
@@ -42,7 +44,9 @@ fn main() {
         status,
         "succeeded",
         "{}",
-        server.authed("GET", &format!("/api/turns/{id}"), b"").text()
+        server
+            .authed("GET", &format!("/api/turns/{id}"), b"")
+            .text()
     );
     let wal_at_end = size(&wal);
     let mut stream = SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
