@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md: idle RSS of `serve`, /health throughput under wrk (against a bare hyper server
 # run the same way), CPU time per /health request, the latency POST /api/chat adds (benches/chat_latency.rs), and
-# the streaming figures (benches/stream.rs).
+# the streaming figures (benches/stream.rs), disk use of a large turn (benches/store_size.rs).
 # Needs wrk (Debian: apt-get install wrk). Usage: benches/run.sh [rounds]   (default 5 rounds of 5 s per server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +82,9 @@ cargo bench -q --bench chat_latency 2>/dev/null | grep -v '^$'
 
 echo "== streaming (the real-CLI part needs REMOTE_AGENT_REAL_CLAUDE)"
 cargo bench -q --bench stream 2>/dev/null | grep -v '^$'
+
+echo "== disk use of a 50 MB turn, and the start-up quick_check"
+cargo bench -q --bench store_size 2>/dev/null | grep -v '^$'
 
 echo "== up"
 cargo bench -q --bench up 2>/dev/null | grep -v '^$'

@@ -448,6 +448,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     app.turns.shutdown().await;
     server.await.context("server task")?;
+    app.store.truncate_wal();
     tracing::info!("stopped");
     Ok(())
 }
@@ -914,13 +915,30 @@ fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("securing data dir {}", dir.display()))?;
     let path = dir.join("remote-agent.db");
-    std::fs::OpenOptions::new()
+    let existed = path.exists();
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    Store::open(&path).with_context(|| format!("opening the database {}", path.display()))
+    // SQLite would silently make a new, empty database of a file that was emptied (truncated by a full disk or a
+    // bad copy): a database that existed must have its header, or its WAL.
+    if existed && file.metadata()?.len() == 0 && !crate::store::wal_has_data(&path) {
+        anyhow::bail!(
+            "the database {} is empty: it existed but has lost its contents. Run `remote-agent doctor`; restore \
+             the file from your own backup, or move it aside (mv {0} {0}.empty) to start with a new, empty one",
+            path.display()
+        );
+    }
+    Store::open(&path).map_err(|e| match crate::store::Fault::of(&e) {
+        Some(crate::store::Fault::Damaged) => anyhow::anyhow!(
+            "the database {} is damaged ({e}). Run `remote-agent doctor`; restore the file from your own backup, \
+             or move it aside with its -wal and -shm files (mv {0} {0}.damaged) to start with a new, empty one",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("opening the database {}", path.display())),
+    })
 }
 
 /// Stops what a crashed server left running for a turn: the recorded process group, if the pid still belongs to

@@ -320,7 +320,18 @@ fn files(settings: &Settings) -> Vec<Check> {
         }
     }
     let db = dir.join("remote-agent.db");
-    if db.exists() {
+    let emptied =
+        std::fs::metadata(&db).is_ok_and(|m| m.len() == 0) && !crate::store::wal_has_data(&db);
+    if emptied {
+        out.push(Check::Problem {
+            what: format!("database {} is empty: it has lost its contents", db.display()),
+            fix: format!(
+                "stop remote-agent, restore {0} from your own backup, or move it aside (mv {0} {0}.empty) to start \
+                 with a new, empty one",
+                db.display()
+            ),
+        });
+    } else if db.exists() {
         out.push(match crate::store::integrity_check(&db) {
             Ok(()) => Check::Ok(format!("database {} passes its integrity check", db.display())),
             Err(e) => Check::Problem {

@@ -1180,9 +1180,22 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     resp
 }
 
-fn internal(e: impl std::fmt::Display) -> Response<Body> {
+/// A failure of ours: 500, with the details in the log only. A full disk (507) or a damaged database (503) is
+/// not a bug and is said so, in the words of docs/api.md.
+fn internal(e: impl std::fmt::Display + 'static) -> Response<Body> {
+    let fault = (&e as &dyn std::any::Any)
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(crate::store::Fault::of);
     tracing::error!("internal error: {e}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    match fault {
+        Some(f @ crate::store::Fault::DiskFull) => {
+            error(StatusCode::INSUFFICIENT_STORAGE, f.message())
+        }
+        Some(f @ crate::store::Fault::Damaged) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, f.message())
+        }
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
 }
 
 #[cfg(test)]
@@ -1288,5 +1301,35 @@ mod tests {
             names(json!({"tunnel": {"kind": "none", "url": null}})),
             Some(vec![])
         );
+    }
+
+    #[tokio::test]
+    async fn storage_faults_are_said_in_plain_words() {
+        use http_body_util::BodyExt;
+        use rusqlite::ffi;
+        let fault = |code| rusqlite::Error::SqliteFailure(ffi::Error::new(code), None);
+        for (e, status, said) in [
+            (fault(ffi::SQLITE_FULL), 507, "disk full"),
+            (
+                fault(ffi::SQLITE_CORRUPT),
+                503,
+                "database damaged: run `remote-agent doctor`",
+            ),
+            (
+                fault(ffi::SQLITE_NOTADB),
+                503,
+                "database damaged: run `remote-agent doctor`",
+            ),
+            (fault(ffi::SQLITE_MISUSE), 500, "internal error"),
+        ] {
+            let resp = internal(e);
+            assert_eq!(resp.status().as_u16(), status);
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                serde_json::from_slice::<Value>(&bytes).unwrap(),
+                json!({ "error": said })
+            );
+        }
+        assert_eq!(internal("x").status().as_u16(), 500);
     }
 }

@@ -75,7 +75,52 @@ ALTER TABLE conversations ADD COLUMN imported_last_at TEXT;
     r#"
 ALTER TABLE conversations ADD COLUMN imported_cost REAL NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- A row holds `n` consecutive events of one kind (seq, seq + 1, …), their data lines joined by "\n": streamed
+-- pieces of a reply are stored a few kB to a row instead of one small row each.
+ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
+
+/// Kinds whose consecutive events share a row, and how large such a row may grow. A little over one 4 kB page:
+/// SQLite then fills a whole overflow page and keeps the rest in the leaf, wasting next to nothing.
+const PACKED_KINDS: &[&str] = &["text_delta", "thinking"];
+const PACKED_ROW_BYTES: usize = 4600;
+
+/// The WAL is cut back to this size when it is reset, and truncated by the checkpointer once it has grown past it.
+const WAL_LIMIT: u64 = 4 << 20;
+
+/// What a storage error means for the person using the app; the words are part of the API (docs/api.md).
+pub const DISK_FULL: &str = "disk full";
+pub const DAMAGED: &str = "database damaged: run `remote-agent doctor`";
+
+/// A storage failure that is not a bug of ours: the disk is full, or the database file is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    DiskFull,
+    Damaged,
+}
+
+impl Fault {
+    pub fn of(e: &rusqlite::Error) -> Option<Fault> {
+        use rusqlite::ErrorCode::*;
+        match e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                DiskFull => Some(Fault::DiskFull),
+                DatabaseCorrupt | NotADatabase => Some(Fault::Damaged),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Fault::DiskFull => DISK_FULL,
+            Fault::Damaged => DAMAGED,
+        }
+    }
+}
 
 /// A conversation with the figures derived from its turns.
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +220,37 @@ pub fn integrity_check(path: &Path) -> std::result::Result<(), String> {
     }
 }
 
+/// True when the database's WAL holds something (a database can live there before its first checkpoint).
+pub fn wal_has_data(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// SQLite's `PRAGMA quick_check` (the structure of every page, without cross-checking indexes: fast enough for
+/// every start). A damaged database comes back as SQLITE_CORRUPT with what the check found.
+fn quick_check(conn: &Connection) -> Result<()> {
+    let damaged = |what: String| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(what),
+        )
+    };
+    let found: Vec<String> = conn
+        .prepare("PRAGMA quick_check(10)")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_>>()
+        .map_err(|e| match Fault::of(&e) {
+            Some(Fault::Damaged) => damaged(e.to_string()),
+            _ => e,
+        })?;
+    if found.len() == 1 && found[0] == "ok" {
+        Ok(())
+    } else {
+        Err(damaged(found.join("; ")))
+    }
+}
+
 /// The database. All access goes through one connection behind a mutex: SQLite allows one writer anyway,
 /// and every statement here takes microseconds.
 pub struct Store {
@@ -194,6 +270,9 @@ impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -211,6 +290,12 @@ impl Checkpointer {
                             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                         {
                             tracing::warn!("WAL checkpoint failed: {e}");
+                        }
+                        // A large turn leaves a large WAL; SQLite reuses it from the start but never shrinks it
+                        // until the next write resets it, so give the space back now.
+                        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+                            let _ =
+                                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                         }
                     }
                 }
@@ -232,16 +317,132 @@ pub struct StreamEvent {
     pub data: String,
 }
 
+/// Stores events, packing consecutive ones of a [`PACKED_KINDS`] kind into rows of up to [`PACKED_ROW_BYTES`],
+/// the turn's last row included when they continue it.
 fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut stmt = conn
-        .prepare_cached("INSERT INTO events (turn_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)")?;
+    /// The row being filled: its first seq, kind, size and count, and whether it is stored already (then `data`
+    /// is what to append to it).
+    struct Open {
+        seq: u64,
+        kind: String,
+        bytes: usize,
+        n: u64,
+        data: String,
+        stored: bool,
+    }
+    let write = |row: &Open| -> Result<()> {
+        if row.stored {
+            conn.prepare_cached(
+                "UPDATE events SET data = data || ?3, n = ?4 WHERE turn_id = ?1 AND seq = ?2",
+            )?
+            .execute(params![turn_id, row.seq as i64, row.data, row.n as i64])?;
+        } else {
+            conn.prepare_cached(
+                "INSERT INTO events (turn_id, seq, kind, data, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                turn_id,
+                row.seq as i64,
+                row.kind,
+                row.data,
+                row.n as i64
+            ])?;
+        }
+        Ok(())
+    };
+    let mut open: Option<Open> = conn
+        .prepare_cached(
+            "SELECT seq, kind, length(CAST(data AS BLOB)), n FROM events WHERE turn_id = ?1
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([turn_id], |r| {
+            Ok(Open {
+                seq: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                bytes: r.get::<_, i64>(2)? as usize,
+                n: r.get::<_, i64>(3)? as u64,
+                data: String::new(),
+                stored: true,
+            })
+        })
+        .optional()?;
     for e in events {
-        stmt.execute(params![turn_id, e.seq as i64, e.kind, e.data])?;
+        if let Some(row) = &mut open
+            && PACKED_KINDS.contains(&e.kind.as_str())
+            && row.kind == e.kind
+            && row.seq + row.n == e.seq
+            && row.bytes + 1 + e.data.len() <= PACKED_ROW_BYTES
+        {
+            row.data.push('\n');
+            row.data.push_str(&e.data);
+            row.bytes += 1 + e.data.len();
+            row.n += 1;
+            continue;
+        }
+        if let Some(row) = open.take()
+            && !(row.stored && row.data.is_empty())
+        {
+            write(&row)?;
+        }
+        open = Some(Open {
+            seq: e.seq,
+            kind: e.kind.clone(),
+            bytes: e.data.len(),
+            n: 1,
+            data: e.data.clone(),
+            stored: false,
+        });
+    }
+    if let Some(row) = open
+        && !(row.stored && row.data.is_empty())
+    {
+        write(&row)?;
     }
     Ok(())
+}
+
+/// The events of stored rows (see [`insert_events`]) after `after`, at most `limit`.
+fn unpack(
+    rows: impl Iterator<Item = Result<(u64, String, String, u64)>>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StreamEvent>> {
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, kind, data, n) = row?;
+        let pieces: Box<dyn Iterator<Item = &str>> = if n > 1 {
+            Box::new(data.split('\n'))
+        } else {
+            Box::new(std::iter::once(data.as_str()))
+        };
+        for (i, piece) in pieces.enumerate() {
+            let seq = seq + i as u64;
+            if seq <= after {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok(out);
+            }
+            out.push(StreamEvent {
+                seq,
+                kind: kind.clone(),
+                data: piece.to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn packed_row(r: &Row) -> Result<(u64, String, String, u64)> {
+    Ok((
+        r.get::<_, i64>(0)? as u64,
+        r.get(1)?,
+        r.get(2)?,
+        r.get::<_, i64>(3)? as u64,
+    ))
 }
 
 /// Changes to a conversation's settings; `Some(None)` clears a value.
@@ -318,10 +519,25 @@ fn turn_row(r: &Row) -> Result<Turn> {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
-        let mut store = Self::setup(Connection::open(path)?)?;
+        let conn = Connection::open(path)?;
+        quick_check(&conn)?;
+        let mut store = Self::setup(conn)?;
         store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
+        store
+            .conn()
+            .pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)?;
         store._checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
+    }
+
+    /// Moves the WAL into the database and empties it (at a clean exit: the files left are the database alone).
+    pub fn truncate_wal(&self) {
+        if let Err(e) = self
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!("WAL checkpoint failed: {e}");
+        }
     }
 
     /// An in-memory database, for tests.
@@ -329,8 +545,11 @@ impl Store {
         Self::setup(Connection::open_in_memory()?)
     }
 
-    fn setup(conn: Connection) -> Result<Store> {
+    fn setup(mut conn: Connection) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every transaction here writes: take the write lock at BEGIN, where a checkpoint holding it makes us
+        // wait (busy_timeout), rather than at the first write after a read, where SQLite fails at once.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // WAL + NORMAL: a commit survives a crash or kill -9 of this process (not a power cut), and costs no fsync.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -493,7 +712,8 @@ impl Store {
         insert_events(&tx, id, events)?;
         tx.execute(
             &format!(
-                "UPDATE turns SET status = ?2, response = ?3, session_id = ?4, cost = ?5, num_turns = ?6,
+                "UPDATE turns SET status = ?2, response = ?3, session_id = coalesce(?4, session_id), cost = ?5,
+                 num_turns = ?6,
                  duration_ms = ?7, error = ?8, finished_at = {NOW}, pid = NULL, pid_start = NULL
                  WHERE id = ?1"
             ),
@@ -534,17 +754,31 @@ impl Store {
     /// Up to `limit` of a turn's events after `after`, in order.
     pub fn events(&self, turn_id: &str, after: u64, limit: usize) -> Result<Vec<StreamEvent>> {
         let conn = self.conn();
+        // From the row holding `after` (a row can hold several events), then the rows after it.
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, data FROM events WHERE turn_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1
+             AND seq >= coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND seq <= ?2), 0)
+             ORDER BY seq LIMIT ?3",
         )?;
-        stmt.query_map(params![turn_id, after as i64, limit as i64], |r| {
-            Ok(StreamEvent {
-                seq: r.get::<_, i64>(0)? as u64,
-                kind: r.get(1)?,
-                data: r.get(2)?,
-            })
-        })?
-        .collect()
+        let rows = stmt.query_map(params![turn_id, after as i64, limit as i64 + 1], packed_row)?;
+        unpack(rows, after, limit)
+    }
+
+    /// Records the session the CLI announced for a turn, on the turn and its conversation, as soon as it is
+    /// known: the next message resumes it even if this turn does not succeed.
+    pub fn set_session(&self, turn_id: &str, session_id: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE turns SET session_id = ?2 WHERE id = ?1",
+            params![turn_id, session_id],
+        )?;
+        tx.execute(
+            "UPDATE conversations SET session_id = ?2
+             WHERE id = (SELECT conversation_id FROM turns WHERE id = ?1)",
+            params![turn_id, session_id],
+        )?;
+        tx.commit()
     }
 
     /// Creates a conversation; false if the id is taken.
@@ -632,23 +866,38 @@ impl Store {
     pub fn transcript_events(&self, turn_ids: &[&str]) -> Result<Vec<(String, StreamEvent)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, data FROM events WHERE turn_id = ?1
+            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1
              AND kind IN ('message', 'thinking', 'tool_use', 'tool_result') ORDER BY seq",
         )?;
         let mut out = Vec::new();
         for id in turn_ids {
-            let rows = stmt.query_map([id], |r| {
-                Ok(StreamEvent {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    kind: r.get(1)?,
-                    data: r.get(2)?,
-                })
-            })?;
-            for row in rows {
-                out.push((id.to_string(), row?));
+            let rows = stmt.query_map([id], packed_row)?;
+            for event in unpack(rows, 0, usize::MAX)? {
+                out.push((id.to_string(), event));
             }
         }
         Ok(out)
+    }
+
+    /// The reply a turn had streamed past its last complete text block (what an interrupted turn was saying
+    /// when it stopped), if any.
+    pub fn partial_text(&self, turn_id: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1 AND kind = 'text_delta'
+             AND seq > coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND kind = 'message'), 0)
+             ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([turn_id], packed_row)?;
+        let mut text = String::new();
+        for e in unpack(rows, 0, usize::MAX)? {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.data)
+                && let Some(piece) = v["text"].as_str()
+            {
+                text.push_str(piece);
+            }
+        }
+        Ok(Some(text).filter(|t| !t.is_empty()))
     }
 
     /// Records a browser sign-in, by the hash of its token, valid for `ttl_secs`.
@@ -799,12 +1048,12 @@ impl Store {
         // Close their streams the way a live turn would have, so subscribers reach `done`.
         tx.execute_batch(
             r#"INSERT INTO events (turn_id, seq, kind, data)
-                 SELECT t.id, coalesce(max(e.seq), 0) + 1, 'error',
+                 SELECT t.id, coalesce(max(e.seq + e.n - 1), 0) + 1, 'error',
                         '{"error":"the server stopped while this turn ran"}'
                  FROM turns t LEFT JOIN events e ON e.turn_id = t.id
                  WHERE t.status IN ('queued', 'running') GROUP BY t.id;
                INSERT INTO events (turn_id, seq, kind, data)
-                 SELECT t.id, max(e.seq) + 1, 'done', '{"status":"interrupted"}'
+                 SELECT t.id, max(e.seq + e.n - 1) + 1, 'done', '{"status":"interrupted"}'
                  FROM turns t JOIN events e ON e.turn_id = t.id
                  WHERE t.status IN ('queued', 'running') GROUP BY t.id;"#,
         )?;
@@ -958,5 +1207,62 @@ mod tests {
         assert!(s.conversation("c").unwrap().is_some());
         assert!(s.delete_conversation("c").unwrap());
         assert!(!s.delete_conversation("c").unwrap());
+    }
+
+    #[test]
+    fn packed_rows_give_back_every_event_from_any_point() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_conversation("c", "/p").unwrap();
+        s.insert_turn("t", "c", "x", None, &[ev(1, "status", "{}")])
+            .unwrap();
+        // Deltas a few at a time, as they arrive, with other kinds between them and one too large to share.
+        let mut all = vec![ev(1, "status", "{}")];
+        let mut seq = 1;
+        for round in 0..300 {
+            let mut batch = Vec::new();
+            for i in 0..(round % 4 + 1) {
+                seq += 1;
+                let kind = if (round + i) % 97 == 0 {
+                    "tool_use"
+                } else {
+                    "text_delta"
+                };
+                let data = if round == 150 {
+                    format!("{{\"text\":\"{}\"}}", "y".repeat(6000))
+                } else {
+                    format!("{{\"text\":\"{seq} \\n\"}}")
+                };
+                batch.push(ev(seq, kind, &data));
+            }
+            s.append_events("t", &batch).unwrap();
+            all.extend(batch);
+        }
+        let rows: i64 = s
+            .conn()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert!(rows < seq as i64 / 10, "{rows} rows for {seq} events");
+        let all: Vec<StreamEvent> = all.iter().map(|e| (**e).clone()).collect();
+        for after in 0..=seq {
+            for limit in [1, 7, 512] {
+                let got = s.events("t", after, limit).unwrap();
+                let want: Vec<_> = all
+                    .iter()
+                    .skip(after as usize)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                assert_eq!(got, want, "after {after} limit {limit}");
+            }
+        }
+        // A restart closes the stream after the last event of the last row.
+        s.interrupt_unfinished().unwrap();
+        let end = s.events("t", seq, 10).unwrap();
+        assert_eq!(
+            end.iter()
+                .map(|e| (e.seq, e.kind.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(seq + 1, "error"), (seq + 2, "done")]
+        );
     }
 }

@@ -16,7 +16,7 @@ use self::hub::Hub;
 pub use self::hub::{Batch, Subscription};
 use crate::claude::{self, Event, Outcome, SpawnError};
 use crate::config::{Settings, Shared};
-use crate::store::{Finish, Store, StreamEvent, Turn};
+use crate::store::{Fault, Finish, Store, StreamEvent, Turn};
 
 /// Readers of one turn's stream at once.
 pub const MAX_SUBSCRIBERS_PER_TURN: usize = 256;
@@ -384,6 +384,8 @@ struct Stream<'a> {
     turn_id: &'a str,
     seq: u64,
     pending: Vec<Arc<StreamEvent>>,
+    /// Why storing failed, once it has: the turn then stops and ends `failed` with this.
+    fault: Option<String>,
 }
 
 impl Stream<'_> {
@@ -396,13 +398,29 @@ impl Stream<'_> {
         }));
     }
 
-    /// Stores the pending events with `write` (one transaction), then shows them to readers.
-    fn flush_with(&mut self, write: impl FnOnce(&[Arc<StreamEvent>]) -> rusqlite::Result<()>) {
-        if let Err(e) = write(&self.pending) {
-            tracing::error!(turn = self.turn_id, "could not store events: {e}");
-        }
-        self.hub.publish(&self.pending);
+    /// Stores the pending events with `write` (one transaction), then shows them to readers. Events that could
+    /// not be stored are shown to nobody, and numbering goes on from the last stored one, so the stream stays
+    /// the same live and replayed. True if they were stored.
+    fn flush_with(
+        &mut self,
+        write: impl FnOnce(&[Arc<StreamEvent>]) -> rusqlite::Result<()>,
+    ) -> bool {
+        let stored = match write(&self.pending) {
+            Ok(()) => {
+                self.hub.publish(&self.pending);
+                true
+            }
+            Err(e) => {
+                tracing::error!(turn = self.turn_id, "could not store events: {e}");
+                if let Some(first) = self.pending.first() {
+                    self.seq = first.seq - 1;
+                }
+                self.failed(&e);
+                false
+            }
+        };
         self.pending.clear();
+        stored
     }
 
     fn flush(&mut self) {
@@ -410,6 +428,14 @@ impl Stream<'_> {
             let (store, turn_id) = (self.store, self.turn_id);
             self.flush_with(|events| store.append_events(turn_id, events));
         }
+    }
+
+    /// Records the first storage failure of the turn, in the words the API gives it (docs/api.md).
+    fn failed(&mut self, e: &rusqlite::Error) {
+        self.fault.get_or_insert_with(|| match Fault::of(e) {
+            Some(f) => f.message().to_string(),
+            None => format!("could not store the turn: {e}"),
+        });
     }
 }
 
@@ -427,6 +453,7 @@ async fn run_turn(
         turn_id,
         seq: 1,
         pending: Vec::new(),
+        fault: None,
     };
     // Queued: wait for the conversation, then for a slot; a stop meanwhile just drops the turn.
     let queued = async {
@@ -437,14 +464,14 @@ async fn run_turn(
     let (_lane, _slot) = tokio::select! {
         held = queued => held,
         why = stopped(stop.clone()) => {
-            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None);
+            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None).await;
         }
     };
     stream.emit("status", json!({ "status": "running" }));
 
     let spec = match spec_for(inner, turn_id, s) {
         Ok(spec) => spec,
-        Err(e) => return finish(inner, &mut stream, failed(e), None),
+        Err(e) => return finish(inner, &mut stream, failed(e), None).await,
     };
     let started = Instant::now();
     let (mut run, mut events) = match claude::spawn(&spec) {
@@ -452,7 +479,7 @@ async fn run_turn(
         Err(e) => {
             let mut ended = failed(e.to_string());
             ended.not_found = matches!(e, SpawnError::NotFound(_));
-            return finish(inner, &mut stream, ended, None);
+            return finish(inner, &mut stream, ended, None).await;
         }
     };
     let pid = run.pid();
@@ -504,6 +531,8 @@ async fn run_turn(
             w = stopped(stop.clone()) => { why = Some(w); break None; }
             () = &mut deadline => { why = Some(Stop::Timeout); break None; }
             () = sleep_until(linger), if linger.is_some() => break None,
+            // Once the turn's events cannot be stored it stops, and ends failed.
+            () = std::future::ready(()), if stream.fault.is_some() => break None,
         }
     };
     let ending = |why: Option<Stop>,
@@ -554,7 +583,7 @@ async fn run_turn(
         // it, and nobody should wait for that. The process still gets its linger time to exit; what it prints
         // meanwhile is read (a full pipe would block it) and dropped.
         let (ended, keep) = ending(None, outcome.as_ref(), None, &run);
-        finish(inner, &mut stream, ended, Some((started.elapsed(), keep)));
+        finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
         exited = loop {
             tokio::select! {
                 event = recv_or_pending(&mut events, open) => if event.is_none() { open = false },
@@ -589,7 +618,7 @@ async fn run_turn(
     }
     if !result_seen {
         let (ended, keep) = ending(why, outcome.as_ref(), exited, &run);
-        finish(inner, &mut stream, ended, Some((started.elapsed(), keep)));
+        finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
     }
     drop(run);
     // Waiters already have their answer; the conversation's next turn waits for this clean-up.
@@ -608,10 +637,23 @@ fn on_event(
     linger: &mut Option<tokio::time::Instant>,
     event: Event,
 ) {
+    if stream.fault.is_some() {
+        // Nothing more is stored, so nothing more is shown; the outcome no longer matters either.
+        return;
+    }
     if let Some((kind, data)) = event.to_stream() {
         stream.emit(kind, data);
     }
     match event {
+        Event::Init {
+            session_id: Some(id),
+            ..
+        } => {
+            if let Err(e) = stream.store.set_session(stream.turn_id, &id) {
+                tracing::error!(turn = stream.turn_id, "could not store the session: {e}");
+                stream.failed(&e);
+            }
+        }
         Event::Result(o) => {
             *outcome = Some(o);
             linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER_AFTER_RESULT);
@@ -697,37 +739,55 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 /// Stores the ending, emits the closing events and tells the waiters. `run` is (elapsed, session to keep) when
-/// the CLI ran.
-fn finish(
+/// the CLI ran. When storing fails the turn ends `failed` with the reason instead, and that end is retried until
+/// it is stored (the disk may fill up and free again): readers and waiters only ever learn a stored end, and the
+/// conversation's next turn waits for it.
+async fn finish(
     inner: &Inner,
     stream: &mut Stream<'_>,
-    ended: Ended,
+    mut ended: Ended,
     run: Option<(Duration, Option<String>)>,
 ) {
-    if let Some(error) = &ended.error {
-        let mut data = json!({ "error": error });
-        if let Some(kind) = claude::error_kind(error) {
-            data["kind"] = json!(kind);
-        }
-        stream.emit("error", data);
-    }
-    stream.emit("done", json!({ "status": ended.status }));
-    let (duration_ms, keep) = match run {
+    let (duration_ms, mut keep) = match run {
         Some((elapsed, keep)) => (Some(elapsed.as_millis() as i64), keep),
         None => (None, None),
     };
-    let record = Finish {
-        status: ended.status,
-        response: ended.response.clone(),
-        session_id: ended.session_id.clone(),
-        cost: ended.cost,
-        num_turns: ended.num_turns,
-        duration_ms,
-        error: ended.error.clone(),
-        keep_session: keep.is_some(),
-    };
-    let turn_id = stream.turn_id;
-    stream.flush_with(|events| inner.store.finish_turn(turn_id, &record, events));
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if let Some(fault) = &stream.fault {
+            ended = failed(fault.clone());
+            keep = None;
+        }
+        if let Some(error) = &ended.error {
+            let mut data = json!({ "error": error });
+            if let Some(kind) = claude::error_kind(error) {
+                data["kind"] = json!(kind);
+            }
+            stream.emit("error", data);
+        }
+        stream.emit("done", json!({ "status": ended.status }));
+        let record = Finish {
+            status: ended.status,
+            response: ended.response.clone(),
+            session_id: ended.session_id.clone(),
+            cost: ended.cost,
+            num_turns: ended.num_turns,
+            duration_ms,
+            error: ended.error.clone(),
+            keep_session: keep.is_some(),
+        };
+        let turn_id = stream.turn_id;
+        if stream.flush_with(|events| inner.store.finish_turn(turn_id, &record, events)) {
+            break;
+        }
+        if *inner.shutting_down.borrow() && delay >= Duration::from_secs(2) {
+            // Shutting down and still nothing lands: the next start marks the turn interrupted.
+            tracing::error!(turn = turn_id, "giving up storing the end of the turn");
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
     {
         let mut counts = lock(&inner.ended);
         *counts.by_status.entry(ended.status).or_default() += 1;

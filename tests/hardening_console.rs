@@ -126,7 +126,8 @@ fn on_a_terminal_up_prints_one_qr_code_that_of_the_pairing_link() {
     // The link is one serve knows.
     let page = common::raw_request(
         up.local(),
-        format!("GET {token_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {token_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     );
     assert_eq!(page.status, 200, "{}", page.text());
 }

@@ -256,6 +256,14 @@ fn transcript(
             message["turn_id"] = json!(turn.id);
             messages.push(message);
         }
+        // A turn that stopped mid-reply: what it had said so far, marked partial (its status is in the result).
+        if !matches!(turn.status.as_str(), "succeeded" | "queued" | "running")
+            && let Some(text) = app.store.partial_text(&turn.id)?
+        {
+            messages.push(
+                json!({"type": "assistant", "turn_id": turn.id, "text": text, "partial": true}),
+            );
+        }
         messages.push(json!({
             "type": "result", "turn_id": turn.id, "status": turn.status, "cost": turn.cost,
             "num_turns": turn.num_turns, "duration_ms": turn.duration_ms, "error": turn.error,

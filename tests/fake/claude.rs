@@ -30,6 +30,7 @@
 //!   the synthetic message's `"error":"authentication_failed"`, rc 1.
 //! - `[[retry:N]]` N `system`/`api_retry` lines before the reply.
 //! - `[[deltas:N]]` exactly N `text_delta` events (the reply is padded with `.` if it is shorter than N).
+//! - `[[reply:B]]` the reply is padded with `.` to B characters (with `[[deltas:N]]`, still N deltas).
 //! - `[[paced:N:MS]]` the text block is instead N `text_delta` events sent MS milliseconds apart, each holding
 //!   the wall-clock time it was printed (nanoseconds since the epoch, then a space): for latency benchmarks.
 //! - `[[garbage]]` also a non-JSON line, a line of an unknown type and a `system`/`status` line
@@ -419,6 +420,7 @@ struct Markers {
     linger: f64,
     retries: usize,
     deltas: Option<usize>,
+    reply: Option<usize>,
     paced: Option<(usize, f64)>,
     tool: bool,
     thinking: bool,
@@ -449,6 +451,7 @@ impl Markers {
             linger: seconds("linger"),
             retries: count("retry").unwrap_or(0),
             deltas: count("deltas"),
+            reply: count("reply"),
             paced: marker_value(text, "paced").and_then(|v| {
                 let (n, ms) = v.split_once(':')?;
                 Some((n.parse().ok()?, ms.parse().ok()?))
@@ -716,7 +719,7 @@ impl Turn {
             1
         } else {
             let mut reply = format!("echo[{n}]: {prompt}");
-            if let Some(want) = self.markers.deltas {
+            if let Some(want) = self.markers.deltas.max(self.markers.reply) {
                 let have = reply.chars().count();
                 reply.extend(std::iter::repeat_n('.', want.saturating_sub(have)));
             }
