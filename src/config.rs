@@ -744,16 +744,14 @@ pub fn config_path(flags: &Flags) -> Result<PathBuf, ConfigError> {
 
 type EnvFn = Box<dyn Fn(&str) -> Option<String>>;
 
-/// The settings a `.env` may give. Never credentials (`AUTH_*`), executables (`CLAUDE_BIN`, `CLOUDFLARED_BIN`) or
-/// the config file (which holds both): whoever can write a `.env` must not get to run a program or replace the login.
+/// The settings a `.env` may give: the prototype's address and project, and limits. Never credentials (`AUTH_*`),
+/// executables (`CLAUDE_BIN`, `CLOUDFLARED_BIN`), what Claude may do without asking (`CLAUDE_PERMISSION_MODE`,
+/// `CLAUDE_ALLOWED_TOOLS`), the data dir (its database holds the sign-ins) or the config file: whoever can write a
+/// `.env` must not get to run a program, widen Claude's permissions or replace the login.
 const DOTENV_KEYS: &[&str] = &[
     "HOST",
     "PORT",
     "CLAUDE_PROJECT_PATH",
-    "CLAUDE_PERMISSION_MODE",
-    "CLAUDE_ALLOWED_TOOLS",
-    "REMOTE_AGENT_DATA_DIR",
-    "REMOTE_AGENT_STATE_DIR",
     "REMOTE_AGENT_TURN_TIMEOUT",
     "REMOTE_AGENT_MAX_CONCURRENT_TURNS",
     "REMOTE_AGENT_SSE_KEEPALIVE",
@@ -798,8 +796,8 @@ impl DotEnv {
             ));
         } else if !self.refused.is_empty() {
             out.push(format!(
-                "{}: not taking {} from it: credentials and executable paths come only from the environment, \
-                 flags or the config file",
+                "{}: not taking {} from it: credentials, executable paths, Claude's permissions and our \
+                 directories come only from the environment, flags or the config file",
                 self.path.display(),
                 self.refused.join(", ")
             ));
@@ -859,9 +857,12 @@ fn project_holding(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<PathBuf> {
     let flags = flags.paths_over(env);
+    // Made absolute against the launch dir: after `serve` moves to the state dir, a relative --config must still
+    // name the same file, or a reload would find no projects and read a .env it should ignore.
     let allow = flags
         .config
-        .clone()
+        .as_ref()
+        .map(|p| absolute(dir, p))
         .or_else(default_config_path)
         .and_then(|p| read_config_file(&p, false).ok())
         .map(|c| c.projects.allow)

@@ -241,7 +241,7 @@ fn settings_from_the_environment_reach_the_unit() {
     let project = home.path().join("project");
     run(home.path(), &["service", "print", "systemd"]); // writes the config file with the login
     // A .env counts where the command is run by hand outside the project (one inside it is never read).
-    std::fs::write(home.path().join(".env"), "CLAUDE_PERMISSION_MODE=plan\n").unwrap();
+    std::fs::write(home.path().join(".env"), "REMOTE_AGENT_TURN_TIMEOUT=123\n").unwrap();
     let out = Command::new(common::bin())
         .args(["service", "print", "systemd", "--project"])
         .arg(&project)
@@ -256,7 +256,7 @@ fn settings_from_the_environment_reach_the_unit() {
     let unit = text(&out);
     assert!(out.status.success(), "{unit}");
     assert!(unit.contains("--port=9123"), "{unit}");
-    assert!(unit.contains("--permission-mode=plan"), "{unit}");
+    assert!(unit.contains("--turn-timeout=123"), "{unit}");
     assert!(!unit.contains(PASSWORD), "{unit}");
 }
 
