@@ -263,6 +263,8 @@ pub struct Settings {
     /// Secret: never logged, never passed to a child.
     pub password: Secret,
     pub host: String,
+    /// More names the local listener answers to (a LAN or Tailscale name), lowercased, without a trailing dot.
+    pub allowed_hosts: Vec<String>,
     pub port: u16,
     pub data_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -380,6 +382,7 @@ struct FileAuth {
 struct FileServer {
     host: Option<String>,
     port: Option<u16>,
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -496,6 +499,13 @@ impl Settings {
             .or(file.server.host)
             .unwrap_or_else(|| "127.0.0.1".into());
         let port = flags.port.or(file.server.port).unwrap_or(8000);
+        let allowed_hosts = file
+            .server
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         let (data_dir, state_dir) = dirs(flags, cwd)?;
         let claude_bin = absolute_bin(
             cwd,
@@ -594,6 +604,7 @@ impl Settings {
             username,
             password,
             host,
+            allowed_hosts,
             port,
             data_dir,
             state_dir,

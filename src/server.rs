@@ -502,7 +502,10 @@ pub async fn handle(
         // A page whose own name was made to resolve to this computer (DNS rebinding) sends that name.
         error(
             StatusCode::MISDIRECTED_REQUEST,
-            format!("this server does not answer for the host {host:?}"),
+            format!(
+                "this server does not answer for the host {host:?}; to reach it by that name, add it to \
+                 [server] allowed_hosts in the config file"
+            ),
         )
     } else {
         match &segments {
@@ -545,8 +548,9 @@ pub async fn handle(
     app.requests.count(&method, label, status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     // A pairing token in the log would sign in whoever reads it (a log shipper, a shared journal).
+    // Any spelling counts (`/PAIR/…`, `/x/../pair/…`): a mistyped link still carries a live token.
     let pairing = match segments.as_deref() {
-        Some(segments) => segments.first() == Some(&"pair"),
+        Some(segments) => segments.iter().any(|s| s.eq_ignore_ascii_case("pair")),
         None => path.to_ascii_lowercase().contains("pair"),
     };
     let path = if pairing {
@@ -595,7 +599,11 @@ fn host_allowed(app: &App, req: &Request<Incoming>, door: Door) -> Result<(), St
         return refused();
     };
     let ok = match door.via {
-        Via::Local => local_host(&name, door.addr, &app.settings.get().host),
+        Via::Local => {
+            let settings = app.settings.get();
+            local_host(&name, door.addr, &settings.host)
+                || settings.allowed_hosts.iter().any(|h| *h == name)
+        }
         Via::Tunnel => tunnel_host(&name, &app.settings.get().state_dir),
     };
     if ok { Ok(()) } else { refused() }
@@ -1040,6 +1048,8 @@ fn body_timeout() -> Duration {
             .ok()
             .and_then(|ms| ms.parse().ok())
             .map_or(BODY_TIMEOUT, Duration::from_millis)
+            // Only ever shorter, and never so short that no body could arrive.
+            .clamp(Duration::from_millis(100), BODY_TIMEOUT)
     })
 }
 

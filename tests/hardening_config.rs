@@ -383,14 +383,23 @@ fn a_dotenv_outside_the_projects_cannot_widen_claudes_permissions_or_move_the_da
         .find(|e| e.file_name().to_string_lossy().ends_with(".argv.json"))
         .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
         .expect("claude ran");
-    assert!(argv.contains(&"--permission-mode=acceptEdits".to_string()), "{argv:?}");
     assert!(
-        !argv.iter().any(|a| a.contains("bypassPermissions") || a.ends_with("=Bash")),
+        argv.contains(&"--permission-mode=acceptEdits".to_string()),
+        "{argv:?}"
+    );
+    assert!(
+        !argv
+            .iter()
+            .any(|a| a.contains("bypassPermissions") || a.ends_with("=Bash")),
         "{argv:?}"
     );
     assert!(!evil_data.exists(), "the .env moved the data dir");
     let log = server.log();
-    for key in ["CLAUDE_PERMISSION_MODE", "CLAUDE_ALLOWED_TOOLS", "REMOTE_AGENT_DATA_DIR"] {
+    for key in [
+        "CLAUDE_PERMISSION_MODE",
+        "CLAUDE_ALLOWED_TOOLS",
+        "REMOTE_AGENT_DATA_DIR",
+    ] {
         assert!(log.contains(key), "the refusal names {key}: {log}");
     }
 }

@@ -487,3 +487,36 @@ fn under_up_the_tunnel_listener_answers_the_tunnels_own_names() {
         421
     );
 }
+
+#[test]
+fn names_in_allowed_hosts_are_answered_on_the_local_listener() {
+    // A phone on the LAN or the tailnet reaches the computer by a name (mDNS, MagicDNS) that only the user knows.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nallowed_hosts = [\"MyBox.local.\", \"laptop.tail1234.ts.net\"]\n",
+    )
+    .unwrap();
+    let server = Server::builder()
+        .arg(format!("--config={}", config.display()))
+        .start();
+    let port = server.addr.port();
+    for host in [
+        format!("mybox.local:{port}"),
+        "laptop.tail1234.ts.net".to_string(),
+    ] {
+        let r = sessions_with_host(server.addr, &host);
+        assert_eq!(r.status, 200, "{host:?}: {}", r.text());
+    }
+    let r = sessions_with_host(server.addr, &format!("otherbox.local:{port}"));
+    assert_eq!(r.status, 421, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_hosts"),
+        "the refusal names the setting: {}",
+        r.text()
+    );
+}
