@@ -34,7 +34,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 mkdir -p "$tmp/project" "$tmp/home"
-serve_cmd=(env -i PATH="$PATH" HOME="$tmp/home" AUTH_USERNAME=bench AUTH_PASSWORD=bench CLAUDE_BIN="$fake"
+serve_cmd=(env -i PATH="$PATH" HOME="$tmp/home" AUTH_USERNAME=bench AUTH_PASSWORD=bench-password CLAUDE_BIN="$fake"
   "$bin" serve --host 127.0.0.1 --port 0 --data-dir "$tmp/data" --project "$tmp/project")
 
 echo "== machine"
@@ -46,7 +46,7 @@ echo "== idle RSS of serve (started, no request yet; then after one chat turn an
 start serve "$tmp/serve.log" "${serve_cmd[@]}"
 sleep 1
 echo "idle: $(rss_kb "$pid") kB (peak during start-up $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") kB)"
-curl -s -u bench:bench -d '{"message":"hi"}' "http://$addr/api/chat" >/dev/null
+curl -s -u bench:bench-password -d '{"message":"hi"}' "http://$addr/api/chat" >/dev/null
 for _ in $(seq 1000); do echo; done | xargs -P4 -I{} curl -s -o /dev/null "http://$addr/health"
 sleep 1
 echo "after a turn and 1000 requests: $(rss_kb "$pid") kB"

@@ -1,6 +1,6 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// Two exceptions: in `supervise`, a pre-exec hook that asks the kernel to stop a child when we die; in `pages`,
-// handing back the code pages only start-up ran (madvise).
+// Three exceptions: in `supervise`, a pre-exec hook that asks the kernel to stop a child when we die; in `pages`,
+// handing back the code pages only start-up ran (madvise); in `auth`, one allocator setting (mallopt).
 #![deny(unsafe_code)]
 
 pub mod auth;
