@@ -87,6 +87,17 @@ pub fn keep_large_allocations_mapped() {
     }
 }
 
+/// Hands the free pages of the allocator's arenas back to the system. After a burst of logins, the hundreds of
+/// connections' buffers are freed into the arenas of the threads that served them, and glibc keeps them there.
+#[allow(unsafe_code)]
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases pages that no allocation uses.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 /// Basic headers verified lately, by a hash of the header and of the secret they were checked against, so that
 /// argon2 does not run on every API request (and cannot be used as a CPU drain by a signed-in client).
 #[derive(Default)]
@@ -342,7 +353,14 @@ struct ThrottleShared {
     state: std::sync::Mutex<ThrottleState>,
     /// Woken whenever a password check ends, for the requests waiting on their client's check.
     check_ended: tokio::sync::Notify,
+    /// A hand-back of free memory is due (see [`ThrottleShared::trim_later`]), after the last login was answered.
+    trim_due: std::sync::atomic::AtomicBool,
+    last_login: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long logins must have been quiet before the memory they freed is handed back: by then a burst's
+/// connections have had their answers and closed.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Default)]
 struct ThrottleState {
@@ -392,6 +410,36 @@ impl Drop for CheckSlot {
             }
         }
         self.shared.check_ended.notify_waiters();
+        ThrottleShared::trim_later(&self.shared);
+    }
+}
+
+impl ThrottleShared {
+    /// Hands free memory back once logins have been quiet for [`TRIM_AFTER`] (each call pushes that back), so
+    /// that the buffers of a burst's connections, answered and closed by then, do not stay with the allocator.
+    fn trim_later(shared: &std::sync::Arc<ThrottleShared>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        *shared.last_login.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::Instant::now());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if shared.trim_due.swap(true, Relaxed) {
+            return;
+        }
+        let shared = shared.clone();
+        runtime.spawn(async move {
+            loop {
+                let last = *shared.last_login.lock().unwrap_or_else(|e| e.into_inner());
+                let due = last.unwrap_or_else(std::time::Instant::now) + TRIM_AFTER;
+                if std::time::Instant::now() >= due {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
+            shared.trim_due.store(false, Relaxed);
+            let _ = tokio::task::spawn_blocking(give_back_free_memory).await;
+        });
     }
 }
 
@@ -442,9 +490,13 @@ impl Throttle {
     /// How long the client must wait before it may try a password again, if it is locked out.
     pub fn locked(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
         let now = std::time::Instant::now();
-        self.with(ip, |c, _| {
+        let wait = self.with(ip, |c, _| {
             c.locked_until.filter(|t| *t > now).map(|t| t - now)
-        })
+        });
+        if wait.is_some() {
+            ThrottleShared::trim_later(&self.shared);
+        }
+        wait
     }
 
     /// Checks a password (`user_ok`: the user name matched) under the defences: a locked-out client is refused;
@@ -467,7 +519,10 @@ impl Throttle {
             ended.as_mut().enable();
             match self.begin(ip) {
                 Begin::Go { slot, slow, locks } => break (slot, slow, locks),
-                Begin::Refused(r) => return Err(r),
+                Begin::Refused(r) => {
+                    ThrottleShared::trim_later(&self.shared);
+                    return Err(r);
+                }
                 Begin::Wait => {
                     if tokio::time::timeout_at(deadline, ended).await.is_err() {
                         return Err(Refused::Busy);

@@ -1,6 +1,7 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
 // Three exceptions: in `supervise`, a pre-exec hook that asks the kernel to stop a child when we die; in `pages`,
-// handing back the code pages only start-up ran (madvise); in `auth`, one allocator setting (mallopt).
+// handing back the code pages only start-up ran (madvise); in `auth`, the allocator keeping argon2's memory and
+// handing back what a burst of logins freed (mallopt, malloc_trim).
 #![deny(unsafe_code)]
 
 pub mod auth;
