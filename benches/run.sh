@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md: idle RSS of `serve`, /health throughput under wrk (against a bare hyper server
-# run the same way), CPU time per /health request, the latency POST /api/chat adds (benches/chat_latency.rs), and
-# the streaming figures (benches/stream.rs).
+# run the same way), CPU time per /health request, the latency POST /api/chat adds (benches/chat_latency.rs),
+# the streaming figures (benches/stream.rs), and memory under a burst of wrong logins (benches/login_burst.rs).
 # Needs wrk (Debian: apt-get install wrk). Usage: benches/run.sh [rounds]   (default 5 rounds of 5 s per server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +85,9 @@ cargo bench -q --bench stream 2>/dev/null | grep -v '^$'
 
 echo "== up"
 cargo bench -q --bench up 2>/dev/null | grep -v '^$'
+
+echo "== a burst of wrong logins against an argon2id password (memory)"
+cargo bench -q --bench login_burst 2>/dev/null | grep -v '^$'
 
 echo "== the web app's first load (needs Debian's chromium and npm install --prefix tests/web)"
 if [ -x /usr/bin/chromium ] && [ -d tests/web/node_modules/playwright-core ]; then
