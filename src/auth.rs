@@ -1,6 +1,6 @@
 //! Credentials and the defences around them: HTTP Basic and argon2id passwords (with a short cache of verified
 //! headers), browser sign-ins by cookie, one-time pairing tokens, the cross-site check, the 401 answer, and
-//! throttling (lockouts, an overall slowdown, a request rate).
+//! throttling (password checks bounded, lockouts, an overall slowdown, a request rate).
 
 use base64::Engine;
 use hyper::header::{self, HeaderMap, HeaderValue};
