@@ -38,7 +38,7 @@ fn main() {
         .current_dir(dir.path())
         .env("HOME", dir.path())
         .env("AUTH_USERNAME", "bench")
-        .env("AUTH_PASSWORD", "bench")
+        .env("AUTH_PASSWORD", "bench-password")
         .env("CLAUDE_BIN", &fake)
         .env("FAKE_CLAUDE_TIMING", &timing)
         .stdout(Stdio::piped())
@@ -58,9 +58,9 @@ fn main() {
     let mut conn = TcpStream::connect(&addr).unwrap();
     conn.set_nodelay(true).unwrap();
     let body = r#"{"message":"hi","conv_id":"bench"}"#;
-    // "bench:bench" in base64.
+    // "bench:bench-password" in base64 (serve refuses a password under 8 characters).
     let request = format!(
-        "POST /api/chat HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic YmVuY2g6YmVuY2g=\r\n\
+        "POST /api/chat HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQ=\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md: idle RSS of `serve`, /health throughput under wrk (against a bare hyper server
-# run the same way), CPU time per /health request, the latency POST /api/chat adds (benches/chat_latency.rs), and
-# the streaming figures (benches/stream.rs), disk use of a large turn (benches/store_size.rs).
+# run the same way), CPU time per /health request, the latency POST /api/chat adds (benches/chat_latency.rs), the
+# streaming figures (benches/stream.rs), disk use of a large turn (benches/store_size.rs), and memory under a burst
+# of wrong logins (benches/login_burst.rs).
 # Needs wrk (Debian: apt-get install wrk). Usage: benches/run.sh [rounds]   (default 5 rounds of 5 s per server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 mkdir -p "$tmp/project" "$tmp/home"
-serve_cmd=(env -i PATH="$PATH" HOME="$tmp/home" AUTH_USERNAME=bench AUTH_PASSWORD=bench CLAUDE_BIN="$fake"
+serve_cmd=(env -i PATH="$PATH" HOME="$tmp/home" AUTH_USERNAME=bench AUTH_PASSWORD=bench-password CLAUDE_BIN="$fake"
   "$bin" serve --host 127.0.0.1 --port 0 --data-dir "$tmp/data" --project "$tmp/project")
 
 echo "== machine"
@@ -46,7 +47,7 @@ echo "== idle RSS of serve (started, no request yet; then after one chat turn an
 start serve "$tmp/serve.log" "${serve_cmd[@]}"
 sleep 1
 echo "idle: $(rss_kb "$pid") kB (peak during start-up $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") kB)"
-curl -s -u bench:bench -d '{"message":"hi"}' "http://$addr/api/chat" >/dev/null
+curl -s -u bench:bench-password -d '{"message":"hi"}' "http://$addr/api/chat" >/dev/null
 for _ in $(seq 1000); do echo; done | xargs -P4 -I{} curl -s -o /dev/null "http://$addr/health"
 sleep 1
 echo "after a turn and 1000 requests: $(rss_kb "$pid") kB"
@@ -88,6 +89,9 @@ cargo bench -q --bench store_size 2>/dev/null | grep -v '^$'
 
 echo "== up"
 cargo bench -q --bench up 2>/dev/null | grep -v '^$'
+
+echo "== a burst of wrong logins against an argon2id password (memory)"
+cargo bench -q --bench login_burst 2>/dev/null | grep -v '^$'
 
 echo "== the web app's first load (needs Debian's chromium and npm install --prefix tests/web)"
 if [ -x /usr/bin/chromium ] && [ -d tests/web/node_modules/playwright-core ]; then

@@ -362,6 +362,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     private_files();
     let flags = args.flags;
     let settings = Settings::load(&flags)?;
+    crate::auth::check_password_length(&settings.password)?;
+    crate::auth::keep_large_allocations_mapped();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,
@@ -514,7 +516,13 @@ impl Stops {
 }
 
 fn reload(app: &App, flags: &Flags) {
-    match Settings::load(flags) {
+    let loaded = Settings::load(flags)
+        .map_err(anyhow::Error::from)
+        .and_then(|new| {
+            crate::auth::check_password_length(&new.password)?;
+            Ok(new)
+        });
+    match loaded {
         Ok(new) => {
             let old = app.settings.replace(new);
             let now = app.settings.get();
@@ -546,8 +554,9 @@ fn passwd(flags: &Flags, username: Option<String>) -> anyhow::Result<()> {
     let config = crate::config::config_path(flags)?;
     let password = read_new_password()?;
     anyhow::ensure!(
-        password.chars().count() >= 8,
-        "the password must have at least 8 characters"
+        password.chars().count() >= crate::auth::MIN_PASSWORD_CHARS,
+        "the password must have at least {} characters",
+        crate::auth::MIN_PASSWORD_CHARS
     );
     let username = username
         .or_else(|| Settings::load(flags).ok().map(|s| s.username))
@@ -559,6 +568,16 @@ fn passwd(flags: &Flags, username: Option<String>) -> anyhow::Result<()> {
         "Saved the password for {username} in {} (as an argon2id hash).",
         config.display()
     );
+    // Whoever signed in under the old password (perhaps the reason it changes) is signed out.
+    match signed_out_everywhere(flags) {
+        Ok(Some(n)) => {
+            println!("Signed out {n} browser session(s): sign in again with the new password.")
+        }
+        Ok(None) => {}
+        Err(e) => println!(
+            "Warning: could not sign the browsers out ({e:#}); run `remote-agent logout --all`."
+        ),
+    }
     if std::env::var_os("AUTH_PASSWORD").is_some() {
         println!("Note: AUTH_PASSWORD is set in the environment and wins over the config file.");
     }
@@ -578,6 +597,15 @@ fn passwd(flags: &Flags, username: Option<String>) -> anyhow::Result<()> {
         None => println!("A running `remote-agent serve` takes it on SIGHUP or a restart."),
     }
     Ok(())
+}
+
+/// Revokes every browser sign-in; None when there is no database yet (so nobody to sign out).
+fn signed_out_everywhere(flags: &Flags) -> anyhow::Result<Option<usize>> {
+    let path = crate::config::data_dir(flags)?.join("remote-agent.db");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(open_store_at(flags)?.revoke_all_sessions()?))
 }
 
 /// Reads the new password: twice, without echo, from a terminal; else one line of standard input.

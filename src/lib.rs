@@ -1,6 +1,7 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// Two exceptions: in `supervise`, pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
-// umask); in `pages`, handing back the code pages only start-up ran (madvise).
+// Three exceptions: in `supervise`, pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
+// umask); in `pages`, handing back the code pages only start-up ran (madvise); in `auth`, the allocator keeping
+// argon2's memory and handing back what a burst of logins freed (mallopt, malloc_trim).
 #![deny(unsafe_code)]
 
 pub mod auth;

@@ -601,8 +601,7 @@ fn host_allowed(app: &App, req: &Request<Incoming>, door: Door) -> Result<(), St
     let ok = match door.via {
         Via::Local => {
             let settings = app.settings.get();
-            local_host(&name, door.addr, &settings.host)
-                || settings.allowed_hosts.iter().any(|h| *h == name)
+            local_host(&name, door.addr, &settings.host) || settings.allowed_hosts.contains(&name)
         }
         Via::Tunnel => tunnel_host(&name, &app.settings.get().state_dir),
     };
@@ -763,7 +762,7 @@ async fn route(
         (_, ["api", "session"]) => return method_not_allowed("GET"),
         _ => {}
     }
-    let signed = match authenticate(app, &req, ctx.client).await {
+    let signed = match authenticate(app, &req, ctx).await {
         Ok(signed) => signed,
         Err(resp) => return resp,
     };
@@ -775,8 +774,8 @@ async fn route(
     // A browser that holds credentials must not act for another site's page; signed in by cookie, it must
     // even say that the request comes from our own.
     let same_site = match signed {
-        Signed::Cookie(_) => auth::same_origin_strict(req.headers()),
-        Signed::Basic => auth::same_origin(req.headers()),
+        Signed::Cookie(_) => auth::same_origin_strict(req.headers(), ctx.secure),
+        Signed::Basic => auth::same_origin(req.headers(), ctx.secure),
     };
     if method != Method::GET && !same_site {
         return error(StatusCode::FORBIDDEN, "cross-site request refused");
@@ -816,13 +815,22 @@ async fn route(
     }
 }
 
-/// Checks the credentials (a sign-in cookie, else HTTP Basic) with the brute-force defences: a locked-out client
-/// gets 429, a failed attempt is counted, logged and (when failures pile up overall) answered slowly.
+/// Checks the credentials (a sign-in cookie, else HTTP Basic) with the brute-force defences of
+/// [`auth::Throttle::verify`]: a locked-out or over-eager client gets 429, a failed attempt is counted and logged.
 async fn authenticate(
     app: &App,
     req: &Request<Incoming>,
-    client: std::net::IpAddr,
+    ctx: Ctx,
 ) -> Result<Signed, Response<Body>> {
+    if auth::session_cookie_repeated(req.headers()) {
+        let mut resp = error(
+            StatusCode::BAD_REQUEST,
+            "the request carries more than one ra_session cookie; refused",
+        );
+        resp.headers_mut()
+            .insert(header::SET_COOKIE, auth::set_cookie(None, ctx.secure));
+        return Err(resp);
+    }
     if let Some(token) = auth::session_cookie(req.headers()) {
         let hash = auth::sha256_hex(token.as_bytes());
         match app.store.session_valid(&hash) {
@@ -831,35 +839,34 @@ async fn authenticate(
             Err(e) => return Err(internal(e)),
         }
     }
-    let attempted = req.headers().contains_key(header::AUTHORIZATION);
-    if attempted && let Some(wait) = app.throttle.locked(client) {
-        return Err(too_many(wait, "too many failed logins; try again later"));
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        return Err(auth::unauthorized(req.headers()));
+    }
+    // Locked out: refused before even the cache of verified headers, so a lockout holds for every password.
+    if let Some(wait) = app.throttle.locked(ctx.client) {
+        return Err(refused(auth::Refused::Locked(wait)));
     }
     let settings = app.settings.get();
-    if auth::basic_verified(
+    match auth::basic_verified(
         req.headers(),
         &settings.username,
         &settings.password,
         &app.basic_cache,
+        &app.throttle,
+        ctx.client,
     )
     .await
     {
-        app.throttle.succeeded(client);
-        return Ok(Signed::Basic);
+        Ok(true) => Ok(Signed::Basic),
+        Ok(false) => Err(auth::unauthorized(req.headers())),
+        Err(r) => Err(refused(r)),
     }
-    if attempted {
-        login_failed(app, client).await;
-    }
-    Err(auth::unauthorized(req.headers()))
 }
 
-/// Counts and logs a failed login, holding the answer back while failures pile up overall.
-async fn login_failed(app: &App, client: std::net::IpAddr) {
-    tracing::warn!(client = %client, "failed login");
-    let slow = app.throttle.failed(client);
-    if !slow.is_zero() {
-        tokio::time::sleep(slow).await;
-    }
+/// 429 for a password that was not checked, saying how long to wait.
+fn refused(why: auth::Refused) -> Response<Body> {
+    let (message, wait) = why.message();
+    too_many(wait, &message)
 }
 
 /// 429 with `Retry-After` in whole seconds.

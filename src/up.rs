@@ -84,6 +84,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    crate::auth::check_password_length(&settings.password)?;
     let state_dir = settings.state_dir.clone();
     create_private_dir(&state_dir)?;
     let _lock = lock(&state_dir)?;

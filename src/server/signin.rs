@@ -6,7 +6,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
-use super::{App, Body, Ctx, Signed, error, full, internal, login_failed, read_json, too_many};
+use super::{App, Body, Ctx, Signed, error, full, internal, read_json, refused};
 use crate::auth;
 use crate::store::Pairing;
 
@@ -20,11 +20,11 @@ struct Login {
 /// `POST /api/login {username, password}` → 204 and the `ra_session` cookie; the brute-force defences apply as
 /// for Basic.
 pub(super) async fn login(app: &App, req: Request<Incoming>, ctx: Ctx) -> Response<Body> {
-    if !auth::same_origin(req.headers()) {
+    if !auth::same_origin(req.headers(), ctx.secure) {
         return error(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     if let Some(wait) = app.throttle.locked(ctx.client) {
-        return too_many(wait, "too many failed logins; try again later");
+        return refused(auth::Refused::Locked(wait));
     }
     let body: Login = match read_json(req).await {
         Ok(b) => b,
@@ -32,16 +32,15 @@ pub(super) async fn login(app: &App, req: Request<Incoming>, ctx: Ctx) -> Respon
     };
     let settings = app.settings.get();
     let user_ok = auth::ct_eq(body.username.as_bytes(), settings.username.as_bytes());
-    let secret = settings.password.clone();
-    let password = body.password;
-    let pass_ok = tokio::task::spawn_blocking(move || auth::password_ok(&password, &secret))
+    match app
+        .throttle
+        .verify(ctx.client, user_ok, body.password, &settings.password)
         .await
-        .unwrap_or(false);
-    if !(user_ok & pass_ok) {
-        login_failed(app, ctx.client).await;
-        return error(StatusCode::UNAUTHORIZED, "wrong user name or password");
+    {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::UNAUTHORIZED, "wrong user name or password"),
+        Err(why) => return refused(why),
     }
-    app.throttle.succeeded(ctx.client);
     let token = auth::random_token();
     if let Err(e) = app
         .store
@@ -112,7 +111,7 @@ pub(super) fn pair_page(app: &App, token: &str) -> Response<Body> {
 
 /// `POST /pair/{token}`: spends the token, signs the browser in, and sends it to the app.
 pub(super) fn pair(app: &App, req: &Request<Incoming>, token: &str, ctx: Ctx) -> Response<Body> {
-    if !auth::same_origin(req.headers()) {
+    if !auth::same_origin(req.headers(), ctx.secure) {
         return error(StatusCode::FORBIDDEN, "cross-site request refused");
     }
     let session = auth::random_token();
