@@ -13,6 +13,7 @@ import {
   $, above, errorCard, flash, follow, money, renderTranscript, resumeLive, setStatus, showError, state,
 } from './turn.js';
 
+// When, as people say it ("3 minutes ago"); past a week, the date.
 function ago(iso) {
   if (!iso) return '';
   const s = (Date.parse(iso) - Date.now()) / 1000;

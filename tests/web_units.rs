@@ -56,7 +56,10 @@ fn every_module_is_served_imported_and_kept_offline() {
     let mut imported: Vec<String> = vec!["app.js".into()];
     for name in &names {
         // Offline, a reload needs every module from the service worker's cache.
-        assert!(sw.contains(&format!("'/{name}'")), "sw.js does not cache /{name}");
+        assert!(
+            sw.contains(&format!("'/{name}'")),
+            "sw.js does not cache /{name}"
+        );
         // The page names each one, so the browser fetches them together (app.js as the script itself).
         assert!(
             index.contains(&format!("href=\"/{name}\"")) || name == "app.js",
@@ -66,7 +69,10 @@ fn every_module_is_served_imported_and_kept_offline() {
         for line in text.lines().filter(|l| l.contains(" from './")) {
             let dep = line.split(" from './").nth(1).unwrap();
             let dep = dep.split('\'').next().unwrap();
-            assert!(names.iter().any(|n| n == dep), "{name} imports ./{dep}, which is not in assets/");
+            assert!(
+                names.iter().any(|n| n == dep),
+                "{name} imports ./{dep}, which is not in assets/"
+            );
             imported.push(dep.to_string());
         }
     }
