@@ -59,6 +59,26 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/app.js"),
     ),
     (
+        "compose.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/compose.js"),
+    ),
+    (
+        "turn.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/turn.js"),
+    ),
+    (
+        "markdown.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/markdown.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/api.js"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../assets/app.css"),

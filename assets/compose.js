@@ -1,0 +1,145 @@
+// The composer and sending: the text field, Enter or Send, and each message's way to the server. A message the
+// server has not accepted yet (offline, or the answer was lost) waits in a queue that survives a reload, shows as
+// "not sent yet" with a Cancel, and is sent again with the same client_id, so Claude runs it once.
+
+import { api, NetError } from './api.js';
+import { el } from './markdown.js';
+import { $, above, errorCard, follow, state, TurnView, userBubble } from './turn.js';
+
+// crypto.randomUUID exists only in secure contexts; a plain-HTTP LAN address is not one.
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 15) | 64;
+  b[8] = (b[8] & 63) | 128;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const input = $('input');
+
+function grow() {
+  input.style.height = 'auto'; // CSSOM writes are allowed by the CSP; style attributes in markup are not
+  input.style.height = `${Math.min(input.scrollHeight + 2, window.innerHeight * 0.4)}px`;
+}
+input.addEventListener('input', grow);
+
+// Enter sends where there is a real keyboard and a mouse; on a phone Enter is a new line and the button sends.
+input.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && matchMedia('(pointer: fine)').matches) {
+    ev.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+
+$('composer').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const text = input.value.trim();
+  if (!text) return;
+  if (!state.conv) {
+    try { await above.newConv(); } catch { return; }
+  }
+  input.value = '';
+  grow();
+  await submit(text, state.conv.id);
+});
+
+// Sends a message of the open conversation (typed, or again by Retry).
+export async function submit(text, conv) {
+  // One client_id per message, kept across retries, makes a resend after a lost answer run Claude only once.
+  const p = pendingItem({ conv, text, client_id: uuid() });
+  $('messages').append(p.bubble);
+  $('messages').scrollTop = $('messages').scrollHeight;
+  state.pending.push(p);
+  savePending();
+  await send(p);
+}
+
+// A message not yet accepted by the server: its bubble says so and has a Cancel that withdraws it.
+function pendingItem(p) {
+  p.bubble = userBubble(p.text);
+  p.bubble.classList.add('pending');
+  p.note = el('div', 'pending-note');
+  p.note.hidden = true;
+  const withdraw = el('button', 'text', 'Cancel');
+  withdraw.type = 'button';
+  withdraw.setAttribute('aria-label', 'Cancel the unsent message');
+  withdraw.addEventListener('click', () => {
+    p.withdrawn = true;
+    state.pending = state.pending.filter((x) => x !== p);
+    savePending();
+    p.bubble.remove();
+  });
+  p.note.append(el('span', null, 'Not sent yet — will send when back online'), withdraw);
+  p.bubble.append(p.note);
+  return p;
+}
+
+async function send(p) {
+  if (p.sending) return;
+  p.sending = true;
+  try {
+    const res = await api('POST', `/api/conversations/${encodeURIComponent(p.conv)}/messages`,
+      { message: p.text, client_id: p.client_id });
+    const { turn_id: id } = await res.json();
+    if (p.withdrawn) {
+      // Cancelled while the send was on its way: the server has it now, so withdraw it there.
+      api('POST', `/api/turns/${id}/cancel`).catch(() => {});
+      return;
+    }
+    state.pending = state.pending.filter((x) => x !== p);
+    savePending();
+    p.bubble.classList.remove('pending');
+    p.note.remove();
+    if (state.conv && state.conv.id === p.conv && p.bubble.isConnected) {
+      const view = new TurnView(id, p.text);
+      const box = $('messages');
+      const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+      p.bubble.after(view.el);
+      if (stick) box.scrollTop = box.scrollHeight;
+      follow(id, view);
+    }
+    above.loadList().catch(() => {});
+  } catch (e) {
+    if (e instanceof NetError) {
+      const box = $('messages');
+      const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+      p.note.hidden = false;
+      if (stick) box.scrollTop = box.scrollHeight;
+    } else {
+      // The server refused it (a full disk, a damaged database, …): the message stays where it was, with the
+      // reason and a Retry that sends it again.
+      state.pending = state.pending.filter((x) => x !== p);
+      savePending();
+      p.bubble.classList.remove('pending');
+      p.note.remove();
+      const card = errorCard('Not sent', e.message, () => {
+        card.remove();
+        p.bubble.remove();
+        if (state.conv && state.conv.id === p.conv) submit(p.text, p.conv);
+      });
+      if (p.bubble.isConnected) p.bubble.after(card);
+    }
+  } finally {
+    p.sending = false;
+  }
+}
+
+export function flushPending() {
+  for (const p of [...state.pending]) if (!p.withdrawn) send(p);
+}
+
+// Unsent messages survive a reload or a closed tab (they are the user's own words, not history).
+function savePending() {
+  localStorage.setItem('ra.pending', JSON.stringify(state.pending.map(({ conv, text, client_id: c }) =>
+    ({ conv, text, client_id: c }))));
+}
+export function loadPending() {
+  try {
+    state.pending = (JSON.parse(localStorage.getItem('ra.pending')) || []).map((p) => {
+      const item = pendingItem({ conv: p.conv, text: p.text, client_id: p.client_id });
+      item.note.hidden = false;
+      return item;
+    });
+  } catch { state.pending = []; }
+}
