@@ -350,6 +350,10 @@ pub enum ConfigError {
          environment; a .env file never supplies them)"
     )]
     NoCredentials(PathBuf),
+    #[error(
+        "config file {0} does not exist: check the path, or run `remote-agent up`, which creates it on its first run"
+    )]
+    Missing(PathBuf),
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{name}: {message}")]
@@ -955,7 +959,11 @@ fn absolute(cwd: &Path, path: &Path) -> PathBuf {
 fn read_config_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // One named on purpose must be there (a typo would silently give the defaults).
+            if explicit {
+                return Err(ConfigError::Missing(path.to_path_buf()));
+            }
             return Ok(FileConfig::default());
         }
         Err(e) => {

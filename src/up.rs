@@ -78,6 +78,22 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     crate::cli::private_files();
     let settings = match Settings::load(&args.flags) {
         Ok(s) => s,
+        // A --config that does not exist yet is this first run's to create, like the default one.
+        Err(ConfigError::Missing(path)) => {
+            let from_env = |name| std::env::var(name).is_ok_and(|v| !v.is_empty());
+            if from_env("AUTH_USERNAME") && from_env("AUTH_PASSWORD") {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+            } else {
+                first_run(&path)?;
+            }
+            Settings::load(&args.flags)?
+        }
         Err(ConfigError::NoCredentials(path)) => {
             first_run(&path)?;
             Settings::load(&args.flags)?

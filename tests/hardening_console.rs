@@ -457,3 +457,50 @@ fn pairing_tokens_cloudflared_logs_are_redacted_in_its_log_file() {
     assert!(!text.contains("Secret-Token"), "{text}");
     assert!(text.contains("/pair/[redacted]"), "{text}");
 }
+
+#[test]
+fn a_first_up_with_a_config_path_that_does_not_exist_yet_creates_it_with_the_login() {
+    // The README's "try it" commands name a config file in a fresh temp dir.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let up = Up::builder()
+        .arg("--no-tunnel")
+        .without_credentials()
+        .arg(format!("--config={}", config.display()))
+        .start();
+    up.wait_line("First run", 0, 20);
+    let user = up.wait_line("user:", 0, 20);
+    let user = user.split_whitespace().last().unwrap().to_string();
+    let password = up.wait_line("password:", 0, 20);
+    let password = password.split_whitespace().last().unwrap().to_string();
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("$argon2id$")
+    );
+    let auth = basic(&user, &password);
+    let resp = common::raw_request(
+        up.local(),
+        format!("GET /api/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+#[test]
+fn serve_names_a_config_file_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--port", "0", "--config"])
+        .arg(dir.path().join("typo.toml"))
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("typo.toml") && text.contains("does not exist"),
+        "{text}"
+    );
+}
