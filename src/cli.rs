@@ -594,7 +594,9 @@ fn passwd(flags: &Flags, username: Option<String>) -> anyhow::Result<()> {
                 println!("Asked the running `remote-agent up` (pid {pid}) to reload it.");
             }
         }
-        None => println!("A running `remote-agent serve` takes it on SIGHUP or a restart."),
+        None => println!(
+            "A running `remote-agent serve` watches its config file and takes it within seconds (or on SIGHUP)."
+        ),
     }
     Ok(())
 }
@@ -646,6 +648,14 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
 
 /// `remote-agent pair`: a one-time sign-in link, stored as a hash.
 fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> {
+    // Checked before a token is made: a link on a made-up address would spend one for nothing.
+    if let Some(base) = &base
+        && !(base.starts_with("http://") || base.starts_with("https://"))
+    {
+        anyhow::bail!(
+            "--base must be the server's address, e.g. http://192.168.1.20:8000 (got {base:?})"
+        );
+    }
     let store = open_store_at(flags)?;
     let token = crate::auth::random_token();
     store.create_pairing(

@@ -523,8 +523,8 @@ pub async fn handle(
         error(
             StatusCode::MISDIRECTED_REQUEST,
             format!(
-                "this server does not answer for the host {host:?}; to reach it by that name, add it to \
-                 [server] allowed_hosts in the config file"
+                "this server does not answer for the host {host:?}; if that is a name of this computer, add it \
+                 to [server] allowed_hosts in the config file"
             ),
         )
     } else {

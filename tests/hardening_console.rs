@@ -504,3 +504,16 @@ fn serve_names_a_config_file_that_does_not_exist() {
         "{text}"
     );
 }
+
+#[test]
+fn pair_refuses_a_base_that_is_no_address_before_spending_a_token() {
+    let server = Server::start();
+    let out = server
+        .subcommand(&["pair", "--base", "not a url"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("--base"), "{text}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("/pair/"));
+}
