@@ -75,11 +75,21 @@ $('login-form').addEventListener('submit', async (ev) => {
     await start();
   } catch (e) {
     $('login-error').textContent = e.status === 401 ? 'Wrong user name or password.'
-      : e.status === 429 ? 'Too many attempts; wait a little and try again.' : `Could not sign in: ${e.message}`;
+      : e.status === 429 ? lockedOut(e) : `Could not sign in: ${e.message}`;
   } finally {
     $('login-submit').disabled = false;
   }
 });
+
+// Locked out after failed logins: how long, in the server's words ("too many failed logins; try again in 30 s") or
+// from its Retry-After; and that until then the right password is refused too, so that trying it is no use.
+function lockedOut(e) {
+  const wait = /try again/.test(e.message) ? e.message
+    : `too many attempts; try again in ${e.retryAfter ? `${e.retryAfter} s` : 'a little while'}`;
+  // "30 s" stays on one line.
+  const said = wait.replace(/(\d) (s|min)\b/g, '$1\u00a0$2');
+  return `${said[0].toUpperCase()}${said.slice(1)}. Until then even the right password is refused.`;
+}
 
 $('logout').addEventListener('click', async () => {
   try { await api('POST', '/api/logout'); } catch { /* signed out anyway */ }

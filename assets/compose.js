@@ -24,7 +24,8 @@ function grow() {
 }
 input.addEventListener('input', grow);
 
-// Enter sends where there is a real keyboard and a mouse; on a phone Enter is a new line and the button sends.
+// Enter sends where there is a real keyboard and a mouse; on a phone Enter is a new line (its key says so:
+// enterkeyhint="enter") and the button sends.
 input.addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && matchMedia('(pointer: fine)').matches) {
     ev.preventDefault();

@@ -195,10 +195,11 @@ export class TurnView {
         last.classList.remove('error');
         last.querySelector('.tool-state').textContent = 'stopped';
       }
-      // The reply so far of a turn the server stopped is kept, and marked as cut short.
+      // The reply so far of an ended turn stays, without its typing cursor; one the server stopped is marked as
+      // cut short.
       const cut = this.textEl || this.lastBubble;
+      if (this.textEl) { this.renderText(); this.textEl.classList.remove('streaming'); this.textEl = null; }
       if (s === 'interrupted' && cut && !cut.classList.contains('interrupted')) {
-        if (this.textEl) { this.renderText(); this.textEl.classList.remove('streaming'); this.textEl = null; }
         cut.classList.add('interrupted');
         cut.append(el('div', 'cut', 'interrupted'));
       }
