@@ -324,6 +324,15 @@ if (window.visualViewport) {
   fit();
 }
 
+// The keyboard opening (or the composer growing) shrinks the transcript from below: one that showed its newest
+// messages keeps showing them. Whether it did is known from its last scroll, since a shrink alone does not scroll.
+{
+  const box = $('messages');
+  let pinned = true;
+  box.addEventListener('scroll', () => { pinned = box.scrollHeight - box.scrollTop - box.clientHeight < 80; });
+  new ResizeObserver(() => { if (pinned) box.scrollTop = box.scrollHeight; }).observe(box);
+}
+
 // ---------- start ----------
 
 async function start() {
