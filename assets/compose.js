@@ -4,7 +4,7 @@
 
 import { api, NetError } from './api.js';
 import { el } from './markdown.js';
-import { $, above, errorCard, follow, state, TurnView, userBubble } from './turn.js';
+import { $, above, errorCard, follow, saveCopy, state, TurnView, userBubble } from './turn.js';
 
 // crypto.randomUUID exists only in secure contexts; a plain-HTTP LAN address is not one.
 function uuid() {
@@ -101,6 +101,7 @@ async function send(p) {
       follow(id, view);
     }
     above.loadList().catch(() => {});
+    saveCopy(p.conv);
   } catch (e) {
     if (e instanceof NetError) {
       const box = $('messages');
