@@ -441,8 +441,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server::run(listeners, app.clone(), async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
-    // Serving is set up: what ran only to get here need not stay resident while we idle.
-    crate::pages::release_code();
     stops.wait(&app, &flags).await;
     tracing::info!("shutting down: stopping turns and draining connections");
     let _ = stop_tx.send(true);

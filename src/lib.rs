@@ -1,6 +1,6 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// Two exceptions: in `supervise`, pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
-// umask); in `pages`, handing back the code pages only start-up ran (madvise).
+// One exception: in `supervise`, the pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
+// umask), which no safe API covers.
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -8,7 +8,6 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
-pub mod pages;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -174,7 +174,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         cf_started: None,
         edge_warned: false,
         last_healthy: Instant::now(),
-        trimmed: false,
         serve_listening: false,
     };
     sup.run().await
@@ -298,8 +297,6 @@ struct Supervisor {
     cf_started: Option<Instant>,
     edge_warned: bool,
     last_healthy: Instant,
-    /// The start-up code pages were handed back (see [`crate::pages::release_code`]).
-    trimmed: bool,
     /// The current serve said it listens, so its signal handlers are in place (a SIGHUP before would kill it).
     serve_listening: bool,
 }
@@ -318,14 +315,7 @@ impl Supervisor {
                 Some(event) = self.events.1.recv() => self.on_event(event),
                 () = sleep_until(self.serve.next_start) => self.start(Who::Serve)?,
                 () = sleep_until(self.tunnel.next_start) => self.start(Who::Tunnel)?,
-                _ = tick.tick() => {
-                    self.probe();
-                    // Start-up is over once the URLs are printed: what ran only for it need not stay resident.
-                    if !self.trimmed && self.local_announced && (self.kind.is_none() || self.announced) {
-                        self.trimmed = true;
-                        crate::pages::release_code();
-                    }
-                }
+                _ = tick.tick() => self.probe(),
                 _ = hup.recv() => {
                     // A serve not yet listening reads the settings as it starts: no signal needed, or safe.
                     if let Some(pid) = self.serve.pid.filter(|_| self.serve.running() && self.serve_listening) {
