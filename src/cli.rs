@@ -624,11 +624,8 @@ fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> 
     )?;
     let base = base
         .or_else(|| {
-            let state = crate::up::recorded_state(&crate::config::state_dir(flags).ok()?)?;
-            state["tunnel"]["url"]
-                .as_str()
-                .or(state["local_url"].as_str())
-                .map(String::from)
+            let state = crate::state::read_live(&crate::config::state_dir(flags).ok()?)?;
+            state.tunnel.url.or(state.local_url)
         })
         .unwrap_or_else(|| "http://127.0.0.1:8000".into());
     let link = format!("{}/pair/{token}", base.trim_end_matches('/'));
@@ -829,15 +826,8 @@ fn import_project(flags: &Flags, settings: &Settings) -> anyhow::Result<PathBuf>
         flags.with_env()?.project.is_some() || file_allows_projects(&settings.config_path);
     let running = crate::config::state_dir(flags)
         .ok()
-        .and_then(|d| crate::up::recorded_state(&d));
-    let served: Option<Vec<PathBuf>> = running.as_ref().map(|state| {
-        state["projects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_str().map(PathBuf::from))
-            .collect()
-    });
+        .and_then(|d| crate::state::read_live(&d));
+    let served: Option<Vec<PathBuf>> = running.map(|state| state.projects);
     let project = match served.as_deref() {
         _ if configured => settings.default_project().to_path_buf(),
         Some([first, ..]) => first.clone(),

@@ -215,8 +215,8 @@ fn password_in_environment(settings: Option<&Settings>) -> Vec<Check> {
         });
     }
     let running = settings
-        .and_then(|s| crate::up::recorded_state(&s.state_dir))
-        .and_then(|state| state["pid"].as_i64());
+        .and_then(|s| crate::state::read_live(&s.state_dir))
+        .map(|state| state.pid);
     if let Some(pid) = running
         && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
             e.split(|b| *b == 0)
@@ -349,11 +349,11 @@ fn files(settings: &Settings) -> Vec<Check> {
 
 /// The port is free, or held by our own server.
 async fn port(settings: &Settings) -> Check {
-    if let Some(state) = crate::up::recorded_state(&settings.state_dir) {
+    if let Some(state) = crate::state::read_live(&settings.state_dir) {
         return Check::Ok(format!(
             "remote-agent up is running (pid {}), serving {}",
-            state["pid"],
-            state["local_url"].as_str().unwrap_or("(starting)")
+            state.pid,
+            state.local_url.as_deref().unwrap_or("(starting)")
         ));
     }
     let addr = format!("{}:{}", settings.host, settings.port);

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ConfigError, Flags, Settings};
+use crate::state::{self, TunnelKind, UpState};
 use crate::supervise::{self, Backoff};
 use crate::tunnel::{self, Kind, Named};
 
@@ -86,7 +87,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let state_dir = settings.state_dir.clone();
     create_private_dir(&state_dir)?;
-    let _lock = lock(&state_dir)?;
+    let _lock = state::lock(&state_dir)?;
     let mut kind = tunnel_kind(&args, &settings)?;
     let mut cloudflared = None;
     if kind.is_some() {
@@ -221,15 +222,20 @@ impl Child {
         self.tail.push_back(line.to_string());
     }
 
-    fn state(&self) -> Value {
+    fn record(&self) -> state::Child {
         let state = if self.running() {
-            "running"
+            state::ChildStatus::Running
         } else if self.next_start.is_some() {
-            "restarting"
+            state::ChildStatus::Restarting
         } else {
-            "stopped"
+            state::ChildStatus::Stopped
         };
-        json!({"pid": self.pid, "state": state, "restarts": self.restarts, "last_exit": self.last_exit})
+        state::Child {
+            pid: self.pid,
+            state,
+            restarts: u64::from(self.restarts),
+            last_exit: self.last_exit.clone(),
+        }
     }
 }
 
@@ -328,7 +334,7 @@ impl Supervisor {
             }
         }
         self.shutdown(&mut int).await;
-        let _ = std::fs::remove_file(self.state_dir.join("state.json"));
+        state::remove(&self.state_dir);
         Ok(())
     }
 
@@ -789,37 +795,45 @@ impl Supervisor {
             // A restarted quick tunnel gets a new URL.
             self.public_url = None;
         }
-        let state = json!({
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "started_at_unix": SystemTime::now()
+        let record = UpState {
+            pid: std::process::id(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            started_at_unix: SystemTime::now()
                 .checked_sub(self.started.elapsed())
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
-            "user": self.settings.username,
+            user: Some(self.settings.username.clone()),
             // `import` attaches conversations to a project this server runs.
-            "projects": self.settings.projects,
-            "local_url": self.local.map(|_| self.local_url()),
-            "tunnel": {
-                "kind": self.kind.as_ref().map_or("none", Kind::label),
-                "url": self.public_url,
-                "ready": self.ready,
+            projects: self.settings.projects.clone(),
+            local_url: self.local.map(|_| self.local_url()),
+            tunnel: state::Tunnel {
+                kind: match &self.kind {
+                    None => TunnelKind::None,
+                    Some(Kind::Quick) => TunnelKind::Quick,
+                    Some(Kind::Named(_)) => TunnelKind::Named,
+                },
+                url: self.public_url.clone(),
+                ready: self.ready,
                 // Every name the tunnel routes to us: serve's tunnel listener answers only these (and `url`'s).
-                "hostnames": match &self.kind {
-                    Some(Kind::Named(Named::Config { config, .. })) => std::fs::read_to_string(config)
-                        .map(|c| tunnel::ingress_hostnames(&c))
-                        .unwrap_or_default(),
+                hostnames: match &self.kind {
+                    Some(Kind::Named(Named::Config { config, .. })) => {
+                        std::fs::read_to_string(config)
+                            .map(|c| tunnel::ingress_hostnames(&c))
+                            .unwrap_or_default()
+                    }
                     _ => Vec::new(),
                 },
             },
-            "children": {"serve": self.serve.state(), "cloudflared": self.tunnel.state()},
-        });
-        let path = self.state_dir.join("state.json");
-        let tmp = self.state_dir.join("state.json.tmp");
-        let written = std::fs::write(&tmp, format!("{state:#}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            eprintln!("remote-agent: cannot write {}: {e}", path.display());
+            children: state::Children {
+                cloudflared: Some(self.tunnel.record()),
+                serve: Some(self.serve.record()),
+            },
+        };
+        if let Err(e) = record.write(&self.state_dir) {
+            eprintln!(
+                "remote-agent: cannot write {}: {e}",
+                state::path(&self.state_dir).display()
+            );
         }
     }
 }
@@ -1039,39 +1053,10 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("securing {}", dir.display()))
 }
 
-/// One `up` per state dir: an exclusive lock on `up.lock`, held while we run.
-fn lock(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    let path = state_dir.join("up.lock");
-    let file = open_log(&path).with_context(|| format!("opening {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-        let state = read_state(state_dir);
-        let pid = state.as_ref().and_then(|s| s["pid"].as_u64());
-        let local = state
-            .as_ref()
-            .and_then(|s| s["local_url"].as_str().map(String::from));
-        let public = state
-            .as_ref()
-            .and_then(|s| s["tunnel"]["url"].as_str().map(String::from));
-        anyhow::anyhow!(
-            "remote-agent up is already running for {} (pid {}), serving {}{}",
-            state_dir.display(),
-            pid.map_or("?".into(), |p| p.to_string()),
-            local.unwrap_or_else(|| "(starting)".into()),
-            public.map(|p| format!(" and {p}")).unwrap_or_default()
-        )
-    })
-}
-
-fn read_state(state_dir: &Path) -> Option<Value> {
-    serde_json::from_slice(&std::fs::read(state_dir.join("state.json")).ok()?).ok()
-}
-
-/// The state `up` recorded, for `GET /api/status` (None when `up` is not running there).
+/// The state `up` recorded, as JSON, for the callers not yet reading [`crate::state::read_live`]'s fields
+/// (`passwd`, being changed in parallel).
 pub fn recorded_state(state_dir: &Path) -> Option<Value> {
-    let state = read_state(state_dir)?;
-    let pid = state["pid"].as_u64()? as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).ok()?;
-    Some(state)
+    serde_json::to_value(state::read_live(state_dir)?).ok()
 }
 
 /// The tunnel to open, from the flags, then the config file's `[tunnel]`.
@@ -1191,7 +1176,7 @@ fn random_password() -> String {
 /// `remote-agent status`: what `up` runs, from its state file. Fails when `up` is not running.
 pub fn status(flags: &Flags) -> anyhow::Result<()> {
     let state_dir = crate::config::state_dir(flags)?;
-    let Some(state) = recorded_state(&state_dir) else {
+    let Some(state) = state::read_live(&state_dir) else {
         anyhow::bail!(
             "remote-agent up is not running (no live state in {})",
             state_dir.display()
@@ -1199,44 +1184,46 @@ pub fn status(flags: &Flags) -> anyhow::Result<()> {
     };
     println!(
         "remote-agent up {} (pid {})",
-        state["version"].as_str().unwrap_or("?"),
-        state["pid"]
+        state.version.as_deref().unwrap_or("?"),
+        state.pid
     );
     println!(
         "  local:   {}",
-        state["local_url"].as_str().unwrap_or("(starting)")
+        state.local_url.as_deref().unwrap_or("(starting)")
     );
-    let tunnel = &state["tunnel"];
-    let kind = tunnel["kind"].as_str().unwrap_or("?");
-    if kind == "none" {
+    let tunnel = &state.tunnel;
+    let kind = tunnel.kind;
+    if kind == TunnelKind::None {
         println!("  tunnel:  none (this computer and its network only)");
     } else {
         println!(
-            "  tunnel:  {kind} {} ({})",
-            tunnel["url"].as_str().unwrap_or("(no URL yet)"),
-            if tunnel["ready"] == true {
+            "  tunnel:  {} {} ({})",
+            kind.label(),
+            tunnel.url.as_deref().unwrap_or("(no URL yet)"),
+            if tunnel.ready {
                 "connected"
             } else {
                 "not connected"
             }
         );
     }
-    println!("  user:    {}", state["user"].as_str().unwrap_or("?"));
-    for (name, child) in state["children"].as_object().into_iter().flatten() {
+    println!("  user:    {}", state.user.as_deref().unwrap_or("?"));
+    for (name, child) in state.children.iter() {
         // Without a tunnel there is no cloudflared to speak of.
-        if kind == "none" && name == "cloudflared" {
+        if kind == TunnelKind::None && name == "cloudflared" {
             continue;
         }
         println!(
             "  {name}: {} ({}{} restarts{})",
-            child["state"].as_str().unwrap_or("?"),
-            child["pid"]
-                .as_i64()
+            child.state.label(),
+            child
+                .pid
                 .map(|pid| format!("pid {pid}, "))
                 .unwrap_or_default(),
-            child["restarts"],
-            child["last_exit"]
-                .as_str()
+            child.restarts,
+            child
+                .last_exit
+                .as_deref()
                 .map(|e| format!(", last exit: {}", describe_exit(e)))
                 .unwrap_or_default()
         );
