@@ -437,13 +437,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(project = %app.settings.get().default_project().display(), "serving");
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = crate::shutdown::channel();
     let server = tokio::spawn(server::run(listeners, app.clone(), async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
+        stop_rx.signalled().await;
     }));
     stops.wait(&app, &flags).await;
     tracing::info!("shutting down: stopping turns and draining connections");
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     app.turns.shutdown().await;
     server.await.context("server task")?;
     app.store.truncate_wal();

@@ -10,6 +10,7 @@ pub mod config;
 pub mod doctor;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod supervise;

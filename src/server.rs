@@ -170,7 +170,7 @@ pub struct Listener {
 /// Serves every listener until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = crate::shutdown::channel();
     let caps = Caps {
         remote: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         local: Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS)),
@@ -181,7 +181,7 @@ pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<
         .map(|l| tokio::spawn(accept_loop(l, app.clone(), caps.clone(), stopped.clone())))
         .collect();
     shutdown.await;
-    let _ = stop.send(true);
+    stop.fire();
     for l in loops {
         let _ = l.await;
     }
@@ -212,7 +212,7 @@ async fn accept_loop(
     listener: Listener,
     app: Arc<App>,
     caps: Caps,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: crate::shutdown::Shutdown,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -235,7 +235,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = signalled(&mut stop) => break,
+            () = stop.signalled() => break,
         };
         // This computer's own connections (the supervisor's probe, the owner's tools) are counted apart, whatever
         // address serve listens on: from here, the peer's address is the very one it connected to.
@@ -421,11 +421,6 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
-}
-
-/// Resolves once the flag is set (the watch's guard is dropped inside, so callers stay `Send`).
-pub async fn signalled(flag: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
 }
 
 /// A TLS acceptor from PEM files: the certificate chain and its private key.

@@ -15,9 +15,10 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, Flags, Settings};
+use crate::shutdown::{self, Shutdown};
 use crate::state::{self, TunnelKind, UpState};
 use crate::supervise::{self, Backoff};
 use crate::tunnel::{self, Kind, Named};
@@ -186,7 +187,7 @@ struct Child {
     /// Counts starts, so events of an earlier run are told apart.
     generation: u64,
     pid: Option<u32>,
-    stop: Option<watch::Sender<bool>>,
+    stop: Option<shutdown::Trigger>,
     started: Instant,
     next_start: Option<tokio::time::Instant>,
     backoff: Backoff,
@@ -344,7 +345,7 @@ impl Supervisor {
         for child in [&mut self.serve, &mut self.tunnel] {
             child.next_start = None;
             if let Some(stop) = &child.stop {
-                let _ = stop.send(true);
+                stop.fire();
             }
         }
         let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(5);
@@ -404,7 +405,7 @@ impl Supervisor {
         child.generation += 1;
         child.started = Instant::now();
         let generation = child.generation;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = shutdown::channel();
         child.stop = Some(stop_tx);
         tokio::spawn(run_child(
             who,
@@ -649,7 +650,7 @@ impl Supervisor {
                 "serve has not answered /health for {} s; restarting it",
                 self.health_timeout.as_secs()
             );
-            let _ = stop.send(true);
+            stop.fire();
             self.last_healthy = Instant::now();
         }
         let tx = self.events.0.clone();
@@ -848,7 +849,7 @@ async fn run_child(
     who: Who,
     generation: u64,
     spawned: std::io::Result<tokio::process::Child>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
     tx: mpsc::UnboundedSender<Event>,
     log: Option<PathBuf>,
 ) {
@@ -879,7 +880,7 @@ async fn run_child(
     }
     let (status, asked) = tokio::select! {
         status = child.wait() => (status.ok(), false),
-        () = crate::server::signalled(&mut stop) => (supervise::stop(&mut child, GRACE).await, true),
+        () = stop.signalled() => (supervise::stop(&mut child, GRACE).await, true),
     };
     let how = match status {
         Some(s) => s.to_string(),
