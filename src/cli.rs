@@ -357,7 +357,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Recorded before private_files, whose own record then changes nothing (the first one is kept).
     if let Some(mask) = args.child_umask {
-        crate::supervise::remember_user_umask(mask);
+        crate::process::remember_user_umask(mask);
     }
     private_files();
     let flags = args.flags;
@@ -410,7 +410,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls: None,
         });
     }
-    if claude::resolve_bin(&settings.claude_bin).is_none() {
+    if crate::process::find_executable(&settings.claude_bin).is_none() {
         tracing::warn!(
             "claude executable {:?} not found or not executable: messages will fail until it is \
              (set CLAUDE_BIN or --claude-bin)",
@@ -877,10 +877,10 @@ fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
 }
 
 /// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone. The umask
-/// the user had is kept for Claude (see `supervise::with_user_umask`).
+/// the user had is kept for Claude (see `process::with_user_umask`).
 pub fn private_files() {
     let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    crate::supervise::remember_user_umask(before.bits() as u32);
+    crate::process::remember_user_umask(before.bits() as u32);
 }
 
 /// `serve` works from the state dir (0700), never from a project where Claude writes files: its settings were read
@@ -939,10 +939,7 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
             pid,
             "stopping a claude process left by a previous run"
         );
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        crate::process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     }
     claude::kill_marked_anywhere(&orphan.turn_id);
 }

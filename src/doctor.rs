@@ -116,7 +116,7 @@ pub async fn doctor(flags: &Flags, cloudflared_bin: Option<String>) -> anyhow::R
 
 /// Finds `bin` and asks its version.
 async fn version_of(bin: &str, name: &str, install: &str) -> Check {
-    let Some(path) = crate::claude::resolve_bin(bin) else {
+    let Some(path) = crate::process::find_executable(bin) else {
         return Check::Problem {
             what: format!("{name} not found ({bin:?})"),
             fix: install.to_string(),
@@ -149,7 +149,7 @@ async fn version_of(bin: &str, name: &str, install: &str) -> Check {
 /// Whether the CLI is logged in, as `claude auth status` reports it (from its environment and config files, without
 /// a request), in the environment a turn gives it.
 async fn claude_auth(bin: &str) -> Check {
-    let Some(path) = crate::claude::resolve_bin(bin) else {
+    let Some(path) = crate::process::find_executable(bin) else {
         return Check::Info("claude's login not checked: claude not found".into());
     };
     let out = tokio::time::timeout(
@@ -252,7 +252,7 @@ async fn named_tunnel(settings: &Settings, cloudflared: &str) -> Option<Check> {
         .get("config")
         .and_then(|c| c.as_str())
         .filter(|c| !c.is_empty())?;
-    let bin = crate::claude::resolve_bin(cloudflared)?;
+    let bin = crate::process::find_executable(cloudflared)?;
     Some(
         match crate::tunnel::validate(&bin, Path::new(config)).await {
             Ok(()) => Check::Ok(format!("the named tunnel's config {config} validates")),

@@ -1,5 +1,5 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// One exception: in `supervise`, the pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
+// One exception: in `process`, the pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
 // umask), which no safe API covers.
 #![deny(unsafe_code)]
 
@@ -8,6 +8,7 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod process;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -127,7 +127,7 @@ fn xml_escape(text: &str) -> String {
 pub fn service_path(claude: &str, cloudflared: &str) -> String {
     let mut dirs: Vec<String> = [claude, cloudflared]
         .iter()
-        .filter_map(|bin| crate::claude::resolve_bin(bin))
+        .filter_map(|bin| crate::process::find_executable(bin))
         .filter_map(|p| p.parent().map(|d| d.display().to_string()))
         .collect();
     for d in ["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"] {

@@ -18,9 +18,10 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, Flags, Settings};
+use crate::process;
 use crate::shutdown::{self, Shutdown};
 use crate::state::{self, TunnelKind, UpState};
-use crate::supervise::{self, Backoff};
+use crate::supervise::Backoff;
 use crate::tunnel::{self, Kind, Named};
 
 /// How long a child gets to stop after SIGTERM before SIGKILL.
@@ -102,7 +103,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             })
             .unwrap_or_else(|| "cloudflared".into());
         let bin = crate::config::absolute_bin(&crate::config::launch_dir()?, &bin);
-        match crate::claude::resolve_bin(&bin) {
+        match process::find_executable(&bin) {
             Some(path) => cloudflared = Some(path),
             None => {
                 println!(
@@ -443,7 +444,7 @@ impl Supervisor {
             .args(flags.to_args())
             .arg(format!("--log-file={}", log_path.display()));
         // We run with umask 0077; Claude is to get the one the user started us with.
-        if let Some(mask) = supervise::user_umask() {
+        if let Some(mask) = process::user_umask() {
             cmd.arg(format!("--child-umask={mask:03o}"));
         }
         match self.kind {
@@ -840,7 +841,7 @@ impl Supervisor {
 }
 
 fn cmd_spawn(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
-    supervise::spawn(cmd)
+    process::spawn(cmd)
 }
 
 /// Owns one run of a child: reports its pid, its stdout and stderr lines (stderr also appended to `log`), and its
@@ -880,7 +881,7 @@ async fn run_child(
     }
     let (status, asked) = tokio::select! {
         status = child.wait() => (status.ok(), false),
-        () = stop.signalled() => (supervise::stop(&mut child, GRACE).await, true),
+        () = stop.signalled() => (process::stop(&mut child, GRACE).await, true),
     };
     let how = match status {
         Some(s) => s.to_string(),
