@@ -274,7 +274,7 @@ pub fn main() -> ExitCode {
 fn init_logging(file: Option<&std::path::Path>) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let sink: Box<dyn Write + Send> = match file.map(RotatingFile::open) {
+    let sink: Box<dyn Write + Send> = match file.map(crate::files::RotatingFile::open) {
         Some(Ok(file)) => Box::new(file),
         Some(Err(e)) => {
             eprintln!("remote-agent: cannot write the log file ({e}); logging to stderr");
@@ -295,53 +295,6 @@ fn init_logging(file: Option<&std::path::Path>) -> tracing_appender::non_blockin
         .with_ansi(file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     guard
-}
-
-/// A log file that moves itself to `NAME.1` (replacing the one before) once it passes [`LOG_LIMIT`].
-struct RotatingFile {
-    path: PathBuf,
-    file: std::fs::File,
-    written: u64,
-}
-
-/// The size past which a log file is rotated.
-pub const LOG_LIMIT: u64 = 4 * 1024 * 1024;
-
-impl RotatingFile {
-    fn open(path: &std::path::Path) -> std::io::Result<RotatingFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Absolute: `serve` changes its working directory after it opens the log, and rotation reopens it.
-        let path = &std::path::absolute(path)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        let written = file.metadata()?.len();
-        Ok(RotatingFile {
-            path: path.to_path_buf(),
-            file,
-            written,
-        })
-    }
-}
-
-impl Write for RotatingFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.written > LOG_LIMIT {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            std::fs::rename(&self.path, old)?;
-            *self = RotatingFile::open(&self.path)?;
-        }
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -886,29 +839,18 @@ pub fn private_files() {
 /// `serve` works from the state dir (0700), never from a project where Claude writes files: its settings were read
 /// where it was started, and reloads still resolve against that place (`config::launch_dir`).
 fn enter_state_dir(settings: &Settings) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = &settings.state_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating state dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("securing state dir {}", dir.display()))?;
+    crate::files::private_dir(dir, "state dir ")?;
     std::env::set_current_dir(dir).with_context(|| format!("entering state dir {}", dir.display()))
 }
 
 /// Creates the data dir (0700) and the database file (0600) before SQLite touches them.
 fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = &settings.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("securing data dir {}", dir.display()))?;
+    crate::files::private_dir(dir, "data dir ")?;
     let path = dir.join("remote-agent.db");
     let existed = path.exists();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
+    let file = crate::files::append_private(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     // SQLite would silently make a new, empty database of a file that was emptied (truncated by a full disk or a
     // bad copy): a database that existed must have its header, or its WAL.
@@ -942,33 +884,4 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
         crate::process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     }
     claude::kill_marked_anywhere(&orphan.turn_id);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_log_file_rotates_past_its_limit_keeping_one_old_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("serve.log");
-        let mut log = RotatingFile::open(&path).unwrap();
-        let line = vec![b'x'; 64 * 1024];
-        for _ in 0..(LOG_LIMIT / line.len() as u64 + 2) {
-            log.write_all(&line).unwrap();
-        }
-        let old = dir.path().join("serve.log.1");
-        assert!(old.exists());
-        assert!(std::fs::metadata(&path).unwrap().len() < LOG_LIMIT);
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        // A second rotation replaces the old file: never more than two.
-        for _ in 0..(LOG_LIMIT / line.len() as u64 + 2) {
-            log.write_all(&line).unwrap();
-        }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
-    }
 }

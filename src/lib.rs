@@ -8,6 +8,7 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod files;
 pub mod process;
 pub mod server;
 pub mod service;

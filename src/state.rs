@@ -181,13 +181,8 @@ pub type Lock = nix::fcntl::Flock<std::fs::File>;
 
 /// Takes the lock on `up.lock` in `state_dir`, or says where the `up` that holds it serves.
 pub fn lock(state_dir: &Path) -> anyhow::Result<Lock> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join("up.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
+    let file = crate::files::append_private(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
         let state = read(state_dir);

@@ -18,6 +18,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, Flags, Settings};
+use crate::files;
 use crate::process;
 use crate::shutdown::{self, Shutdown};
 use crate::state::{self, TunnelKind, UpState};
@@ -28,8 +29,6 @@ use crate::tunnel::{self, Kind, Named};
 const GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for the Cloudflare edge before saying something is wrong.
 const EDGE_WARNING: Duration = Duration::from_secs(30);
-/// The logs are rotated past this size, one old file kept (serve rotates its own).
-const LOG_LIMIT: u64 = crate::cli::LOG_LIMIT;
 
 /// The tunnel `up` opens.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +87,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let state_dir = settings.state_dir.clone();
-    create_private_dir(&state_dir)?;
+    files::private_dir(&state_dir, "")?;
     let _lock = state::lock(&state_dir)?;
     let mut kind = tunnel_kind(&args, &settings)?;
     let mut cloudflared = None;
@@ -437,7 +436,7 @@ impl Supervisor {
         }
         let log_path = self.state_dir.join("serve.log");
         // Its stderr (a panic, an early error) goes to the same file as its log.
-        let log = open_log(&log_path)?;
+        let log = files::append_private(&log_path)?;
         let mut cmd = Command::new(&self.exe);
         cmd.current_dir(&self.launch_dir)
             .arg("serve")
@@ -903,7 +902,7 @@ async fn forward_lines(
     log: Option<PathBuf>,
 ) {
     let mut lines = BufReader::new(pipe).lines();
-    let mut file = log.as_deref().and_then(|p| open_log(p).ok());
+    let mut file = log.as_deref().and_then(|p| files::append_private(p).ok());
     // The file is appended to across runs: count what earlier runs left, or a crash loop grows it without bound.
     let mut written = file
         .as_ref()
@@ -914,9 +913,9 @@ async fn forward_lines(
         if let (Some(f), Some(path)) = (&mut file, &log) {
             let _ = writeln!(f, "{line}");
             written += line.len() as u64 + 1;
-            if written > LOG_LIMIT {
-                rotate(path);
-                file = open_log(path).ok();
+            if written > files::LOG_LIMIT {
+                files::rotate(path);
+                file = files::append_private(path).ok();
                 written = 0;
             }
         }
@@ -1021,22 +1020,6 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// Keeps one old log: `x.log` becomes `x.log.1` once it is over [`LOG_LIMIT`].
-fn rotate(path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_LIMIT) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
-    }
-}
-
 fn last_lines(path: &Path, n: usize) -> VecDeque<String> {
     let text = std::fs::read(path).unwrap_or_default();
     let from = text.len().saturating_sub(16 * 1024);
@@ -1046,13 +1029,6 @@ fn last_lines(path: &Path, n: usize) -> VecDeque<String> {
         .iter()
         .map(|l| l.to_string())
         .collect()
-}
-
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("securing {}", dir.display()))
 }
 
 /// The state `up` recorded, as JSON, for the callers not yet reading [`crate::state::read_live`]'s fields
