@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve, open a Cloudflare tunnel, print the public URL with a QR code, and keep both alive.
-    Up(crate::up::UpArgs),
+    Up(crate::supervisor::UpArgs),
     /// Run the HTTP server (the API and the web app) in the foreground, without a tunnel.
     Serve(ServeArgs),
     /// Show what `up` is running: children, restarts, the tunnel's URL and readiness.
@@ -238,8 +238,8 @@ pub fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(crate::up::up(args))),
-        Command::Status { dirs } => crate::up::status(&Flags::from(&dirs)),
+            .and_then(|rt| rt.block_on(crate::supervisor::up(args))),
+        Command::Status { dirs } => crate::supervisor::status(&Flags::from(&dirs)),
         Command::Passwd { flags, username } => passwd(&Flags::from(&flags), username),
         Command::Pair { flags, quiet, base } => pair(&Flags::from(&flags), quiet, base),
         Command::Logout { flags, all } => logout(&Flags::from(&flags), all),
@@ -587,7 +587,7 @@ fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> 
     } else {
         println!("Open this on your phone to sign its browser in (one use, 10 minutes):");
         println!("  {link}");
-        println!("{}", crate::up::qr(&link));
+        println!("{}", crate::supervisor::qr(&link));
     }
     Ok(())
 }

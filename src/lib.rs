@@ -15,7 +15,8 @@ pub mod service;
 pub mod shutdown;
 pub mod state;
 pub mod store;
-pub mod supervise;
+pub mod supervisor;
 pub mod tunnel;
 pub mod turns;
-pub mod up;
+/// The supervisor's old name, for `passwd`'s `up::recorded_state` (being changed on another branch).
+pub use supervisor as up;

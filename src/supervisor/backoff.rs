@@ -1,4 +1,4 @@
-//! Keeping a child alive: restarts with capped exponential backoff that resets after a stable run, and a count
+//! Restart delays for a supervised child: capped exponential backoff that resets after a stable run, and a count
 //! of recent restarts. (Spawning, signalling and the stop ladder are in [`crate::process`].)
 
 use std::collections::VecDeque;
