@@ -829,11 +829,9 @@ fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone. The umask
-/// the user had is kept for Claude (see `process::with_user_umask`).
+/// Everything we create from here on is readable by the user alone: see [`crate::process::private_umask`].
 pub fn private_files() {
-    let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    crate::process::remember_user_umask(before.bits() as u32);
+    crate::process::private_umask();
 }
 
 /// `serve` works from the state dir (0700), never from a project where Claude writes files: its settings were read

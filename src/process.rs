@@ -61,6 +61,13 @@ pub fn die_with_parent(cmd: &mut Command) {
 /// children that work on the user's files; `up` hands it to `serve` (`--child-umask`).
 static USER_UMASK: OnceLock<u32> = OnceLock::new();
 
+/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone. The umask
+/// the user had is kept for Claude (see [`with_user_umask`]).
+pub fn private_umask() {
+    let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    remember_user_umask(before.bits() as u32);
+}
+
 /// Records the umask the user had; the first call wins (a later one would see our own 0077).
 pub fn remember_user_umask(mask: u32) {
     let _ = USER_UMASK.set(mask & 0o777);

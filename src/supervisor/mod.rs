@@ -84,7 +84,7 @@ pub struct UpArgs {
 /// `remote-agent up`.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    crate::cli::private_files();
+    process::private_umask();
     let settings = match Settings::load(&args.flags) {
         Ok(s) => s,
         Err(ConfigError::NoCredentials(path)) => {
