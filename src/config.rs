@@ -209,7 +209,6 @@ pub fn tunnel_section(path: &Path) -> Result<toml::Table, ConfigError> {
 /// Saves first-run credentials into the config file (created 0600 in a 0700 directory), keeping what else it
 /// holds.
 pub fn save_credentials(path: &Path, username: &str, password: &Secret) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
     let err = |e: std::io::Error| ConfigError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -249,7 +248,7 @@ pub fn save_credentials(path: &Path, username: &str, password: &Secret) -> Resul
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
     }
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    crate::files::make_private(&tmp).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 

@@ -36,6 +36,12 @@ pub fn private_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
     secure_dir(dir).with_context(|| format!("securing {what}{}", dir.display()))
 }
 
+/// Makes an existing file ours alone (0600), whatever mode it was created with.
+pub fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 fn secure_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))

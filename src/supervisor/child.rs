@@ -269,6 +269,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_childs_state_follows_its_runs() {
+        let mut child = Child::new("serve");
+        assert!(!child.running() && child.next_start().is_none() && !child.stop_run());
+        assert_eq!(child.record().state, state::ChildStatus::Stopped);
+        let (stop, stopped) = crate::shutdown::channel();
+        let first = child.begin(stop);
+        assert!(child.running() && child.pid().is_none());
+        // A pid reported by an earlier run is not this run's.
+        child.started_as(first - 1, 41);
+        assert_eq!(child.pid(), None);
+        child.started_as(first, 42);
+        assert_eq!(child.record().pid, Some(42));
+        assert_eq!(child.record().state, state::ChildStatus::Running);
+        // Asked to stop, it still runs until its task reports the exit.
+        assert!(child.stop_run() && stopped.is_signalled() && child.running());
+        let at = tokio::time::Instant::now();
+        child.state = State::Restarting { at };
+        assert_eq!(child.next_start(), Some(at));
+        assert_eq!(child.record().pid, None);
+        assert_eq!(child.record().state, state::ChildStatus::Restarting);
+        child.stop_for_good();
+        assert!(child.next_start().is_none() && !child.running());
+    }
+
+    #[test]
     fn pairing_tokens_are_redacted_from_log_lines() {
         let line = "ERR Request failed dest=https://a.example.com/pair/AbC-_12 event=0 \
                     dest=\"http://x/pair/tok?q=1\" /pair/ /pairs/x"
