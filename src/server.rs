@@ -190,7 +190,7 @@ pub struct Listener {
 /// Serves every listener until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = crate::shutdown::channel();
     let caps = Caps {
         remote: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         local: Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS)),
@@ -201,7 +201,7 @@ pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<
         .map(|l| tokio::spawn(accept_loop(l, app.clone(), caps.clone(), stopped.clone())))
         .collect();
     shutdown.await;
-    let _ = stop.send(true);
+    stop.fire();
     for l in loops {
         let _ = l.await;
     }
@@ -232,7 +232,7 @@ async fn accept_loop(
     listener: Listener,
     app: Arc<App>,
     caps: Caps,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: crate::shutdown::Shutdown,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -255,7 +255,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = signalled(&mut stop) => break,
+            () = stop.signalled() => break,
         };
         // This computer's own connections (the supervisor's probe, the owner's tools) are counted apart, whatever
         // address serve listens on: from here, the peer's address is the very one it connected to.
@@ -441,11 +441,6 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
-}
-
-/// Resolves once the flag is set (the watch's guard is dropped inside, so callers stay `Send`).
-pub async fn signalled(flag: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
 }
 
 /// A TLS acceptor from PEM files: the certificate chain and its private key.
@@ -672,24 +667,22 @@ fn local_host(name: &str, reached: Option<std::net::IpAddr>, configured: &str) -
 
 /// The hostnames the tunnel routes to us, from `up`'s state file: None when its hostname is not known to us (a
 /// named tunnel run from a token, whose routes live in Cloudflare's dashboard), then any host passes.
-fn tunnel_hostnames(state: Option<&Value>) -> Option<Vec<String>> {
-    let Some(tunnel) = state.map(|s| &s["tunnel"]) else {
+fn tunnel_hostnames(state: Option<&crate::state::UpState>) -> Option<Vec<String>> {
+    let Some(tunnel) = state.map(|s| &s.tunnel) else {
         return Some(Vec::new());
     };
-    let mut names: Vec<String> = tunnel["hostnames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h.as_str())
-        .filter_map(host_name)
+    let mut names: Vec<String> = tunnel
+        .hostnames
+        .iter()
+        .filter_map(|h| host_name(h))
         .collect();
-    if let Some(url) = tunnel["url"].as_str()
+    if let Some(url) = tunnel.url.as_deref()
         && let Some(rest) = url.strip_prefix("https://")
         && let Some(name) = host_name(rest.split('/').next().unwrap_or(rest))
     {
         names.push(name);
     }
-    if names.is_empty() && tunnel["kind"] == "named" {
+    if names.is_empty() && tunnel.kind == crate::state::TunnelKind::Named {
         return None;
     }
     Some(names)
@@ -719,7 +712,7 @@ fn tunnel_host(name: &str, state_dir: &std::path::Path) -> bool {
     {
         return true;
     }
-    let names = tunnel_hostnames(crate::up::recorded_state(state_dir).as_ref());
+    let names = tunnel_hostnames(crate::state::read_live(state_dir).as_ref());
     let ok = matches(&names);
     *cache = Some(Cached {
         read: Instant::now(),
@@ -1319,7 +1312,11 @@ mod tests {
 
     #[test]
     fn tunnel_hostnames_from_the_state_file() {
-        let names = |v: Value| tunnel_hostnames(Some(&v));
+        // The records of these tests name no pid; a running `up` always does.
+        let names = |mut v: Value| {
+            v["pid"] = json!(1);
+            tunnel_hostnames(Some(&serde_json::from_value(v).unwrap()))
+        };
         assert_eq!(tunnel_hostnames(None), Some(vec![]));
         assert_eq!(
             names(json!({"tunnel": {"kind": "quick", "url": "https://a-b.trycloudflare.com"}})),
