@@ -4,12 +4,15 @@
 // argon2's memory and handing back what a burst of logins freed (mallopt, malloc_trim).
 #![deny(unsafe_code)]
 
+pub mod account;
 pub mod auth;
 pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod import;
 pub mod pages;
+pub mod serve;
 pub mod server;
 pub mod service;
 pub mod store;

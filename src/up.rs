@@ -75,7 +75,6 @@ pub struct UpArgs {
 /// `remote-agent up`.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    crate::cli::private_files();
     let settings = match Settings::load(&args.flags) {
         Ok(s) => s,
         // A --config that does not exist yet is this first run's to create, like the default one.
@@ -90,12 +89,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                     .open(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
             } else {
-                first_run(&path)?;
+                crate::account::first_run(&path)?;
             }
             Settings::load(&args.flags)?
         }
         Err(ConfigError::NoCredentials(path)) => {
-            first_run(&path)?;
+            crate::account::first_run(&path)?;
             Settings::load(&args.flags)?
         }
         Err(e) => return Err(e.into()),
@@ -1013,18 +1012,7 @@ fn phone_advice(local: SocketAddr) -> Option<String> {
     }
 }
 
-/// The URL as a QR code drawn with half blocks, dark on light, for a phone's camera.
-pub fn qr(url: &str) -> String {
-    match qrcode::QrCode::new(url.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .dark_color(qrcode::render::unicode::Dense1x2::Light)
-            .light_color(qrcode::render::unicode::Dense1x2::Dark)
-            .quiet_zone(true)
-            .build(),
-        Err(e) => format!("(no QR code: {e})"),
-    }
-}
+pub use crate::account::qr;
 
 /// Picks a free loopback port for cloudflared's metrics server.
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -1175,46 +1163,6 @@ fn tunnel_kind(args: &UpArgs, settings: &Settings) -> anyhow::Result<Option<Kind
     })
 }
 
-/// No credentials anywhere: make a login, save it to the config file (0600), and show it once.
-fn first_run(config: &Path) -> anyhow::Result<()> {
-    let username = std::env::var("USER")
-        .ok()
-        .filter(|u| {
-            !u.is_empty()
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        })
-        .unwrap_or_else(|| "me".into());
-    let password = random_password();
-    let hash = crate::auth::hash_password(&password)?;
-    crate::config::save_credentials(config, &username, &crate::config::Secret::Hash(hash))?;
-    println!("First run: created a login for this server.");
-    println!("  user:     {username}");
-    println!("  password: {password}");
-    println!(
-        "Saved in {} as an argon2 hash (readable only by you); this is the only time the password is shown. \
-         Change it with `remote-agent passwd`.",
-        config.display()
-    );
-    Ok(())
-}
-
-/// 24 characters from 62, from the OS's random source (through UUID v4): about 142 bits.
-fn random_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let bytes: Vec<u8> = (0..2)
-        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
-        .collect();
-    // Each UUID v4 has 122 random bits; skip its fixed version and variant bytes.
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 16 != 6 && i % 16 != 8)
-        .take(24)
-        .map(|(_, b)| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 /// `remote-agent status`: what `up` runs, from its state file. Fails when `up` is not running.
 pub fn status(flags: &Flags) -> anyhow::Result<()> {
     let state_dir = crate::config::state_dir(flags)?;
@@ -1288,14 +1236,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_long_and_differ() {
-        let a = random_password();
-        assert_eq!(a.len(), 24);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, random_password());
-    }
-
-    #[test]
     fn pairing_tokens_are_redacted_from_log_lines() {
         let line = "ERR Request failed dest=https://a.example.com/pair/AbC-_12 event=0 \
                     dest=\"http://x/pair/tok?q=1\" /pair/ /pairs/x"
@@ -1321,12 +1261,5 @@ mod tests {
         );
         assert_eq!(phone_advice("192.168.1.20:8000".parse().unwrap()), None);
         assert!(phone_advice("[::1]:8000".parse().unwrap()).is_some());
-    }
-
-    #[test]
-    fn a_qr_code_is_drawn() {
-        let code = qr("https://example-words-here.trycloudflare.com");
-        assert!(code.lines().count() > 10);
-        assert!(code.contains('█') || code.contains('▀') || code.contains('▄'));
     }
 }
