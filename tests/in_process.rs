@@ -16,7 +16,8 @@ use remote_agent::config::{Flags, Settings};
 use remote_agent::serve::{Listener, Via};
 use serde_json::{Value, json};
 
-/// `serve::run` on its own runtime thread, and the temp dirs it owns: `data/`, `state/`, `project/`, `home/`.
+/// `serve::run` on its own runtime thread, and the temp dirs it owns: `data/`, `state/`, `project/`, `home/` (the
+/// fake's HOME), `record/` (where the fake records what it was given).
 struct Daemon {
     addr: SocketAddr,
     root: tempfile::TempDir,
@@ -28,7 +29,7 @@ impl Daemon {
     fn start() -> Daemon {
         let root = tempfile::tempdir().unwrap();
         let path = |sub: &str| root.path().join(sub);
-        for dir in ["state", "project", "home"] {
+        for dir in ["state", "project", "home", "record"] {
             std::fs::create_dir(path(dir)).unwrap();
         }
         std::fs::write(
@@ -40,8 +41,9 @@ impl Daemon {
         let mut script = std::fs::File::create(&claude).unwrap();
         writeln!(
             script,
-            "#!/bin/sh\nHOME='{}' exec '{}' \"$@\"",
+            "#!/bin/sh\nHOME='{}' FAKE_CLAUDE_RECORD='{}' exec '{}' \"$@\"",
             path("home").display(),
+            path("record").display(),
             common::fake_claude().display()
         )
         .unwrap();
@@ -230,21 +232,13 @@ fn shutdown_stops_a_running_turn_and_run_returns() {
         );
         raw_request(addr, req.as_bytes())
     });
-    let auth = basic(USER, PASSWORD);
-    wait_for("the turn to run", 20, || {
-        let list = daemon.request(
-            "GET",
-            "/api/conversations",
-            &[("Authorization", auth.as_str())],
-            b"",
-        );
-        let running = list.json()["conversations"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| !c["active_turn_id"].is_null()));
-        running.then_some(())
+    // The fake records the prompt once it has read it: from then on it is the turn's running child.
+    let pid: i32 = wait_for("the fake to start the turn", 20, || {
+        std::fs::read_dir(daemon.path("record"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .find_map(|name| name.strip_suffix(".prompt")?.parse().ok())
     });
-    // Give the fake a moment to be the turn's child rather than about to be.
-    std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     daemon.stop(30).unwrap();
     let resp = waiter.join().unwrap();
@@ -254,6 +248,7 @@ fn shutdown_stops_a_running_turn_and_run_returns() {
         started.elapsed() < Duration::from_secs(20),
         "the 60 s turn was stopped, not waited for"
     );
+    assert!(!common::alive(pid), "the fake outlived the shutdown");
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "the listener is closed"
