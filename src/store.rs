@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+mod open;
+pub use open::{FILE_NAME, open_existing, open_private};
+
 /// A timestamp as SQLite makes it: `2026-11-24T20:31:02.123Z`.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
