@@ -13,6 +13,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::store::EventKind;
+
 /// The environment variable that marks every process of a turn, so what the CLI orphans can be found.
 pub const TURN_MARKER: &str = "REMOTE_AGENT_TURN_ID";
 
@@ -213,14 +215,14 @@ fn blocks(v: &Value) -> impl Iterator<Item = &Value> {
 impl Event {
     /// The event as the API streams it: a kind and its JSON data (design.md, "Streaming"), or None for
     /// what clients are not shown.
-    pub fn to_stream(&self) -> Option<(&'static str, Value)> {
+    pub fn to_stream(&self) -> Option<(EventKind, Value)> {
         Some(match self {
-            Event::TextDelta(t) => ("text_delta", json!({ "text": t })),
-            Event::ThinkingDelta(t) => ("thinking", json!({ "text": t })),
-            Event::Thinking(t) => ("thinking", json!({ "text": t, "complete": true })),
-            Event::Text(t) => ("message", json!({ "text": t })),
+            Event::TextDelta(t) => (EventKind::TextDelta, json!({ "text": t })),
+            Event::ThinkingDelta(t) => (EventKind::Thinking, json!({ "text": t })),
+            Event::Thinking(t) => (EventKind::Thinking, json!({ "text": t, "complete": true })),
+            Event::Text(t) => (EventKind::Message, json!({ "text": t })),
             Event::ToolUse { id, name, input } => (
-                "tool_use",
+                EventKind::ToolUse,
                 json!({ "id": id, "name": name, "input": input }),
             ),
             Event::ToolResult {
@@ -228,18 +230,18 @@ impl Event {
                 content,
                 is_error,
             } => (
-                "tool_result",
+                EventKind::ToolResult,
                 json!({ "tool_use_id": tool_use_id, "content": content, "is_error": is_error }),
             ),
             Event::Retry(v) => (
-                "retry",
+                EventKind::Retry,
                 json!({
                     "attempt": v["attempt"], "max_retries": v["max_retries"],
                     "delay_ms": v["retry_delay_ms"], "error": v["error"],
                 }),
             ),
             Event::Result(o) => (
-                "result",
+                EventKind::Result,
                 json!({
                     "response": o.text, "session_id": o.session_id, "cost": o.cost,
                     "num_turns": o.num_turns, "is_error": !o.succeeded(),

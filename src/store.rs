@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+mod kinds;
+pub use self::kinds::{EventKind, TurnStatus, UnknownWord};
+
 /// A timestamp as SQLite makes it: `2026-11-24T20:31:02.123Z`.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
@@ -84,7 +87,7 @@ ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
 
 /// Kinds whose consecutive events share a row, and how large such a row may grow. A little over one 4 kB page:
 /// SQLite then fills a whole overflow page and keeps the rest in the leaf, wasting next to nothing.
-const PACKED_KINDS: &[&str] = &["text_delta", "thinking"];
+const PACKED_KINDS: &[EventKind] = &[EventKind::TextDelta, EventKind::Thinking];
 const PACKED_ROW_BYTES: usize = 4600;
 
 /// The WAL is cut back to this size when it is reset, and truncated by the checkpointer once it has grown past it.
@@ -151,7 +154,7 @@ pub struct Turn {
     pub conversation_id: String,
     pub client_id: Option<String>,
     pub prompt: String,
-    pub status: String,
+    pub status: TurnStatus,
     pub response: Option<String>,
     pub session_id: Option<String>,
     pub cost: Option<f64>,
@@ -166,7 +169,7 @@ pub struct Turn {
 /// How a turn ended, as stored.
 #[derive(Debug, Clone, Default)]
 pub struct Finish {
-    pub status: &'static str,
+    pub status: TurnStatus,
     pub response: Option<String>,
     pub session_id: Option<String>,
     pub cost: Option<f64>,
@@ -313,7 +316,7 @@ pub type Result<T> = rusqlite::Result<T>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
     pub seq: u64,
-    pub kind: String,
+    pub kind: EventKind,
     pub data: String,
 }
 
@@ -327,7 +330,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
     /// is what to append to it).
     struct Open {
         seq: u64,
-        kind: String,
+        kind: EventKind,
         bytes: usize,
         n: u64,
         data: String,
@@ -371,7 +374,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
         .optional()?;
     for e in events {
         if let Some(row) = &mut open
-            && PACKED_KINDS.contains(&e.kind.as_str())
+            && PACKED_KINDS.contains(&e.kind)
             && row.kind == e.kind
             && row.seq + row.n == e.seq
             && row.bytes + 1 + e.data.len() <= PACKED_ROW_BYTES
@@ -389,7 +392,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
         }
         open = Some(Open {
             seq: e.seq,
-            kind: e.kind.clone(),
+            kind: e.kind,
             bytes: e.data.len(),
             n: 1,
             data: e.data.clone(),
@@ -406,7 +409,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
 
 /// The events of stored rows (see [`insert_events`]) after `after`, at most `limit`.
 fn unpack(
-    rows: impl Iterator<Item = Result<(u64, String, String, u64)>>,
+    rows: impl Iterator<Item = Result<(u64, EventKind, String, u64)>>,
     after: u64,
     limit: usize,
 ) -> Result<Vec<StreamEvent>> {
@@ -428,7 +431,7 @@ fn unpack(
             }
             out.push(StreamEvent {
                 seq,
-                kind: kind.clone(),
+                kind,
                 data: piece.to_string(),
             });
         }
@@ -436,7 +439,7 @@ fn unpack(
     Ok(out)
 }
 
-fn packed_row(r: &Row) -> Result<(u64, String, String, u64)> {
+fn packed_row(r: &Row) -> Result<(u64, EventKind, String, u64)> {
     Ok((
         r.get::<_, i64>(0)? as u64,
         r.get(1)?,
@@ -636,7 +639,8 @@ impl Store {
         tx.execute(
             &format!(
                 "INSERT INTO turns (id, conversation_id, client_id, prompt, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', {NOW})"
+                 VALUES (?1, ?2, ?3, ?4, '{}', {NOW})",
+                TurnStatus::Queued
             ),
             params![id, conversation_id, client_id, prompt],
         )?;
@@ -695,8 +699,9 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             &format!(
-                "UPDATE turns SET status = 'running', started_at = {NOW}, pid = ?2, pid_start = ?3
-                 WHERE id = ?1"
+                "UPDATE turns SET status = '{}', started_at = {NOW}, pid = ?2, pid_start = ?3
+                 WHERE id = ?1",
+                TurnStatus::Running
             ),
             params![id, pid, pid_start.map(|s| s as i64)],
         )?;
@@ -865,10 +870,16 @@ impl Store {
     /// The events of these turns that a transcript shows (complete blocks, tools), in order per turn.
     pub fn transcript_events(&self, turn_ids: &[&str]) -> Result<Vec<(String, StreamEvent)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let (message, thinking, tool_use, tool_result) = (
+            EventKind::Message,
+            EventKind::Thinking,
+            EventKind::ToolUse,
+            EventKind::ToolResult,
+        );
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1
-             AND kind IN ('message', 'thinking', 'tool_use', 'tool_result') ORDER BY seq",
-        )?;
+             AND kind IN ('{message}', '{thinking}', '{tool_use}', '{tool_result}') ORDER BY seq",
+        ))?;
         let mut out = Vec::new();
         for id in turn_ids {
             let rows = stmt.query_map([id], packed_row)?;
@@ -883,11 +894,12 @@ impl Store {
     /// when it stopped), if any.
     pub fn partial_text(&self, turn_id: &str) -> Result<Option<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1 AND kind = 'text_delta'
-             AND seq > coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND kind = 'message'), 0)
+        let (text_delta, message) = (EventKind::TextDelta, EventKind::Message);
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1 AND kind = '{text_delta}'
+             AND seq > coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND kind = '{message}'), 0)
              ORDER BY seq",
-        )?;
+        ))?;
         let rows = stmt.query_map([turn_id], packed_row)?;
         let mut text = String::new();
         for e in unpack(rows, 0, usize::MAX)? {
@@ -1029,13 +1041,19 @@ impl Store {
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
     /// processes those turns had recorded, to be stopped.
     pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
+        let (queued, running, interrupted) = (
+            TurnStatus::Queued,
+            TurnStatus::Running,
+            TurnStatus::Interrupted,
+        );
+        let (error, done) = (EventKind::Error, EventKind::Done);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let orphans = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare(&format!(
                 "SELECT id, pid, pid_start FROM turns
-                 WHERE status IN ('queued', 'running') AND pid IS NOT NULL AND pid_start IS NOT NULL",
-            )?;
+                 WHERE status IN ('{queued}', '{running}') AND pid IS NOT NULL AND pid_start IS NOT NULL",
+            ))?;
             stmt.query_map([], |r| {
                 Ok(Orphan {
                     turn_id: r.get(0)?,
@@ -1046,22 +1064,22 @@ impl Store {
             .collect::<Result<Vec<_>>>()?
         };
         // Close their streams the way a live turn would have, so subscribers reach `done`.
-        tx.execute_batch(
+        tx.execute_batch(&format!(
             r#"INSERT INTO events (turn_id, seq, kind, data)
-                 SELECT t.id, coalesce(max(e.seq + e.n - 1), 0) + 1, 'error',
-                        '{"error":"the server stopped while this turn ran"}'
+                 SELECT t.id, coalesce(max(e.seq + e.n - 1), 0) + 1, '{error}',
+                        '{{"error":"the server stopped while this turn ran"}}'
                  FROM turns t LEFT JOIN events e ON e.turn_id = t.id
-                 WHERE t.status IN ('queued', 'running') GROUP BY t.id;
+                 WHERE t.status IN ('{queued}', '{running}') GROUP BY t.id;
                INSERT INTO events (turn_id, seq, kind, data)
-                 SELECT t.id, max(e.seq + e.n - 1) + 1, 'done', '{"status":"interrupted"}'
+                 SELECT t.id, max(e.seq + e.n - 1) + 1, '{done}', '{{"status":"{interrupted}"}}'
                  FROM turns t JOIN events e ON e.turn_id = t.id
-                 WHERE t.status IN ('queued', 'running') GROUP BY t.id;"#,
-        )?;
+                 WHERE t.status IN ('{queued}', '{running}') GROUP BY t.id;"#,
+        ))?;
         tx.execute(
             &format!(
-                "UPDATE turns SET status = 'interrupted', finished_at = {NOW}, pid = NULL, pid_start = NULL,
+                "UPDATE turns SET status = '{interrupted}', finished_at = {NOW}, pid = NULL, pid_start = NULL,
                  error = 'the server stopped while this turn ran'
-                 WHERE status IN ('queued', 'running')"
+                 WHERE status IN ('{queued}', '{running}')"
             ),
             [],
         )?;
@@ -1077,7 +1095,7 @@ mod tests {
     fn ev(seq: u64, kind: &str, data: &str) -> Arc<StreamEvent> {
         Arc::new(StreamEvent {
             seq,
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             data: data.into(),
         })
     }
@@ -1092,7 +1110,7 @@ mod tests {
         s.start_turn("t1", None, None, &[]).unwrap();
         s.start_turn("t2", None, None, &[]).unwrap();
         let ok = Finish {
-            status: "succeeded",
+            status: TurnStatus::Succeeded,
             session_id: Some("s-1".into()),
             cost: Some(0.5),
             keep_session: true,
@@ -1102,7 +1120,7 @@ mod tests {
         s.finish_turn(
             "t2",
             &Finish {
-                status: "failed",
+                status: TurnStatus::Failed,
                 session_id: Some("s-2".into()),
                 cost: Some(0.25),
                 ..Finish::default()
@@ -1120,7 +1138,7 @@ mod tests {
             s.events("t1", 0, 10).unwrap(),
             vec![StreamEvent {
                 seq: 1,
-                kind: "done".into(),
+                kind: EventKind::Done,
                 data: "{}".into()
             }]
         );
@@ -1179,7 +1197,7 @@ mod tests {
             s.events(t, 0, 10)
                 .unwrap()
                 .into_iter()
-                .map(|e| (e.seq, e.kind))
+                .map(|e| (e.seq, e.kind.to_string()))
                 .collect()
         };
         assert_eq!(

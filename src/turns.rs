@@ -16,7 +16,7 @@ use self::hub::Hub;
 pub use self::hub::{Batch, Subscription};
 use crate::claude::{self, Event, Outcome, SpawnError};
 use crate::config::{Settings, Shared};
-use crate::store::{Fault, Finish, Store, StreamEvent, Turn};
+use crate::store::{EventKind, Fault, Finish, Store, StreamEvent, Turn, TurnStatus};
 
 /// Readers of one turn's stream at once.
 pub const MAX_SUBSCRIBERS_PER_TURN: usize = 256;
@@ -43,7 +43,7 @@ pub enum Stop {
 /// How a turn ended, as its waiters see it.
 #[derive(Debug, Clone)]
 pub struct Ended {
-    pub status: &'static str,
+    pub status: TurnStatus,
     pub response: Option<String>,
     pub session_id: Option<String>,
     pub cost: Option<f64>,
@@ -129,7 +129,7 @@ pub const DURATION_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0
 /// its turns back), for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct EndedCounts {
-    pub by_status: std::collections::BTreeMap<&'static str, u64>,
+    pub by_status: std::collections::BTreeMap<TurnStatus, u64>,
     /// Turns that ran at most `DURATION_BUCKETS[i]` seconds (cumulative, as Prometheus counts them).
     pub buckets: [u64; DURATION_BUCKETS.len()],
     pub ran: u64,
@@ -190,8 +190,8 @@ impl Turns {
         let id = uuid::Uuid::new_v4().to_string();
         let queued = Arc::new(StreamEvent {
             seq: 1,
-            kind: "status".into(),
-            data: json!({ "status": "queued" }).to_string(),
+            kind: EventKind::Status,
+            data: json!({ "status": TurnStatus::Queued }).to_string(),
         });
         let turn = match inner.store.insert_turn(
             &id,
@@ -389,11 +389,11 @@ struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    fn emit(&mut self, kind: &'static str, data: Value) {
+    fn emit(&mut self, kind: EventKind, data: Value) {
         self.seq += 1;
         self.pending.push(Arc::new(StreamEvent {
             seq: self.seq,
-            kind: kind.into(),
+            kind,
             data: data.to_string(),
         }));
     }
@@ -467,7 +467,7 @@ async fn run_turn(
             return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None).await;
         }
     };
-    stream.emit("status", json!({ "status": "running" }));
+    stream.emit(EventKind::Status, json!({ "status": TurnStatus::Running }));
 
     let spec = match spec_for(inner, turn_id, s) {
         Ok(spec) => spec,
@@ -543,7 +543,7 @@ async fn run_turn(
             Some(w) => stopped_ending(w, outcome, timeout),
             None => match outcome {
                 Some(o) if o.succeeded() => Ended {
-                    status: "succeeded",
+                    status: TurnStatus::Succeeded,
                     response: o.text.clone(),
                     session_id: o.session_id.clone(),
                     cost: o.cost,
@@ -552,7 +552,7 @@ async fn run_turn(
                     not_found: false,
                 },
                 Some(o) => Ended {
-                    status: "failed",
+                    status: TurnStatus::Failed,
                     response: o.text.clone(),
                     session_id: o.session_id.clone(),
                     cost: o.cost,
@@ -692,7 +692,7 @@ async fn recv_or_pending(
 
 fn failed(error: String) -> Ended {
     Ended {
-        status: "failed",
+        status: TurnStatus::Failed,
         response: None,
         session_id: None,
         cost: None,
@@ -705,17 +705,17 @@ fn failed(error: String) -> Ended {
 /// A stop we asked for decides the status; a successful result printed meanwhile still gives its session.
 fn stopped_ending(why: Stop, outcome: Option<&Outcome>, timeout: Duration) -> Ended {
     let (status, error) = match why {
-        Stop::Cancel => ("cancelled", "cancelled".to_string()),
+        Stop::Cancel => (TurnStatus::Cancelled, "cancelled".to_string()),
         Stop::Timeout => (
-            "timed_out",
+            TurnStatus::TimedOut,
             format!("timed out after {} s (the turn timeout)", timeout.as_secs()),
         ),
         Stop::Shutdown => (
-            "interrupted",
+            TurnStatus::Interrupted,
             "the server stopped while this turn ran".into(),
         ),
         Stop::LineTooLong => (
-            "failed",
+            TurnStatus::Failed,
             format!(
                 "claude printed a line longer than {} MiB; the turn was stopped",
                 claude::MAX_LINE >> 20
@@ -763,9 +763,9 @@ async fn finish(
             if let Some(kind) = claude::error_kind(error) {
                 data["kind"] = json!(kind);
             }
-            stream.emit("error", data);
+            stream.emit(EventKind::Error, data);
         }
-        stream.emit("done", json!({ "status": ended.status }));
+        stream.emit(EventKind::Done, json!({ "status": ended.status }));
         let record = Finish {
             status: ended.status,
             response: ended.response.clone(),
@@ -800,7 +800,11 @@ async fn finish(
             }
         }
     }
-    tracing::info!(turn = stream.turn_id, status = ended.status, "turn ended");
+    tracing::info!(
+        turn = stream.turn_id,
+        status = ended.status.as_str(),
+        "turn ended"
+    );
     if let Some(live) = lock(&inner.live).get(stream.turn_id) {
         live.ended.send_replace(Some(ended));
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::{Store, StreamEvent};
+use crate::store::{EventKind, Store, StreamEvent};
 
 /// Events of a live turn kept in memory; older ones are read back from the store.
 const RING: usize = 1024;
@@ -52,7 +52,7 @@ impl Hub {
         };
         let mut state = self.state();
         for e in events {
-            if e.kind == "done" {
+            if e.kind == EventKind::Done {
                 state.done = Some(e.seq);
             }
             state.ring.push_back(e.clone());
@@ -226,7 +226,7 @@ mod tests {
     fn ev(seq: u64, kind: &str) -> Arc<StreamEvent> {
         Arc::new(StreamEvent {
             seq,
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             data: "{}".into(),
         })
     }
