@@ -103,9 +103,12 @@ pub struct UnknownWord {
 }
 
 spelled! {
-    /// Where a turn is in its life; the last four are how it ended.
+    /// Where a turn is in its life; the last five are how it ended. It begins queued (the default, so that
+    /// `store::Finish` can be built field by field).
+    #[derive(Default)]
     TurnStatus, "turn status" {
         /// Stored, waiting for its conversation or for a slot.
+        #[default]
         Queued = "queued",
         /// The CLI runs it.
         Running = "running",
@@ -119,13 +122,6 @@ spelled! {
         TimedOut = "timed_out",
         /// The server stopped (or crashed) while it ran.
         Interrupted = "interrupted",
-    }
-}
-
-// A turn begins queued (and `store::Finish` can be built field by field from a default).
-impl Default for TurnStatus {
-    fn default() -> Self {
-        TurnStatus::Queued
     }
 }
 
