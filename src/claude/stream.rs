@@ -33,7 +33,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Success is decided here, never by the exit code (claude-cli.md §6.4).
+    /// Success is decided here, from the result line, never by the exit code (docs/architecture.md, "A message,
+    /// end to end").
     pub fn succeeded(&self) -> bool {
         !self.is_error && self.subtype == "success"
     }
@@ -166,7 +167,7 @@ fn blocks(v: &Value) -> impl Iterator<Item = &Value> {
 }
 
 impl Event {
-    /// The event as the API streams it: a kind and its JSON data (design.md, "Streaming"), or None for
+    /// The event as the API streams it: a kind and its JSON data (docs/api.md, "Events"), or None for
     /// what clients are not shown.
     pub fn to_stream(&self) -> Option<(EventKind, Value)> {
         Some(match self {

@@ -221,9 +221,9 @@ pub(super) async fn run_turn(
         (ended, keep)
     };
     if result_seen {
-        // The result line ends the turn for its readers at once (design.md): the CLI often lingers seconds after
-        // it, and nobody should wait for that. The process still gets its linger time to exit; what it prints
-        // meanwhile is read (a full pipe would block it) and dropped.
+        // The result line ends the turn for its readers at once (docs/architecture.md, "A message, end to end"):
+        // the CLI often lingers seconds after it, and nobody should wait for that. The process still gets its
+        // linger time to exit; what it prints meanwhile is read (a full pipe would block it) and dropped.
         let (ended, keep) = ending(None, outcome.as_ref(), None, &run);
         finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
         exited = loop {
