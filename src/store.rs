@@ -463,8 +463,11 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
 
 /// The figures derived from a conversation's turns (a scan of them).
 /// A turn that never started (its project not allowed, no claude executable) was no message to Claude: not counted.
-const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id
-        AND (t.started_at IS NOT NULL OR t.status = 'queued')),
+fn figures() -> String {
+    let (queued, running) = (TurnStatus::Queued, TurnStatus::Running);
+    format!(
+        "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id
+        AND (t.started_at IS NOT NULL OR t.status = '{queued}')),
     round(c.imported_cost + (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id), 9),
     coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
@@ -473,8 +476,10 @@ const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.
     CASE WHEN c.imported_turns > 0 THEN substr(c.imported_last_message, 1, 200)
          ELSE (SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
                ORDER BY t.created_at, t.rowid LIMIT 1) END,
-    (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
-     ORDER BY t.rowid LIMIT 1)";
+    (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('{queued}', '{running}')
+     ORDER BY t.rowid LIMIT 1)"
+    )
+}
 
 const TURN_COLUMNS: &str =
     "id, conversation_id, client_id, prompt, status, response, session_id, cost,
@@ -578,7 +583,10 @@ impl Store {
 
     /// The conversation, if it exists.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        let sql = format!("SELECT {OWN_COLUMNS}, {FIGURES} FROM conversations c WHERE c.id = ?1");
+        let sql = format!(
+            "SELECT {OWN_COLUMNS}, {} FROM conversations c WHERE c.id = ?1",
+            figures()
+        );
         self.conn()
             .query_row(&sql, [id], conversation_row)
             .optional()
@@ -587,7 +595,8 @@ impl Store {
     /// Every conversation, most recently active first.
     pub fn conversations(&self) -> Result<Vec<Conversation>> {
         let sql = format!(
-            "SELECT {OWN_COLUMNS}, {FIGURES} FROM conversations c ORDER BY c.updated_at DESC, c.id"
+            "SELECT {OWN_COLUMNS}, {} FROM conversations c ORDER BY c.updated_at DESC, c.id",
+            figures()
         );
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
