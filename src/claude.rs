@@ -33,9 +33,13 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Everything needed to start one run of the CLI.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// The executable, as configured (a path, or a name found on PATH).
     pub bin: String,
+    /// Where it runs: the conversation's project.
     pub cwd: PathBuf,
+    /// The message; written to stdin.
     pub prompt: String,
+    /// The session to resume, if any.
     pub resume: Option<String>,
     /// Options passed as `--name=value`, so a value can never be read as another flag.
     pub options: Vec<(&'static str, String)>,
@@ -46,11 +50,15 @@ pub struct Spec {
 /// Why the CLI could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
+    /// No such executable (as configured).
     #[error("claude executable not found: {0:?} (set CLAUDE_BIN or --claude-bin)")]
     NotFound(String),
+    /// It is there but did not start.
     #[error("could not start claude ({bin:?}): {err}")]
     Io {
+        /// The executable, as configured.
         bin: String,
+        /// Why it did not start.
         #[source]
         err: std::io::Error,
     },

@@ -30,8 +30,11 @@ pub const MAX_QUEUED_PER_CONVERSATION: usize = 32;
 /// Why the daemon stopped a turn; a stop it started wins over whatever the CLI printed afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
+    /// Someone asked for it (the Stop button, deleting or resetting the conversation): `cancelled`.
     Cancel,
+    /// It ran past the turn timeout: `timed_out`.
     Timeout,
+    /// The server is stopping: `interrupted`.
     Shutdown,
     /// The CLI printed a line longer than [`claude::MAX_LINE`].
     LineTooLong,
@@ -40,11 +43,17 @@ pub enum Stop {
 /// How a turn ended, as its waiters see it.
 #[derive(Debug, Clone)]
 pub struct Ended {
+    /// How it ended: one of the final statuses.
     pub status: TurnStatus,
+    /// The reply, from the result line.
     pub response: Option<String>,
+    /// The CLI's session the turn ran in.
     pub session_id: Option<String>,
+    /// What the turn cost, in US dollars (the CLI's `total_cost_usd`).
     pub cost: Option<f64>,
+    /// How many model turns the CLI took (its `num_turns`).
     pub num_turns: Option<i64>,
+    /// Why it did not succeed, in words for the person using the app.
     pub error: Option<String>,
     /// The CLI could not be started because it was not found.
     pub not_found: bool,
@@ -52,22 +61,29 @@ pub struct Ended {
 
 /// A message to run.
 pub struct Submit {
+    /// The conversation it belongs to (which exists).
     pub conversation_id: String,
+    /// The message, as the person wrote it.
     pub prompt: String,
     /// Resume this session instead of the conversation's own (the prototype's `session_id`).
     pub resume: Option<String>,
+    /// The client's own id for the message, so that a retried send runs it once.
     pub client_id: Option<String>,
 }
 
 /// Why a stream could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
+    /// No turn has this id.
     #[error("no such turn")]
     NotFound,
+    /// The turn has [`MAX_SUBSCRIBERS_PER_TURN`] readers already.
     #[error("too many readers of this turn (at most {MAX_SUBSCRIBERS_PER_TURN})")]
     TurnFull,
+    /// [`MAX_SUBSCRIBERS`] streams are open already.
     #[error("too many open streams (at most {MAX_SUBSCRIBERS})")]
     Full,
+    /// The turn could not be looked up.
     #[error("storage: {0}")]
     Store(#[from] rusqlite::Error),
 }
@@ -75,15 +91,19 @@ pub enum SubscribeError {
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The CLI is not where the settings say.
     #[error(transparent)]
     NotFound(SpawnError),
+    /// The server is stopping and takes no new turns.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The conversation has [`MAX_QUEUED_PER_CONVERSATION`] messages waiting already.
     #[error(
         "too many messages waiting in this conversation (at most {MAX_QUEUED_PER_CONVERSATION}); \
          wait for them or cancel some"
     )]
     QueueFull,
+    /// The turn could not be stored.
     #[error("storage: {0}")]
     Store(#[from] rusqlite::Error),
 }
@@ -126,10 +146,13 @@ pub const DURATION_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0
 /// its turns back), for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct EndedCounts {
+    /// Turns that ended, by how.
     pub by_status: std::collections::BTreeMap<TurnStatus, u64>,
     /// Turns that ran at most `DURATION_BUCKETS[i]` seconds (cumulative, as Prometheus counts them).
     pub buckets: [u64; DURATION_BUCKETS.len()],
+    /// Turns whose CLI ran (the histogram's count).
     pub ran: u64,
+    /// Their run time added up, in seconds (the histogram's sum).
     pub seconds: f64,
 }
 
@@ -144,6 +167,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Turns {
+    /// A manager with no turns, its cap on running turns from the settings.
     pub fn new(store: Arc<Store>, settings: Arc<Shared>) -> Turns {
         let cap = settings.get().max_concurrent_turns;
         Turns {
@@ -344,12 +368,12 @@ impl Turns {
         *cap = want;
     }
 
-    /// Turns running now and turns waiting for their conversation or a slot.
     /// What has ended since start, by status, and how long the runs took.
     pub fn ended(&self) -> EndedCounts {
         lock(&self.inner.ended).clone()
     }
 
+    /// Turns running now and turns waiting for their conversation or a slot.
     pub fn counts(&self) -> (usize, usize) {
         let live = lock(&self.inner.live).len();
         let cap = *lock(&self.inner.cap);

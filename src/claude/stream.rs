@@ -22,13 +22,21 @@ pub fn error_kind(error: &str) -> Option<&'static str> {
 /// The final `result` line of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// `success`, or what went wrong (`error_during_execution`, `error_max_turns`, …).
     pub subtype: String,
+    /// The CLI's own verdict; missing counts as an error.
     pub is_error: bool,
+    /// The reply (or, on some errors, the error's text).
     pub text: Option<String>,
+    /// The session the run ended in.
     pub session_id: Option<String>,
+    /// `total_cost_usd`.
     pub cost: Option<f64>,
+    /// `num_turns`.
     pub num_turns: Option<i64>,
+    /// `duration_ms`.
     pub duration_ms: Option<i64>,
+    /// `errors`, when the CLI lists them.
     pub errors: Vec<String>,
 }
 
@@ -60,26 +68,42 @@ impl Outcome {
 /// One thing the CLI said, typed. Unknown lines are kept, never fatal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The first line: the run's session and model.
     Init {
+        /// The session the run is in (new, or the one resumed).
         session_id: Option<String>,
+        /// The model it uses.
         model: Option<String>,
     },
+    /// A piece of the reply as it streams.
     TextDelta(String),
+    /// A piece of thinking as it streams.
     ThinkingDelta(String),
     /// A complete assistant text block.
     Text(String),
+    /// A complete thinking block.
     Thinking(String),
+    /// A tool call.
     ToolUse {
+        /// The call's id, which its result names.
         id: String,
+        /// The tool (`Bash`, `Edit`, …).
         name: String,
+        /// Its input, as the model gave it.
         input: Value,
     },
+    /// A tool's result.
     ToolResult {
+        /// The call it answers.
         tool_use_id: String,
+        /// What the tool returned (text, or content blocks).
         content: Value,
+        /// Whether the tool failed.
         is_error: bool,
     },
+    /// The API is being retried (the whole `api_retry` line).
     Retry(Value),
+    /// The final result line.
     Result(Outcome),
     /// Valid JSON of a kind we do not use (kept raw).
     Other(Value),

@@ -120,7 +120,9 @@ pub struct Subscription {
 /// What one read gave: events after the cursor (possibly none if nothing came in time), and whether the stream
 /// has ended with them.
 pub struct Batch {
+    /// The events, in order.
     pub events: Vec<Arc<StreamEvent>>,
+    /// The last of them is the turn's `done` (or there is nothing more to read).
     pub finished: bool,
 }
 
