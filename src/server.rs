@@ -942,7 +942,7 @@ async fn chat(app: &App, req: Request<Incoming>) -> Response<Body> {
             ended.error.unwrap_or_default(),
         );
     }
-    let success = ended.status == "succeeded";
+    let success = ended.status == crate::store::TurnStatus::Succeeded;
     json(
         StatusCode::OK,
         &json!({
