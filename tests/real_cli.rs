@@ -1,5 +1,5 @@
 //! The real Claude Code CLI behind `remote-agent serve`, talking to a mock Messages API on loopback
-//! (claude-cli.md §7). Skipped with a visible message when the CLI is absent; required under `CI=true`.
+//! (docs/architecture.md, "Tests"). Skipped with a visible message when the CLI is absent; required under `CI=true`.
 
 mod common;
 

@@ -21,7 +21,7 @@ use dirs::{absolute, dirs};
 use dotenv::process_env;
 use file::read_config_file;
 
-/// The permission modes the `claude` CLI accepts (claude-cli.md §1).
+/// The permission modes the `claude` CLI accepts (its `--permission-mode` flag).
 pub const PERMISSION_MODES: &[&str] = &[
     "acceptEdits",
     "auto",

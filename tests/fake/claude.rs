@@ -1,6 +1,6 @@
 //! `fake-claude`: a stand-in for the Claude Code CLI (`claude`, v2.1.197) used by the integration tests.
 //!
-//! It follows the headless contract written down in `/work/shared/docs/claude-cli.md` (`-p` mode only):
+//! It follows the headless contract of the real CLI as observed (`-p` mode only; see docs/architecture.md):
 //! the same flags, the same error texts and exit codes, the same stream-json message shapes, sessions that
 //! can be resumed, and the same reaction to SIGINT/SIGTERM. Instead of calling a model it replies
 //! `echo[n]: <prompt>`, where `n` counts the prompts of the session so far (this one included).
@@ -13,7 +13,7 @@
 //! `--max-budget-usd`, `--append-system-prompt`. Value options accept `--opt=V` and `--opt V` (a value that
 //! starts with `-` is taken literally). `--` ends the options. `-v/--version` prints `2.1.197 (Claude Code)`.
 //! Any other option: `error: unknown option '<arg>'`, rc 1.
-//! `--permission-mode bypassPermissions` as root fails unless `IS_SANDBOX=1` (doc §6.5).
+//! `--permission-mode bypassPermissions` as root fails unless `IS_SANDBOX=1`.
 //!
 //! # Prompt
 //! Without a positional argument the prompt is stdin read to EOF (raw bytes, NULs kept). With one, the
@@ -48,7 +48,7 @@
 //! Order of a turn: init, stderr lines, huge line, garbage, retries, [tool_use, orphan, write, slow,
 //! tool_result | orphan, write, slow], reply (or API error), result, linger.
 //!
-//! # Signals (doc §5)
+//! # Signals
 //! SIGINT (default): during `[[tool]]`'s `[[slow]]` the tool's `tool_result` (`is_error`, `[Request interrupted by
 //! user for tool use]`); a `user` line `[Request interrupted by user]`, then a `result` with subtype
 //! `error_during_execution` and `terminal_reason` `aborted_tools` (during `[[slow]]`) or `aborted_streaming`
@@ -58,7 +58,7 @@
 //! # Environment
 //! - `CLAUDE_CONFIG_DIR` (else `$HOME/.claude`): sessions live in `<dir>/fake-sessions/<uuid>.jsonl`, one
 //!   JSON line per prompt; the first line holds the cwd and `--resume` from another cwd fails, like the
-//!   real CLI (doc §6.7).
+//!   real CLI.
 //! - `FAKE_CLAUDE_RECORD=<dir>`: before any output writes `<pid>.argv.json` (argv without argv[0]),
 //!   `<pid>.env.json`, `<pid>.cwd`, then `<pid>.prompt` (exact bytes) and, with `[[orphan]]`,
 //!   `<pid>.orphan` (the orphan's pid).
@@ -352,7 +352,7 @@ fn invalid_choice(spec: &str, value: &str, choices: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------------------
 // Prompt
 
-/// Reads the prompt: stdin to EOF, or the positional argument plus what stdin gives (doc §1, §6.2).
+/// Reads the prompt: stdin to EOF, or the positional argument plus what stdin gives.
 /// Stdin is read on a helper thread so that this thread can keep looking at the signal flags.
 fn read_prompt(positional: Option<&[u8]>) -> Vec<u8> {
     let stdin_is_tty = io::stdin().is_terminal();

@@ -1,6 +1,6 @@
 //! `fake-cloudflared`: a stand-in for `cloudflared` 2026.8.x used by the integration tests of `remote-agent up`.
 //!
-//! It follows the contract written down in `/work/shared/docs/cloudflared.md`: every log line on stderr as
+//! It follows cloudflared's observed behaviour (see docs/architecture.md): every log line on stderr as
 //! `2026-11-24T19:54:05Z INF <message> key=value …` (or JSON lines with `--output json` /
 //! `TUNNEL_LOG_OUTPUT=json`), stdout empty, the quick-tunnel banner, a metrics server with `/ready`,
 //! `/quicktunnel`, `/healthcheck` and `/metrics`, the same exit codes, and graceful SIGTERM/SIGINT. It never
