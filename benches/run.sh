@@ -31,6 +31,9 @@ start() {
   echo "$name did not start" >&2; exit 1
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# What the machine pays and cannot reclaim (anonymous), and the process's share of every page (PSS).
+anon_kb() { awk '/^Anonymous:/ {print $2}' "/proc/$1/smaps_rollup"; }
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -43,14 +46,15 @@ echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/m
 grep -m1 'model name' /proc/cpuinfo | sed 's/.*: /cpu: /'
 echo "rustc: $(rustc --version)"
 
-echo "== idle RSS of serve (started, no request yet; then after one chat turn and 1000 /health requests)"
+echo "== idle memory of serve: anonymous and PSS (smaps_rollup), RSS for reference (started, no request yet; then"
+echo "   after one chat turn and 1000 /health requests)"
 start serve "$tmp/serve.log" "${serve_cmd[@]}"
 sleep 1
-echo "idle: $(rss_kb "$pid") kB (peak during start-up $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") kB)"
+echo "idle: anonymous $(anon_kb "$pid") kB, PSS $(pss_kb "$pid") kB, RSS $(rss_kb "$pid") kB (peak RSS during start-up $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") kB)"
 curl -s -u bench:bench-password -d '{"message":"hi"}' "http://$addr/api/chat" >/dev/null
 for _ in $(seq 1000); do echo; done | xargs -P4 -I{} curl -s -o /dev/null "http://$addr/health"
 sleep 1
-echo "after a turn and 1000 requests: $(rss_kb "$pid") kB"
+echo "after a turn and 1000 requests: anonymous $(anon_kb "$pid") kB, PSS $(pss_kb "$pid") kB, RSS $(rss_kb "$pid") kB"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
 echo "== GET /health, wrk -t2 -c50 -d5s, $rounds rounds each, servers interleaved"
