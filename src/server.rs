@@ -860,7 +860,7 @@ async fn authenticate(
         }
     }
     if !req.headers().contains_key(header::AUTHORIZATION) {
-        return Err(auth::unauthorized(req.headers()));
+        return Err(unauthorized(req.headers()));
     }
     // Locked out: refused before even the cache of verified headers, so a lockout holds for every password.
     if let Some(wait) = app.throttle.locked(ctx.client) {
@@ -878,9 +878,19 @@ async fn authenticate(
     .await
     {
         Ok(true) => Ok(Signed::Basic),
-        Ok(false) => Err(auth::unauthorized(req.headers())),
+        Ok(false) => Err(unauthorized(req.headers())),
         Err(r) => Err(refused(r)),
     }
+}
+
+/// 401, with the Basic challenge that `auth` says this client should get.
+fn unauthorized(headers: &hyper::HeaderMap) -> Response<Body> {
+    let mut resp = error(StatusCode::UNAUTHORIZED, "authentication required");
+    if let Some(challenge) = auth::basic_challenge(headers) {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    resp
 }
 
 /// 429 for a password that was not checked, saying how long to wait.
