@@ -278,6 +278,7 @@ pub const MAX_CHECKS: usize = 2;
 const CLIENT_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// API requests a client may make per second, sustained, and in a burst.
 pub const RATE_PER_SEC: f64 = 20.0;
+/// API requests a client may make at once after a quiet spell (see [`RATE_PER_SEC`]).
 pub const RATE_BURST: f64 = 100.0;
 /// Clients remembered at once; the ones idle longest are forgotten first.
 const MAX_CLIENTS: usize = 10_000;

@@ -47,8 +47,11 @@ pub enum Via {
 
 /// A bound listener, with TLS when the server terminates HTTPS itself.
 pub struct Listener {
+    /// The bound socket.
     pub tcp: TcpListener,
+    /// Which door it is.
     pub via: Via,
+    /// Set when this server terminates TLS on it (`--tls-cert`, `--tls-key`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -335,6 +338,7 @@ pub fn tls_acceptor(
 /// The listener a request came through, and what the connection knows of itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Door {
+    /// The listener.
     pub via: Via,
     /// The browser is on HTTPS (our TLS, or Cloudflare's in front of the tunnel listener).
     pub secure: bool,

@@ -19,6 +19,7 @@ use crate::turns::DURATION_BUCKETS;
 pub struct Requests(Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>);
 
 impl Requests {
+    /// Counts one answered request.
     pub fn count(&self, method: &hyper::Method, route: &'static str, status: u16) {
         use hyper::Method as M;
         let method = match *method {

@@ -44,12 +44,19 @@ pub const PROBE_HEADER: &str = "x-remote-agent-probe";
 
 /// What every handler shares.
 pub struct App {
+    /// The settings, swapped whole when the config file changes or SIGHUP asks.
     pub settings: Arc<Shared>,
+    /// The database.
     pub store: Arc<Store>,
+    /// The turn manager: queues, running turns and their readers.
     pub turns: Turns,
+    /// When serving began (`uptime_secs`, the uptime gauge).
     pub started: Instant,
+    /// The brute-force defences and the request rate, per client.
     pub throttle: auth::Throttle,
+    /// Basic headers verified lately, so that argon2 does not run on every request.
     pub basic_cache: auth::BasicCache,
+    /// Requests answered, by route and status, for `/metrics`.
     pub requests: metrics::Requests,
 }
 

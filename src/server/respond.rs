@@ -195,6 +195,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// A whole-buffer body.
 pub fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).boxed()
 }
