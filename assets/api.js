@@ -7,8 +7,9 @@ const events = { signedOut() {}, reconnected() {} };
 export function onApiEvents(handlers) { Object.assign(events, handlers); }
 
 // An answer from the server that is an error (its JSON `error` as the message); `status` is the HTTP status.
+// `retryAfter`: the seconds of its Retry-After, if any.
 export class HttpError extends Error {
-  constructor(status, msg) { super(msg); this.status = status; }
+  constructor(status, msg, retryAfter = null) { super(msg); this.status = status; this.retryAfter = retryAfter; }
 }
 // The server could not be reached (no network, or the tunnel's edge answered for it).
 export class NetError extends Error {}
@@ -44,7 +45,7 @@ export async function api(method, path, body, signal) {
   if (!res.ok) {
     let msg = res.statusText;
     try { msg = (await res.json()).error || msg; } catch { /* not JSON */ }
-    throw new HttpError(res.status, msg);
+    throw new HttpError(res.status, msg, Number(res.headers.get('Retry-After')) || null);
   }
   return res.status === 204 ? null : res;
 }

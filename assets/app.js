@@ -75,11 +75,21 @@ $('login-form').addEventListener('submit', async (ev) => {
     await start();
   } catch (e) {
     $('login-error').textContent = e.status === 401 ? 'Wrong user name or password.'
-      : e.status === 429 ? 'Too many attempts; wait a little and try again.' : `Could not sign in: ${e.message}`;
+      : e.status === 429 ? lockedOut(e) : `Could not sign in: ${e.message}`;
   } finally {
     $('login-submit').disabled = false;
   }
 });
+
+// Locked out after failed logins: how long, in the server's words ("too many failed logins; try again in 30 s") or
+// from its Retry-After; and that until then the right password is refused too, so that trying it is no use.
+function lockedOut(e) {
+  const wait = /try again/.test(e.message) ? e.message
+    : `too many attempts; try again in ${e.retryAfter ? `${e.retryAfter} s` : 'a little while'}`;
+  // "30 s" stays on one line.
+  const said = wait.replace(/(\d) (s|min)\b/g, '$1\u00a0$2');
+  return `${said[0].toUpperCase()}${said.slice(1)}. Until then even the right password is refused.`;
+}
 
 $('logout').addEventListener('click', async () => {
   try { await api('POST', '/api/logout'); } catch { /* signed out anyway */ }
@@ -256,18 +266,26 @@ async function openConv(id, refresh = false) {
   if (!refresh) showView('chat');
   const gen = state.gen;
   let data;
-  let cached = false;
+  let res;
   try {
-    const res = await api('GET', `/api/conversations/${encodeURIComponent(id)}`);
-    cached = !!res.headers.get('X-RA-Cached');
+    res = await api('GET', `/api/conversations/${encodeURIComponent(id)}`);
     data = await res.json();
   } catch (e) {
-    if (gen !== state.gen || e.status === 401 || e instanceof NetError) throw e;
+    if (gen !== state.gen || e.status === 401) throw e;
+    if (e instanceof NetError) {
+      // Offline, and no copy of it was saved: its unsent messages still show, with their Cancel.
+      savedCopy(null);
+      $('messages').append(errorCard('Offline', 'No copy of this conversation was saved on this device.'));
+      showPending(id);
+      return;
+    }
+    savedCopy(undefined);
     $('messages').append(errorCard('Could not load this conversation', e.message, () => openConv(id)));
     return;
   }
   if (gen !== state.gen) return;
-  state.stale = cached;
+  const cached = !!res.headers.get('X-RA-Cached');
+  savedCopy(cached ? res : undefined);
   // The conversation's fields come alongside messages and has_more.
   const { messages: _m, has_more: _h, ...conv } = data;
   state.conv = data.conversation || conv;
@@ -276,9 +294,31 @@ async function openConv(id, refresh = false) {
   const box = $('messages');
   if (data.has_more) box.append(olderButton(data.messages));
   const live = renderTranscript(box, data.messages);
+  showPending(id);
+  for (const t of live) {
+    if (cached) t.view.unfinished();
+    else follow(t.id, t.view);
+  }
+}
+
+function showPending(id) {
+  const box = $('messages');
   for (const p of state.pending) if (p.conv === id) box.append(p.bubble);
   box.scrollTop = box.scrollHeight;
-  for (const t of live) follow(t.id, t.view);
+}
+
+// Offline, the open conversation is the service worker's saved copy (`res`; null: there is none): the banner says
+// from when, and what needs the server is off until it is back (reconnected() loads the conversation again).
+// `undefined`: the server's own answer.
+const OFFLINE_TEXT = $('offline').textContent;
+function savedCopy(res) {
+  state.stale = res !== undefined;
+  const at = res && res.headers.get('X-RA-Saved');
+  const when = at && new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  $('offline').textContent = !state.stale ? OFFLINE_TEXT
+    : `Offline — ${res === null ? 'no saved copy' : `saved copy${when ? ` from ${when}` : ''}`}; waiting for the server…`;
+  $('rename').disabled = state.stale;
+  $('delete').disabled = state.stale;
 }
 
 // "Load earlier" pages the transcript back by turns.
@@ -314,6 +354,15 @@ if (window.visualViewport) {
   fit();
 }
 
+// The keyboard opening (or the composer growing) shrinks the transcript from below: one that showed its newest
+// messages keeps showing them. Whether it did is known from its last scroll, since a shrink alone does not scroll.
+{
+  const box = $('messages');
+  let pinned = true;
+  box.addEventListener('scroll', () => { pinned = box.scrollHeight - box.scrollTop - box.clientHeight < 80; });
+  new ResizeObserver(() => { if (pinned) box.scrollTop = box.scrollHeight; }).observe(box);
+}
+
 // ---------- start ----------
 
 async function start() {
@@ -331,8 +380,10 @@ async function start() {
   $('login').hidden = true;
   $('shell').hidden = false;
   loadProjects().catch(() => {});
-  // The most recent conversation opens by default; with none yet, the first send starts one.
-  if (state.convs.length) await openConv(state.convs[0].id);
+  // The most recent conversation opens by default, or the one with a message not sent yet (typed offline before a
+  // reload: it shows there, with its Cancel); with none yet, the first send starts one.
+  const waiting = state.pending.length && state.convs.find((c) => c.id === state.pending[0].conv);
+  if (state.convs.length) await openConv((waiting || state.convs[0]).id);
   else { clearChat(); showView('chat'); }
   flushPending();
 }

@@ -4,7 +4,7 @@
 
 import { api, NetError } from './api.js';
 import { el } from './markdown.js';
-import { $, above, errorCard, follow, state, TurnView, userBubble } from './turn.js';
+import { $, above, errorCard, follow, saveCopy, state, TurnView, userBubble } from './turn.js';
 
 // crypto.randomUUID exists only in secure contexts; a plain-HTTP LAN address is not one.
 function uuid() {
@@ -24,7 +24,8 @@ function grow() {
 }
 input.addEventListener('input', grow);
 
-// Enter sends where there is a real keyboard and a mouse; on a phone Enter is a new line and the button sends.
+// Enter sends where there is a real keyboard and a mouse; on a phone Enter is a new line (its key says so:
+// enterkeyhint="enter") and the button sends.
 input.addEventListener('keydown', (ev) => {
   if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && matchMedia('(pointer: fine)').matches) {
     ev.preventDefault();
@@ -100,6 +101,7 @@ async function send(p) {
       follow(id, view);
     }
     above.loadList().catch(() => {});
+    saveCopy(p.conv);
   } catch (e) {
     if (e instanceof NetError) {
       const box = $('messages');

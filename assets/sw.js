@@ -49,7 +49,8 @@ self.addEventListener('fetch', (ev) => {
   }).catch(() => caches.match(path).then((hit) => hit || Response.error())));
 });
 
-// The network's answer, copied; unreachable, the copy marked X-RA-Cached (the app then says it is offline).
+// The network's answer, copied; unreachable, the copy marked X-RA-Cached (the app then says it is offline), with
+// X-RA-Saved saying when it was saved (the app shows "saved copy from 14:05").
 async function kept(ev, path) {
   let res;
   try {
@@ -62,9 +63,13 @@ async function kept(ev, path) {
     return new Response(hit.body, { status: hit.status, headers });
   }
   if (res.status === 401) ev.waitUntil(caches.delete(API));
-  else if (res.ok && res.type === 'basic') {
-    const copy = res.clone();
-    ev.waitUntil(caches.open(API).then((c) => c.put(path, copy)));
-  }
+  else if (res.ok && res.type === 'basic') ev.waitUntil(save(path, res.clone()));
   return res;
+}
+
+async function save(path, res) {
+  const headers = new Headers(res.headers);
+  headers.set('X-RA-Saved', new Date().toISOString());
+  const copy = new Response(await res.blob(), { status: res.status, headers });
+  await caches.open(API).then((c) => c.put(path, copy));
 }

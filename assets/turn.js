@@ -195,10 +195,11 @@ export class TurnView {
         last.classList.remove('error');
         last.querySelector('.tool-state').textContent = 'stopped';
       }
-      // The reply so far of a turn the server stopped is kept, and marked as cut short.
+      // The reply so far of an ended turn stays, without its typing cursor; one the server stopped is marked as
+      // cut short.
       const cut = this.textEl || this.lastBubble;
+      if (this.textEl) { this.renderText(); this.textEl.classList.remove('streaming'); this.textEl = null; }
       if (s === 'interrupted' && cut && !cut.classList.contains('interrupted')) {
-        if (this.textEl) { this.renderText(); this.textEl.classList.remove('streaming'); this.textEl = null; }
         cut.classList.add('interrupted');
         cut.append(el('div', 'cut', 'interrupted'));
       }
@@ -206,6 +207,14 @@ export class TurnView {
       this.footStatus = STATUS_TEXT[s];
       this.drawFoot();
     }
+  }
+
+  // A turn that had not ended when the saved copy (offline) was made: what it became is not known, so it offers
+  // nothing (no Cancel, no Stop) until the server is back and the conversation is loaded again.
+  unfinished() {
+    this.queueEl.hidden = true;
+    this.foot.dataset.status = 'unknown';
+    this.foot.textContent = 'Not finished when this copy was saved';
   }
 
   meta(m) {
@@ -312,7 +321,16 @@ async function followTurn(id, view, gen) {
   if (t.done) {
     try { view.meta(await getJSON(`/api/turns/${id}`)); } catch { /* meta stays from the result event */ }
     above.loadList().catch(() => {});
+    if (state.conv) saveCopy(state.conv.id);
   }
+}
+
+// The service worker keeps a copy of each transcript it passes on, for a reload while offline. The app asks for the
+// transcript again when it changed (a message accepted, a turn ended), so that the copy is the latest and not the
+// one from when the page opened the conversation.
+export function saveCopy(conv) {
+  if (!navigator.serviceWorker || !navigator.serviceWorker.controller) return;
+  api('GET', `/api/conversations/${encodeURIComponent(conv)}`).catch(() => {});
 }
 
 function handle(t, ev) {

@@ -2,7 +2,7 @@
 //! typed events, and the stop ladder (SIGINT, SIGTERM, SIGKILL to its process group).
 
 use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -272,23 +272,6 @@ pub fn args(spec: &Spec) -> Vec<String> {
     args
 }
 
-/// Finds an executable as the shell would: a path with a slash as given, a bare name on PATH.
-pub fn resolve_bin(bin: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if bin.contains('/') {
-        let p = PathBuf::from(bin);
-        return executable(&p).then_some(p);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(bin))
-        .find(|p| executable(p))
-}
-
 /// The pids of our `claude` children that tokio still has to reap; the orphan sweep leaves them alone.
 static TRACKED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
@@ -352,7 +335,7 @@ async fn read_line(
 /// Starts the CLI for `spec`: own process group, cwd = the project, our settings stripped from its environment,
 /// the prompt written to stdin on a task of its own (it can be larger than a pipe buffer) and stdin then closed.
 pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
-    let Some(bin) = resolve_bin(&spec.bin) else {
+    let Some(bin) = crate::process::find_executable(&spec.bin) else {
         return Err(SpawnError::NotFound(spec.bin.clone()));
     };
     let mut cmd = Command::new(&bin);
@@ -371,12 +354,12 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
     // It dies with us if we are killed (Linux; from a thread that lives as long as we do), and creates files with
     // the user's umask rather than ours.
     #[cfg(target_os = "linux")]
-    crate::supervise::die_with_parent(&mut cmd);
-    crate::supervise::with_user_umask(&mut cmd);
+    crate::process::die_with_parent(&mut cmd);
+    crate::process::with_user_umask(&mut cmd);
     let mut child = {
         // Spawn and track under one lock, so the orphan sweep never sees this pid untracked.
         let mut tracked = tracked();
-        let spawned = crate::supervise::spawn_from_lasting_thread(cmd);
+        let spawned = crate::process::spawn_from_lasting_thread(cmd);
         let child = spawned.map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => SpawnError::NotFound(spec.bin.clone()),
             _ => SpawnError::Io {
@@ -493,7 +476,8 @@ impl Run {
 
     /// The stop ladder: SIGINT to the group (the CLI aborts cleanly and ends its tools), then SIGTERM, then
     /// SIGKILL, each after [`LADDER_GRACE`]; each signal goes with SIGCONT, so that a stopped child acts on it.
-    /// Returns once the child has exited.
+    /// Returns once the child has exited. (Not [`crate::process::stop`], the supervisor's ladder: this one starts
+    /// with SIGINT, has three rungs, and waits through [`Run::wait`] to keep the orphan sweep's list.)
     pub async fn stop(&mut self) -> std::io::Result<ExitStatus> {
         use nix::sys::signal::Signal;
         for signal in [Signal::SIGINT, Signal::SIGTERM] {
@@ -520,7 +504,7 @@ impl Drop for Run {
 }
 
 fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    crate::supervise::signal_group(pgid, signal);
+    crate::process::signal_group(pgid, signal);
 }
 
 /// Makes this process the reaper of what its descendants orphan (Linux), so the CLI's leftovers can be stopped.

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve, open a Cloudflare tunnel, print the public URL with a QR code, and keep both alive.
-    Up(crate::up::UpArgs),
+    Up(crate::supervisor::UpArgs),
     /// Run the HTTP server (the API and the web app) in the foreground, without a tunnel.
     Serve(ServeArgs),
     /// Show what `up` is running: children, restarts, the tunnel's URL and readiness.
@@ -238,8 +238,8 @@ pub fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(crate::up::up(args))),
-        Command::Status { dirs } => crate::up::status(&Flags::from(&dirs)),
+            .and_then(|rt| rt.block_on(crate::supervisor::up(args))),
+        Command::Status { dirs } => crate::supervisor::status(&Flags::from(&dirs)),
         Command::Passwd { flags, username } => passwd(&Flags::from(&flags), username),
         Command::Pair { flags, quiet, base } => pair(&Flags::from(&flags), quiet, base),
         Command::Logout { flags, all } => logout(&Flags::from(&flags), all),
@@ -274,7 +274,7 @@ pub fn main() -> ExitCode {
 fn init_logging(file: Option<&std::path::Path>) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let sink: Box<dyn Write + Send> = match file.map(RotatingFile::open) {
+    let sink: Box<dyn Write + Send> = match file.map(crate::files::RotatingFile::open) {
         Some(Ok(file)) => Box::new(file),
         Some(Err(e)) => {
             eprintln!("remote-agent: cannot write the log file ({e}); logging to stderr");
@@ -297,53 +297,6 @@ fn init_logging(file: Option<&std::path::Path>) -> tracing_appender::non_blockin
     guard
 }
 
-/// A log file that moves itself to `NAME.1` (replacing the one before) once it passes [`LOG_LIMIT`].
-struct RotatingFile {
-    path: PathBuf,
-    file: std::fs::File,
-    written: u64,
-}
-
-/// The size past which a log file is rotated.
-pub const LOG_LIMIT: u64 = 4 * 1024 * 1024;
-
-impl RotatingFile {
-    fn open(path: &std::path::Path) -> std::io::Result<RotatingFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Absolute: `serve` changes its working directory after it opens the log, and rotation reopens it.
-        let path = &std::path::absolute(path)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
-        let written = file.metadata()?.len();
-        Ok(RotatingFile {
-            path: path.to_path_buf(),
-            file,
-            written,
-        })
-    }
-}
-
-impl Write for RotatingFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.written > LOG_LIMIT {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            std::fs::rename(&self.path, old)?;
-            *self = RotatingFile::open(&self.path)?;
-        }
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -357,7 +310,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Recorded before private_files, whose own record then changes nothing (the first one is kept).
     if let Some(mask) = args.child_umask {
-        crate::supervise::remember_user_umask(mask);
+        crate::process::remember_user_umask(mask);
     }
     private_files();
     let flags = args.flags;
@@ -412,7 +365,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls: None,
         });
     }
-    if claude::resolve_bin(&settings.claude_bin).is_none() {
+    if crate::process::find_executable(&settings.claude_bin).is_none() {
         tracing::warn!(
             "claude executable {:?} not found or not executable: messages will fail until it is \
              (set CLAUDE_BIN or --claude-bin)",
@@ -439,15 +392,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(project = %app.settings.get().default_project().display(), "serving");
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = crate::shutdown::channel();
     let server = tokio::spawn(server::run(listeners, app.clone(), async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
+        stop_rx.signalled().await;
     }));
-    // Serving is set up: what ran only to get here need not stay resident while we idle.
-    crate::pages::release_code();
     stops.wait(&app, &flags).await;
     tracing::info!("shutting down: stopping turns and draining connections");
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     app.turns.shutdown().await;
     server.await.context("server task")?;
     app.store.truncate_wal();
@@ -664,11 +615,8 @@ fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> 
     )?;
     let base = base
         .or_else(|| {
-            let state = crate::up::recorded_state(&crate::config::state_dir(flags).ok()?)?;
-            state["tunnel"]["url"]
-                .as_str()
-                .or(state["local_url"].as_str())
-                .map(String::from)
+            let state = crate::state::read_live(&crate::config::state_dir(flags).ok()?)?;
+            state.tunnel.url.or(state.local_url)
         })
         .unwrap_or_else(|| "http://127.0.0.1:8000".into());
     let link = format!("{}/pair/{token}", base.trim_end_matches('/'));
@@ -677,7 +625,7 @@ fn pair(flags: &Flags, quiet: bool, base: Option<String>) -> anyhow::Result<()> 
     } else {
         println!("Open this on your phone to sign its browser in (one use, 10 minutes):");
         println!("  {link}");
-        println!("{}", crate::up::qr(&link));
+        println!("{}", crate::supervisor::qr(&link));
     }
     Ok(())
 }
@@ -869,15 +817,8 @@ fn import_project(flags: &Flags, settings: &Settings) -> anyhow::Result<PathBuf>
         flags.with_env()?.project.is_some() || file_allows_projects(&settings.config_path);
     let running = crate::config::state_dir(flags)
         .ok()
-        .and_then(|d| crate::up::recorded_state(&d));
-    let served: Option<Vec<PathBuf>> = running.as_ref().map(|state| {
-        state["projects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_str().map(PathBuf::from))
-            .collect()
-    });
+        .and_then(|d| crate::state::read_live(&d));
+    let served: Option<Vec<PathBuf>> = running.map(|state| state.projects);
     let project = match served.as_deref() {
         _ if configured => settings.default_project().to_path_buf(),
         Some([first, ..]) => first.clone(),
@@ -926,39 +867,26 @@ fn logout(flags: &Flags, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone. The umask
-/// the user had is kept for Claude (see `supervise::with_user_umask`).
+/// Everything we create from here on is readable by the user alone: see [`crate::process::private_umask`].
 pub fn private_files() {
-    let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    crate::supervise::remember_user_umask(before.bits() as u32);
+    crate::process::private_umask();
 }
 
 /// `serve` works from the state dir (0700), never from a project where Claude writes files: its settings were read
 /// where it was started, and reloads still resolve against that place (`config::launch_dir`).
 fn enter_state_dir(settings: &Settings) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = &settings.state_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating state dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("securing state dir {}", dir.display()))?;
+    crate::files::private_dir(dir, "state dir ")?;
     std::env::set_current_dir(dir).with_context(|| format!("entering state dir {}", dir.display()))
 }
 
 /// Creates the data dir (0700) and the database file (0600) before SQLite touches them.
 fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = &settings.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("securing data dir {}", dir.display()))?;
+    crate::files::private_dir(dir, "data dir ")?;
     let path = dir.join("remote-agent.db");
     let existed = path.exists();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
+    let file = crate::files::append_private(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     // SQLite would silently make a new, empty database of a file that was emptied (truncated by a full disk or a
     // bad copy): a database that existed must have its header, or its WAL.
@@ -989,39 +917,7 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
             pid,
             "stopping a claude process left by a previous run"
         );
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        crate::process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     }
     claude::kill_marked_anywhere(&orphan.turn_id);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_log_file_rotates_past_its_limit_keeping_one_old_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("serve.log");
-        let mut log = RotatingFile::open(&path).unwrap();
-        let line = vec![b'x'; 64 * 1024];
-        for _ in 0..(LOG_LIMIT / line.len() as u64 + 2) {
-            log.write_all(&line).unwrap();
-        }
-        let old = dir.path().join("serve.log.1");
-        assert!(old.exists());
-        assert!(std::fs::metadata(&path).unwrap().len() < LOG_LIMIT);
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        // A second rotation replaces the old file: never more than two.
-        for _ in 0..(LOG_LIMIT / line.len() as u64 + 2) {
-            log.write_all(&line).unwrap();
-        }
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
-    }
 }

@@ -209,7 +209,6 @@ pub fn tunnel_section(path: &Path) -> Result<toml::Table, ConfigError> {
 /// Saves first-run credentials into the config file (created 0600 in a 0700 directory), keeping what else it
 /// holds.
 pub fn save_credentials(path: &Path, username: &str, password: &Secret) -> Result<(), ConfigError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |e: std::io::Error| ConfigError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -235,24 +234,21 @@ pub fn save_credentials(path: &Path, username: &str, password: &Secret) -> Resul
         };
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        crate::files::private_dir_io(dir).map_err(err)?;
     }
     let text = toml::to_string(&table).map_err(|e| ConfigError::Other(e.to_string()))?;
     let tmp = path.with_extension("toml.tmp");
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = crate::files::private_file()
             .write(true)
-            .create(true)
             .truncate(true)
-            .mode(0o600)
             .open(&tmp)
             .map_err(err)?;
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
     }
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    crate::files::make_private(&tmp).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 

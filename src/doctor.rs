@@ -116,7 +116,7 @@ pub async fn doctor(flags: &Flags, cloudflared_bin: Option<String>) -> anyhow::R
 
 /// Finds `bin` and asks its version.
 async fn version_of(bin: &str, name: &str, install: &str) -> Check {
-    let Some(path) = crate::claude::resolve_bin(bin) else {
+    let Some(path) = crate::process::find_executable(bin) else {
         return Check::Problem {
             what: format!("{name} not found ({bin:?})"),
             fix: install.to_string(),
@@ -149,7 +149,7 @@ async fn version_of(bin: &str, name: &str, install: &str) -> Check {
 /// Whether the CLI is logged in, as `claude auth status` reports it (from its environment and config files, without
 /// a request), in the environment a turn gives it.
 async fn claude_auth(bin: &str) -> Check {
-    let Some(path) = crate::claude::resolve_bin(bin) else {
+    let Some(path) = crate::process::find_executable(bin) else {
         return Check::Info("claude's login not checked: claude not found".into());
     };
     let out = tokio::time::timeout(
@@ -215,8 +215,8 @@ fn password_in_environment(settings: Option<&Settings>) -> Vec<Check> {
         });
     }
     let running = settings
-        .and_then(|s| crate::up::recorded_state(&s.state_dir))
-        .and_then(|state| state["pid"].as_i64());
+        .and_then(|s| crate::state::read_live(&s.state_dir))
+        .map(|state| state.pid);
     if let Some(pid) = running
         && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
             e.split(|b| *b == 0)
@@ -252,7 +252,7 @@ async fn named_tunnel(settings: &Settings, cloudflared: &str) -> Option<Check> {
         .get("config")
         .and_then(|c| c.as_str())
         .filter(|c| !c.is_empty())?;
-    let bin = crate::claude::resolve_bin(cloudflared)?;
+    let bin = crate::process::find_executable(cloudflared)?;
     Some(
         match crate::tunnel::validate(&bin, Path::new(config)).await {
             Ok(()) => Check::Ok(format!("the named tunnel's config {config} validates")),
@@ -349,11 +349,11 @@ fn files(settings: &Settings) -> Vec<Check> {
 
 /// The port is free, or held by our own server.
 async fn port(settings: &Settings) -> Check {
-    if let Some(state) = crate::up::recorded_state(&settings.state_dir) {
+    if let Some(state) = crate::state::read_live(&settings.state_dir) {
         return Check::Ok(format!(
             "remote-agent up is running (pid {}), serving {}",
-            state["pid"],
-            state["local_url"].as_str().unwrap_or("(starting)")
+            state.pid,
+            state.local_url.as_deref().unwrap_or("(starting)")
         ));
     }
     let addr = format!("{}:{}", settings.host, settings.port);

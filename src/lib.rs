@@ -1,7 +1,7 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
-// Three exceptions: in `supervise`, pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
-// umask); in `pages`, handing back the code pages only start-up ran (madvise); in `auth`, the allocator keeping
-// argon2's memory and handing back what a burst of logins freed (mallopt, malloc_trim).
+// Two exceptions: in `process`, the pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
+// umask), which no safe API covers; in `auth`, the allocator keeping argon2's memory and handing back what a burst
+// of logins freed (mallopt, malloc_trim).
 #![deny(unsafe_code)]
 
 pub mod auth;
@@ -9,11 +9,15 @@ pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
-pub mod pages;
+pub mod files;
+pub mod process;
 pub mod server;
 pub mod service;
+pub mod shutdown;
+pub mod state;
 pub mod store;
-pub mod supervise;
+pub mod supervisor;
 pub mod tunnel;
 pub mod turns;
-pub mod up;
+/// The supervisor's old name, for `passwd`'s `up::recorded_state` (being changed on another branch).
+pub use supervisor as up;

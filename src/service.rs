@@ -127,7 +127,7 @@ fn xml_escape(text: &str) -> String {
 pub fn service_path(claude: &str, cloudflared: &str) -> String {
     let mut dirs: Vec<String> = [claude, cloudflared]
         .iter()
-        .filter_map(|bin| crate::claude::resolve_bin(bin))
+        .filter_map(|bin| crate::process::find_executable(bin))
         .filter_map(|p| p.parent().map(|d| d.display().to_string()))
         .collect();
     for d in ["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"] {
@@ -174,12 +174,7 @@ pub fn install(
     if manager == Manager::Launchd {
         // launchd creates the log with the umask it gives us, the user's (the unit sets none, so that Claude gets
         // it); made here first, the log stays private.
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&unit.log)
+        crate::files::append_private(&unit.log)
             .with_context(|| format!("creating {}", unit.log.display()))?;
     }
     std::fs::write(&path, unit.render(manager))

@@ -243,7 +243,7 @@ impl Turns {
             return Err(SubmitError::ShuttingDown);
         }
         let bin = self.inner.settings.get().claude_bin.clone();
-        if claude::resolve_bin(&bin).is_none() {
+        if crate::process::find_executable(&bin).is_none() {
             return Err(SubmitError::NotFound(SpawnError::NotFound(bin)));
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{PASSWORD, Server, USER, alive, basic, status_kb, wait_for};
+use common::{PASSWORD, Server, USER, alive, basic, wait_for};
 use serde_json::{Value, json};
 
 fn ok_chat(server: &Server, body: Value) -> Value {
@@ -696,20 +696,4 @@ fn reset_honours_a_conv_id_in_the_body() {
     assert_eq!(resp.json()["conv_id"], "drop");
     let sessions = server.authed("GET", "/api/sessions", b"").json();
     assert!(sessions.get("drop").is_none() && sessions.get("keep").is_some());
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn an_idle_server_gives_back_its_start_up_code_and_still_answers() {
-    let server = Server::start();
-    // Once it listens, the code only start-up ran is dropped: resident memory is well under its peak.
-    wait_for("serve's resident set to fall below its peak", 10, || {
-        (status_kb(server.pid(), "VmRSS") * 100 < status_kb(server.pid(), "VmHWM") * 85)
-            .then_some(())
-    });
-    // What it runs next comes back from the file.
-    assert_eq!(server.request("GET", "/health", &[], b"").status, 200);
-    let r = server.chat(&json!({"message": "after the hand-back"}));
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["success"], true);
 }

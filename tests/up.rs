@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::up::{Up, UpBuilder, fake_cloudflared};
-use common::{PASSWORD, USER, alive, basic, status_kb, unsafe_kill, wait_for};
+use common::{PASSWORD, USER, alive, basic, unsafe_kill, wait_for};
 use serde_json::Value;
 
 fn public_url(line: &str) -> String {
@@ -123,29 +123,6 @@ fn a_killed_serve_comes_back_on_the_same_address() {
     assert_eq!(up.local(), addr);
     // cloudflared kept running: the tunnel listener came back on the same port.
     assert_eq!(up.starts().len(), 1);
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn once_started_the_supervisor_gives_back_its_start_up_code_and_still_works() {
-    let up = Up::builder().start();
-    up.wait_line("tunnel connected", 0, 20);
-    // Resident memory falls well below its peak once the URLs are printed: the code only start-up ran is dropped.
-    wait_for(
-        "the supervisor's resident set to fall below its peak",
-        10,
-        || (status_kb(up.pid(), "VmRSS") * 100 < status_kb(up.pid(), "VmHWM") * 85).then_some(()),
-    );
-    // Whatever it runs next comes back from the file: a restart of serve works as before.
-    let pid = up.child_pid("serve");
-    unsafe_kill(pid, 9);
-    wait_for("a new serve answering", 10, || {
-        (up.child_pid("serve") != pid && up.health() == Some(200)).then_some(())
-    });
-    let seen = up.lines();
-    let tunnel = up.child_pid("cloudflared");
-    unsafe_kill(tunnel, 9);
-    up.wait_line("public:", seen, 20);
 }
 
 #[test]

@@ -132,3 +132,24 @@ fn the_web_app_shows_errors_queues_and_offline_state_plainly() {
         &[("RA_SHOTS", shots.display().to_string())],
     );
 }
+
+/// What a new user's trial found: the phone's Enter key label, the keyboard hiding the newest messages, a stopped
+/// reply's typing cursor, a reload while offline (saved copies up to date and labelled, controls that need the
+/// server off, unsent messages shown), and the sign-in lockout in the server's words. A server of its own: the test
+/// ends by locking its client out.
+#[test]
+fn the_web_app_holds_up_in_a_new_users_trial() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    let server = common::Server::start();
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    run(
+        &dir.join("trial.test.mjs"),
+        &server,
+        &[("RA_SHOTS", shots.display().to_string())],
+    );
+}

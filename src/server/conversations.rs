@@ -30,10 +30,10 @@ const MAX_PAGE: usize = 200;
 pub(super) fn status(app: &App) -> Response<Body> {
     let (running, queued) = app.turns.counts();
     // Under `up`, its state file tells the tunnel and the children; served alone, there is no tunnel.
-    let supervisor = crate::up::recorded_state(&app.settings.get().state_dir);
+    let supervisor = crate::state::read_live(&app.settings.get().state_dir);
     let tunnel = supervisor.as_ref().map_or_else(
         || json!({"kind": "none", "url": null, "ready": false}),
-        |s| s["tunnel"].clone(),
+        |s| json!(s.tunnel),
     );
     json(
         StatusCode::OK,
@@ -45,7 +45,7 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "subscribers": app.turns.subscribers(),
             // The allowed project directories, the default first (the web app's picker).
             "projects": app.settings.get().projects,
-            "supervisor": supervisor.map(|s| json!({"pid": s["pid"], "children": s["children"]})),
+            "supervisor": supervisor.map(|s| json!({"pid": s.pid, "children": s.children})),
         }),
     )
 }

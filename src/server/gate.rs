@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::Value;
 
 use super::listen::{Door, Via};
 use super::respond::{Body, error, internal};
@@ -87,24 +86,22 @@ fn local_host(name: &str, reached: Option<std::net::IpAddr>, configured: &str) -
 
 /// The hostnames the tunnel routes to us, from `up`'s state file: None when its hostname is not known to us (a
 /// named tunnel run from a token, whose routes live in Cloudflare's dashboard), then any host passes.
-fn tunnel_hostnames(state: Option<&Value>) -> Option<Vec<String>> {
-    let Some(tunnel) = state.map(|s| &s["tunnel"]) else {
+fn tunnel_hostnames(state: Option<&crate::state::UpState>) -> Option<Vec<String>> {
+    let Some(tunnel) = state.map(|s| &s.tunnel) else {
         return Some(Vec::new());
     };
-    let mut names: Vec<String> = tunnel["hostnames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|h| h.as_str())
-        .filter_map(host_name)
+    let mut names: Vec<String> = tunnel
+        .hostnames
+        .iter()
+        .filter_map(|h| host_name(h))
         .collect();
-    if let Some(url) = tunnel["url"].as_str()
+    if let Some(url) = tunnel.url.as_deref()
         && let Some(rest) = url.strip_prefix("https://")
         && let Some(name) = host_name(rest.split('/').next().unwrap_or(rest))
     {
         names.push(name);
     }
-    if names.is_empty() && tunnel["kind"] == "named" {
+    if names.is_empty() && tunnel.kind == crate::state::TunnelKind::Named {
         return None;
     }
     Some(names)
@@ -134,7 +131,7 @@ fn tunnel_host(name: &str, state_dir: &std::path::Path) -> bool {
     {
         return true;
     }
-    let names = tunnel_hostnames(crate::up::recorded_state(state_dir).as_ref());
+    let names = tunnel_hostnames(crate::state::read_live(state_dir).as_ref());
     let ok = matches(&names);
     *cache = Some(Cached {
         read: Instant::now(),
@@ -258,7 +255,7 @@ fn unauthorized(headers: &HeaderMap) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn a_401_challenges_everyone_but_the_web_app() {
@@ -346,7 +343,11 @@ mod tests {
 
     #[test]
     fn tunnel_hostnames_from_the_state_file() {
-        let names = |v: Value| tunnel_hostnames(Some(&v));
+        // The records of these tests name no pid; a running `up` always does.
+        let names = |mut v: Value| {
+            v["pid"] = json!(1);
+            tunnel_hostnames(Some(&serde_json::from_value(v).unwrap()))
+        };
         assert_eq!(tunnel_hostnames(None), Some(vec![]));
         assert_eq!(
             names(json!({"tunnel": {"kind": "quick", "url": "https://a-b.trycloudflare.com"}})),

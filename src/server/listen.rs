@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::respond::{Body, error};
-use super::{App, handle, signalled};
+use super::{App, handle};
 
 /// How long open connections get to finish after a shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ pub struct Listener {
 /// Serves every listener until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = crate::shutdown::channel();
     let caps = Caps {
         remote: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         local: Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS)),
@@ -69,7 +69,7 @@ pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<
         .map(|l| tokio::spawn(accept_loop(l, app.clone(), caps.clone(), stopped.clone())))
         .collect();
     shutdown.await;
-    let _ = stop.send(true);
+    stop.fire();
     for l in loops {
         let _ = l.await;
     }
@@ -100,7 +100,7 @@ async fn accept_loop(
     listener: Listener,
     app: Arc<App>,
     caps: Caps,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: crate::shutdown::Shutdown,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -123,7 +123,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            () = signalled(&mut stop) => break,
+            () = stop.signalled() => break,
         };
         // This computer's own connections (the supervisor's probe, the owner's tools) are counted apart, whatever
         // address serve listens on: from here, the peer's address is the very one it connected to.

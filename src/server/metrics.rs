@@ -143,20 +143,20 @@ pub(super) fn metrics(app: &App) -> Response<Body> {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     }
-    if let Some(state) = crate::up::recorded_state(&app.settings.get().state_dir) {
+    if let Some(state) = crate::state::read_live(&app.settings.get().state_dir) {
         let _ = writeln!(
             w,
             "# HELP remote_agent_child_restarts_total Restarts of up's children."
         );
         let _ = writeln!(w, "# TYPE remote_agent_child_restarts_total counter");
-        for (name, child) in state["children"].as_object().into_iter().flatten() {
-            let n = child["restarts"].as_u64().unwrap_or(0);
+        for (name, child) in state.children.iter() {
+            let n = child.restarts;
             let _ = writeln!(
                 w,
                 "remote_agent_child_restarts_total{{child=\"{name}\"}} {n}"
             );
         }
-        let ready = u8::from(state["tunnel"]["ready"] == true);
+        let ready = u8::from(state.tunnel.ready);
         let _ = writeln!(
             w,
             "# HELP remote_agent_tunnel_ready 1 while the tunnel holds a connection to the Cloudflare edge.\n\

@@ -80,11 +80,6 @@ pub enum Signed {
     Basic,
 }
 
-/// Resolves once the flag is set (the watch's guard is dropped inside, so callers stay `Send`).
-pub async fn signalled(flag: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = flag.wait_for(|set| *set).await;
-}
-
 /// Handles one request: routes it, adds the security headers, and logs it (method, path without the query,
 /// status, time; never a header).
 pub async fn handle(

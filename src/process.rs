@@ -1,60 +1,29 @@
-//! Keeping a child alive: spawning it in its own process group (and, on Linux, tied to our life), restarts with
-//! capped exponential backoff that resets after a stable run, a count of recent restarts, and the stop ladder.
+//! Child processes, once for everything we run: finding an executable, spawning a child in its own process
+//! group tied to our life (from a thread that lasts), the user's umask for Claude, signalling a process group and
+//! the supervisor's stop ladder.
 
-use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// The first restart delay; it doubles up to [`MAX_DELAY`].
-pub const MIN_DELAY: Duration = Duration::from_millis(500);
-pub const MAX_DELAY: Duration = Duration::from_secs(30);
-/// A run this long counts as stable: the next failure starts the backoff over.
-pub const STABLE_AFTER: Duration = Duration::from_secs(60);
-/// The window over which restarts are counted for the crash-loop warning.
-pub const WINDOW: Duration = Duration::from_secs(60);
-
-/// Restart delays: 0.5 s, 1 s, 2 s, … up to 30 s, back to 0.5 s after a stable run.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    recent: VecDeque<Instant>,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: MIN_DELAY,
-            recent: VecDeque::new(),
-        }
+/// Finds an executable as the shell would: a path with a slash as given, a bare name on PATH.
+pub fn find_executable(bin: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if bin.contains('/') {
+        let p = PathBuf::from(bin);
+        return executable(&p).then_some(p);
     }
-}
-
-impl Backoff {
-    /// The delay before restarting a child that ran for `ran_for`; records the restart.
-    pub fn after_exit(&mut self, ran_for: Duration, now: Instant) -> Duration {
-        if ran_for >= STABLE_AFTER {
-            self.next = MIN_DELAY;
-        }
-        let delay = self.next;
-        self.next = (self.next * 2).min(MAX_DELAY);
-        self.recent.push_back(now);
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > WINDOW)
-        {
-            self.recent.pop_front();
-        }
-        delay
-    }
-
-    /// Restarts within the last [`WINDOW`].
-    pub fn recent(&self) -> usize {
-        self.recent.len()
-    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(bin))
+        .find(|p| executable(p))
 }
 
 /// Spawns `cmd` in a process group of its own, so a Ctrl-C in the terminal reaches only us, and on Linux with
@@ -91,6 +60,13 @@ pub fn die_with_parent(cmd: &mut Command) {
 /// The umask the user had when we started (we run with 0077 so that our own files stay private), for the
 /// children that work on the user's files; `up` hands it to `serve` (`--child-umask`).
 static USER_UMASK: OnceLock<u32> = OnceLock::new();
+
+/// Everything we create from here on (database, its WAL, logs, config) is readable by the user alone. The umask
+/// the user had is kept for Claude (see [`with_user_umask`]).
+pub fn private_umask() {
+    let before = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    remember_user_umask(before.bits() as u32);
+}
 
 /// Records the umask the user had; the first call wins (a later one would see our own 0077).
 pub fn remember_user_umask(mask: u32) {
@@ -203,31 +179,7 @@ pub async fn stop(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_cap_and_resets_after_a_stable_run() {
-        let mut b = Backoff::default();
-        let t = Instant::now();
-        let quick = Duration::from_millis(100);
-        let delays: Vec<u64> = (0..9)
-            .map(|i| {
-                b.after_exit(quick, t + Duration::from_millis(i))
-                    .as_millis() as u64
-            })
-            .collect();
-        assert_eq!(
-            delays,
-            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
-        );
-        assert_eq!(b.recent(), 9);
-        assert_eq!(
-            b.after_exit(STABLE_AFTER, t + Duration::from_secs(1)),
-            MIN_DELAY
-        );
-        // Restarts older than the window no longer count.
-        b.after_exit(quick, t + Duration::from_secs(120));
-        assert_eq!(b.recent(), 1);
-    }
+    use std::time::{Duration, Instant};
 
     /// The death signal follows the thread that forked: a child asked for by a thread that then exits must live
     /// on while this process does.

@@ -1,0 +1,165 @@
+//! What `up` works out before its loop starts: the tunnel to open (flags, then the config file), and on a first
+//! run without credentials, a login.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{Mode, UpArgs};
+use crate::config::Settings;
+use crate::tunnel::{Kind, Named};
+
+/// The tunnel to open, from the flags, then the config file's `[tunnel]`.
+pub(super) fn tunnel_kind(args: &UpArgs, settings: &Settings) -> anyhow::Result<Option<Kind>> {
+    let file = crate::config::tunnel_section(&settings.config_path)?;
+    let text = |key: &str| {
+        file.get(key)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+    };
+    let mode = if args.no_tunnel {
+        Mode::None
+    } else if let Some(mode) = args.tunnel {
+        mode
+    } else if let Some(mode) = text("mode") {
+        match mode.as_str() {
+            "quick" => Mode::Quick,
+            "named" => Mode::Named,
+            "none" => Mode::None,
+            other => anyhow::bail!(
+                "[tunnel] mode = {other:?} in {} is not quick, named or none",
+                settings.config_path.display()
+            ),
+        }
+    } else if args.tunnel_name.is_some()
+        || args.tunnel_token.is_some()
+        || args.tunnel_token_file.is_some()
+    {
+        Mode::Named
+    } else {
+        Mode::Quick
+    };
+    Ok(match mode {
+        Mode::None => None,
+        Mode::Quick => Some(Kind::Quick),
+        Mode::Named => {
+            let name = args.tunnel_name.clone().or_else(|| text("name"));
+            // Absolute: cloudflared runs in the state dir, not where `up` was started.
+            let config = args
+                .tunnel_config
+                .clone()
+                .or_else(|| text("config").map(PathBuf::from))
+                .map(|p| std::path::absolute(&p).unwrap_or(p));
+            let token_file = args
+                .tunnel_token_file
+                .clone()
+                .or_else(|| text("token_file").map(PathBuf::from))
+                .map(|p| std::path::absolute(&p).unwrap_or(p));
+            let named = if let Some(token) = &args.tunnel_token {
+                Named::Token(token.clone())
+            } else if let Some(file) = token_file {
+                anyhow::ensure!(
+                    file.is_file(),
+                    "the tunnel token file {} does not exist",
+                    file.display()
+                );
+                Named::TokenFile(file)
+            } else if let (Some(name), Some(config)) = (name, config) {
+                anyhow::ensure!(
+                    config.is_file(),
+                    "the tunnel config {} does not exist",
+                    config.display()
+                );
+                Named::Config { name, config }
+            } else {
+                anyhow::bail!(
+                    "a named tunnel needs --tunnel-name with --tunnel-config, or --tunnel-token-file \
+                     (see terraform/README.md)"
+                );
+            };
+            Some(Kind::Named(named))
+        }
+    })
+}
+
+/// No credentials anywhere: make a login, save it to the config file (0600), and show it once.
+pub(super) fn first_run(config: &Path) -> anyhow::Result<()> {
+    let username = std::env::var("USER")
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .unwrap_or_else(|| "me".into());
+    let password = random_password();
+    let hash = crate::auth::hash_password(&password)?;
+    crate::config::save_credentials(config, &username, &crate::config::Secret::Hash(hash))?;
+    println!("First run: created a login for this server.");
+    println!("  user:     {username}");
+    println!("  password: {password}");
+    println!(
+        "Saved in {} as an argon2 hash (readable only by you); this is the only time the password is shown. \
+         Change it with `remote-agent passwd`.",
+        config.display()
+    );
+    Ok(())
+}
+
+/// 24 characters from 62, from the OS's random source (through UUID v4): about 142 bits.
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes: Vec<u8> = (0..2)
+        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
+        .collect();
+    // Each UUID v4 has 122 random bits; skip its fixed version and variant bytes.
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 16 != 6 && i % 16 != 8)
+        .take(24)
+        .map(|(_, b)| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// The settings `up` runs with; on a first run (no credentials anywhere, or a `--config` that does not exist yet)
+/// it creates the config file with a login first.
+pub(super) fn load_settings(flags: &crate::config::Flags) -> anyhow::Result<Settings> {
+    use crate::config::ConfigError;
+    match Settings::load(flags) {
+        Ok(s) => Ok(s),
+        // A --config that does not exist yet is this first run's to create, like the default one.
+        Err(ConfigError::Missing(path)) => {
+            let from_env = |name| std::env::var(name).is_ok_and(|v| !v.is_empty());
+            if from_env("AUTH_USERNAME") && from_env("AUTH_PASSWORD") {
+                crate::files::private_file()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+            } else {
+                first_run(&path)?;
+            }
+            Ok(Settings::load(flags)?)
+        }
+        Err(ConfigError::NoCredentials(path)) => {
+            first_run(&path)?;
+            Ok(Settings::load(flags)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_and_differ() {
+        let a = random_password();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, random_password());
+    }
+}
