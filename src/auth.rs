@@ -18,11 +18,16 @@ pub const PAIRING_TTL_SECS: i64 = 600;
 const BASIC_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const BASIC_CACHE_MAX: usize = 256;
 
+/// Bytes from the OS's random source: the one source of every secret we make (tokens, cookies, passwords).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes
+}
+
 /// A random 256-bit token, base64url without padding (43 characters).
 pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 /// SHA-256 in hex: how tokens are stored (a stolen database gives no usable token).

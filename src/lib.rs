@@ -4,13 +4,16 @@
 // of logins freed (mallopt, malloc_trim).
 #![deny(unsafe_code)]
 
+pub mod account;
 pub mod auth;
 pub mod claude;
 pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod files;
+pub mod import;
 pub mod process;
+pub mod serve;
 pub mod server;
 pub mod service;
 pub mod shutdown;
@@ -19,5 +22,3 @@ pub mod store;
 pub mod supervisor;
 pub mod tunnel;
 pub mod turns;
-/// The supervisor's old name, for `passwd`'s `up::recorded_state` (being changed on another branch).
-pub use supervisor as up;

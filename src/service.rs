@@ -6,6 +6,8 @@ use std::process::Command;
 
 use anyhow::Context;
 
+use crate::config::{Flags, Settings};
+
 const SYSTEMD_TEMPLATE: &str = include_str!("../systemd/remote-agent.service");
 const LAUNCHD_TEMPLATE: &str = include_str!("../launchd/com.remote-agent.up.plist");
 const SYSTEMD_UNIT: &str = "remote-agent.service";
@@ -266,6 +268,144 @@ pub fn logs(manager: Manager, log: &Path, dry_run: bool) -> anyhow::Result<()> {
         ),
         Manager::Launchd => manage(dry_run, "tail", &["-n", "200", &log.display().to_string()]),
     }
+}
+
+/// `remote-agent service …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Write the unit with the settings in use and the PATH that finds claude and cloudflared, then enable and
+    /// start it.
+    Install {
+        #[command(flatten)]
+        flags: Flags,
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// Stop and remove the unit.
+    Uninstall {
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// Whether the unit is installed, and what the service manager says of it.
+    Status {
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// The service's recent log.
+    Logs {
+        #[command(flatten)]
+        manage: Manage,
+    },
+    /// Print the unit for a service manager without installing it.
+    Print {
+        #[arg(value_enum)]
+        manager: Manager,
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+/// How `service` talks to the service manager.
+#[derive(clap::Args, Debug)]
+pub struct Manage {
+    /// systemd or launchd [default: this platform's]
+    #[arg(long, value_enum)]
+    manager: Option<Manager>,
+    /// Say what would be run instead of calling systemctl/launchctl
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .context("HOME is not set")
+}
+
+/// The unit for the settings in use: `up` with the same flags, in the default project.
+fn unit_for(flags: &Flags) -> anyhow::Result<Unit> {
+    let settings = Settings::load(flags).map_err(|e| match e {
+        crate::config::ConfigError::NoCredentials(path) => anyhow::anyhow!(
+            "set a password first (`remote-agent passwd`, saved in {}): the service must not make one up \
+             where nobody reads it",
+            path.display()
+        ),
+        e => e.into(),
+    })?;
+    // The service manager starts `up` with neither this shell's environment nor its .env: credentials must be in
+    // the config file, and other settings from there become flags.
+    if !crate::config::file_has_credentials(&settings.config_path)? {
+        anyhow::bail!(
+            "the login comes from AUTH_USERNAME/AUTH_PASSWORD here, which the service will not see: save it in {} \
+             with `remote-agent passwd` first",
+            settings.config_path.display()
+        );
+    }
+    let project = settings.default_project().to_path_buf();
+    let mut flags = flags.with_env()?;
+    flags.project = Some(project.clone());
+    Ok(Unit {
+        exe: std::env::current_exe().context("finding our own executable")?,
+        args: flags.to_args(),
+        project,
+        path: service_path(
+            &settings.claude_bin,
+            &std::env::var("CLOUDFLARED_BIN").unwrap_or_else(|_| "cloudflared".into()),
+        ),
+        log: home()?.join("Library/Logs/remote-agent.log"),
+    })
+}
+
+/// `remote-agent service …`.
+pub fn command(action: Action) -> anyhow::Result<()> {
+    let pick = |m: &Manage| m.manager.unwrap_or_else(Manager::native);
+    match action {
+        Action::Print { manager, flags } => {
+            print!("{}", unit_for(&flags)?.render(manager));
+        }
+        Action::Install { flags, manage } => {
+            let unit = unit_for(&flags)?;
+            let home = home()?;
+            let path = install(pick(&manage), &unit, &home, manage.dry_run)?;
+            println!(
+                "installed {}; it runs `remote-agent up` at login and after a crash, with Claude working in {}",
+                path.display(),
+                unit.project.display()
+            );
+            // Without --project or CLAUDE_PROJECT_PATH the project is where install ran: say so when that is broad.
+            // (The project is canonical; so must home be, where it is reached through a link.)
+            let home = home.canonicalize().unwrap_or(home);
+            if unit.project == home || unit.project.parent().is_none() {
+                println!(
+                    "warning: that is {}, so Claude can edit any file in it; to narrow it, install again with \
+                     --project DIR",
+                    if unit.project == home {
+                        "your home directory"
+                    } else {
+                        "the root directory"
+                    }
+                );
+            }
+        }
+        Action::Uninstall { manage } => {
+            if uninstall(pick(&manage), &home()?, manage.dry_run)? {
+                println!("uninstalled");
+            } else {
+                println!("not installed");
+            }
+        }
+        Action::Status { manage } => {
+            status(pick(&manage), &home()?, manage.dry_run)?;
+        }
+        Action::Logs { manage } => {
+            logs(
+                pick(&manage),
+                &home()?.join("Library/Logs/remote-agent.log"),
+                manage.dry_run,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+mod kinds;
+mod open;
+pub use self::kinds::{EventKind, TurnStatus, UnknownWord};
+pub use open::{FILE_NAME, open_existing, open_private};
+
 /// A timestamp as SQLite makes it: `2026-11-24T20:31:02.123Z`.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
@@ -84,7 +89,7 @@ ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
 
 /// Kinds whose consecutive events share a row, and how large such a row may grow. A little over one 4 kB page:
 /// SQLite then fills a whole overflow page and keeps the rest in the leaf, wasting next to nothing.
-const PACKED_KINDS: &[&str] = &["text_delta", "thinking"];
+const PACKED_KINDS: &[EventKind] = &[EventKind::TextDelta, EventKind::Thinking];
 const PACKED_ROW_BYTES: usize = 4600;
 
 /// The WAL is cut back to this size when it is reset, and truncated by the checkpointer once it has grown past it.
@@ -151,7 +156,7 @@ pub struct Turn {
     pub conversation_id: String,
     pub client_id: Option<String>,
     pub prompt: String,
-    pub status: String,
+    pub status: TurnStatus,
     pub response: Option<String>,
     pub session_id: Option<String>,
     pub cost: Option<f64>,
@@ -166,7 +171,7 @@ pub struct Turn {
 /// How a turn ended, as stored.
 #[derive(Debug, Clone, Default)]
 pub struct Finish {
-    pub status: &'static str,
+    pub status: TurnStatus,
     pub response: Option<String>,
     pub session_id: Option<String>,
     pub cost: Option<f64>,
@@ -313,7 +318,7 @@ pub type Result<T> = rusqlite::Result<T>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
     pub seq: u64,
-    pub kind: String,
+    pub kind: EventKind,
     pub data: String,
 }
 
@@ -327,7 +332,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
     /// is what to append to it).
     struct Open {
         seq: u64,
-        kind: String,
+        kind: EventKind,
         bytes: usize,
         n: u64,
         data: String,
@@ -371,7 +376,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
         .optional()?;
     for e in events {
         if let Some(row) = &mut open
-            && PACKED_KINDS.contains(&e.kind.as_str())
+            && PACKED_KINDS.contains(&e.kind)
             && row.kind == e.kind
             && row.seq + row.n == e.seq
             && row.bytes + 1 + e.data.len() <= PACKED_ROW_BYTES
@@ -389,7 +394,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
         }
         open = Some(Open {
             seq: e.seq,
-            kind: e.kind.clone(),
+            kind: e.kind,
             bytes: e.data.len(),
             n: 1,
             data: e.data.clone(),
@@ -406,7 +411,7 @@ fn insert_events(conn: &Connection, turn_id: &str, events: &[Arc<StreamEvent>]) 
 
 /// The events of stored rows (see [`insert_events`]) after `after`, at most `limit`.
 fn unpack(
-    rows: impl Iterator<Item = Result<(u64, String, String, u64)>>,
+    rows: impl Iterator<Item = Result<(u64, EventKind, String, u64)>>,
     after: u64,
     limit: usize,
 ) -> Result<Vec<StreamEvent>> {
@@ -428,7 +433,7 @@ fn unpack(
             }
             out.push(StreamEvent {
                 seq,
-                kind: kind.clone(),
+                kind,
                 data: piece.to_string(),
             });
         }
@@ -436,7 +441,7 @@ fn unpack(
     Ok(out)
 }
 
-fn packed_row(r: &Row) -> Result<(u64, String, String, u64)> {
+fn packed_row(r: &Row) -> Result<(u64, EventKind, String, u64)> {
     Ok((
         r.get::<_, i64>(0)? as u64,
         r.get(1)?,
@@ -460,8 +465,11 @@ const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.pe
 
 /// The figures derived from a conversation's turns (a scan of them).
 /// A turn that never started (its project not allowed, no claude executable) was no message to Claude: not counted.
-const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id
-        AND (t.started_at IS NOT NULL OR t.status = 'queued')),
+fn figures() -> String {
+    let (queued, running) = (TurnStatus::Queued, TurnStatus::Running);
+    format!(
+        "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id
+        AND (t.started_at IS NOT NULL OR t.status = '{queued}')),
     round(c.imported_cost + (SELECT coalesce(sum(t.cost), 0.0) FROM turns t WHERE t.conversation_id = c.id), 9),
     coalesce((SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
               ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1), substr(c.imported_last_message, 1, 200)),
@@ -470,8 +478,10 @@ const FIGURES: &str = "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.
     CASE WHEN c.imported_turns > 0 THEN substr(c.imported_last_message, 1, 200)
          ELSE (SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
                ORDER BY t.created_at, t.rowid LIMIT 1) END,
-    (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('queued', 'running')
-     ORDER BY t.rowid LIMIT 1)";
+    (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('{queued}', '{running}')
+     ORDER BY t.rowid LIMIT 1)"
+    )
+}
 
 const TURN_COLUMNS: &str =
     "id, conversation_id, client_id, prompt, status, response, session_id, cost,
@@ -575,7 +585,10 @@ impl Store {
 
     /// The conversation, if it exists.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>> {
-        let sql = format!("SELECT {OWN_COLUMNS}, {FIGURES} FROM conversations c WHERE c.id = ?1");
+        let sql = format!(
+            "SELECT {OWN_COLUMNS}, {} FROM conversations c WHERE c.id = ?1",
+            figures()
+        );
         self.conn()
             .query_row(&sql, [id], conversation_row)
             .optional()
@@ -584,7 +597,8 @@ impl Store {
     /// Every conversation, most recently active first.
     pub fn conversations(&self) -> Result<Vec<Conversation>> {
         let sql = format!(
-            "SELECT {OWN_COLUMNS}, {FIGURES} FROM conversations c ORDER BY c.updated_at DESC, c.id"
+            "SELECT {OWN_COLUMNS}, {} FROM conversations c ORDER BY c.updated_at DESC, c.id",
+            figures()
         );
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -636,7 +650,8 @@ impl Store {
         tx.execute(
             &format!(
                 "INSERT INTO turns (id, conversation_id, client_id, prompt, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', {NOW})"
+                 VALUES (?1, ?2, ?3, ?4, '{}', {NOW})",
+                TurnStatus::Queued
             ),
             params![id, conversation_id, client_id, prompt],
         )?;
@@ -695,8 +710,9 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             &format!(
-                "UPDATE turns SET status = 'running', started_at = {NOW}, pid = ?2, pid_start = ?3
-                 WHERE id = ?1"
+                "UPDATE turns SET status = '{}', started_at = {NOW}, pid = ?2, pid_start = ?3
+                 WHERE id = ?1",
+                TurnStatus::Running
             ),
             params![id, pid, pid_start.map(|s| s as i64)],
         )?;
@@ -865,10 +881,16 @@ impl Store {
     /// The events of these turns that a transcript shows (complete blocks, tools), in order per turn.
     pub fn transcript_events(&self, turn_ids: &[&str]) -> Result<Vec<(String, StreamEvent)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let (message, thinking, tool_use, tool_result) = (
+            EventKind::Message,
+            EventKind::Thinking,
+            EventKind::ToolUse,
+            EventKind::ToolResult,
+        );
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1
-             AND kind IN ('message', 'thinking', 'tool_use', 'tool_result') ORDER BY seq",
-        )?;
+             AND kind IN ('{message}', '{thinking}', '{tool_use}', '{tool_result}') ORDER BY seq",
+        ))?;
         let mut out = Vec::new();
         for id in turn_ids {
             let rows = stmt.query_map([id], packed_row)?;
@@ -883,11 +905,12 @@ impl Store {
     /// when it stopped), if any.
     pub fn partial_text(&self, turn_id: &str) -> Result<Option<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1 AND kind = 'text_delta'
-             AND seq > coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND kind = 'message'), 0)
+        let (text_delta, message) = (EventKind::TextDelta, EventKind::Message);
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT seq, kind, data, n FROM events WHERE turn_id = ?1 AND kind = '{text_delta}'
+             AND seq > coalesce((SELECT max(seq) FROM events WHERE turn_id = ?1 AND kind = '{message}'), 0)
              ORDER BY seq",
-        )?;
+        ))?;
         let rows = stmt.query_map([turn_id], packed_row)?;
         let mut text = String::new();
         for e in unpack(rows, 0, usize::MAX)? {
@@ -1029,13 +1052,19 @@ impl Store {
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
     /// processes those turns had recorded, to be stopped.
     pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
+        let (queued, running, interrupted) = (
+            TurnStatus::Queued,
+            TurnStatus::Running,
+            TurnStatus::Interrupted,
+        );
+        let (error, done) = (EventKind::Error, EventKind::Done);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let orphans = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare(&format!(
                 "SELECT id, pid, pid_start FROM turns
-                 WHERE status IN ('queued', 'running') AND pid IS NOT NULL AND pid_start IS NOT NULL",
-            )?;
+                 WHERE status IN ('{queued}', '{running}') AND pid IS NOT NULL AND pid_start IS NOT NULL",
+            ))?;
             stmt.query_map([], |r| {
                 Ok(Orphan {
                     turn_id: r.get(0)?,
@@ -1046,22 +1075,22 @@ impl Store {
             .collect::<Result<Vec<_>>>()?
         };
         // Close their streams the way a live turn would have, so subscribers reach `done`.
-        tx.execute_batch(
+        tx.execute_batch(&format!(
             r#"INSERT INTO events (turn_id, seq, kind, data)
-                 SELECT t.id, coalesce(max(e.seq + e.n - 1), 0) + 1, 'error',
-                        '{"error":"the server stopped while this turn ran"}'
+                 SELECT t.id, coalesce(max(e.seq + e.n - 1), 0) + 1, '{error}',
+                        '{{"error":"the server stopped while this turn ran"}}'
                  FROM turns t LEFT JOIN events e ON e.turn_id = t.id
-                 WHERE t.status IN ('queued', 'running') GROUP BY t.id;
+                 WHERE t.status IN ('{queued}', '{running}') GROUP BY t.id;
                INSERT INTO events (turn_id, seq, kind, data)
-                 SELECT t.id, max(e.seq + e.n - 1) + 1, 'done', '{"status":"interrupted"}'
+                 SELECT t.id, max(e.seq + e.n - 1) + 1, '{done}', '{{"status":"{interrupted}"}}'
                  FROM turns t JOIN events e ON e.turn_id = t.id
-                 WHERE t.status IN ('queued', 'running') GROUP BY t.id;"#,
-        )?;
+                 WHERE t.status IN ('{queued}', '{running}') GROUP BY t.id;"#,
+        ))?;
         tx.execute(
             &format!(
-                "UPDATE turns SET status = 'interrupted', finished_at = {NOW}, pid = NULL, pid_start = NULL,
+                "UPDATE turns SET status = '{interrupted}', finished_at = {NOW}, pid = NULL, pid_start = NULL,
                  error = 'the server stopped while this turn ran'
-                 WHERE status IN ('queued', 'running')"
+                 WHERE status IN ('{queued}', '{running}')"
             ),
             [],
         )?;
@@ -1077,7 +1106,7 @@ mod tests {
     fn ev(seq: u64, kind: &str, data: &str) -> Arc<StreamEvent> {
         Arc::new(StreamEvent {
             seq,
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             data: data.into(),
         })
     }
@@ -1092,7 +1121,7 @@ mod tests {
         s.start_turn("t1", None, None, &[]).unwrap();
         s.start_turn("t2", None, None, &[]).unwrap();
         let ok = Finish {
-            status: "succeeded",
+            status: TurnStatus::Succeeded,
             session_id: Some("s-1".into()),
             cost: Some(0.5),
             keep_session: true,
@@ -1102,7 +1131,7 @@ mod tests {
         s.finish_turn(
             "t2",
             &Finish {
-                status: "failed",
+                status: TurnStatus::Failed,
                 session_id: Some("s-2".into()),
                 cost: Some(0.25),
                 ..Finish::default()
@@ -1120,7 +1149,7 @@ mod tests {
             s.events("t1", 0, 10).unwrap(),
             vec![StreamEvent {
                 seq: 1,
-                kind: "done".into(),
+                kind: EventKind::Done,
                 data: "{}".into()
             }]
         );
@@ -1179,7 +1208,7 @@ mod tests {
             s.events(t, 0, 10)
                 .unwrap()
                 .into_iter()
-                .map(|e| (e.seq, e.kind))
+                .map(|e| (e.seq, e.kind.to_string()))
                 .collect()
         };
         assert_eq!(

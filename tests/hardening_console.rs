@@ -110,7 +110,7 @@ fn on_a_terminal_up_prints_one_qr_code_that_of_the_pairing_link() {
         .filter(|p| p.starts_with("/pair/"))
         .unwrap_or_else(|| panic!("{link} is not a pairing link on {public}"))
         .to_string();
-    let code = remote_agent::up::qr(&link);
+    let code = remote_agent::account::qr(&link);
     wait_for("the pairing link's QR code", 20, || {
         up.output().contains(&code).then_some(())
     });
@@ -118,7 +118,7 @@ fn on_a_terminal_up_prints_one_qr_code_that_of_the_pairing_link() {
     let out = up.output();
     // One QR code: the link's. The bare URL (a password form) is text only.
     assert!(
-        !out.contains(&remote_agent::up::qr(&public)),
+        !out.contains(&remote_agent::account::qr(&public)),
         "a QR code of the bare URL:\n{out}"
     );
     assert_eq!(qr_lines(&out), code.lines().count(), "{out}");

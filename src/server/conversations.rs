@@ -18,7 +18,7 @@ use super::respond::{
     non_empty_message, query_param, read_json, submit_error, valid_conversation_id,
 };
 use crate::config::PERMISSION_MODES;
-use crate::store::{Conversation, ConversationPatch, StreamEvent};
+use crate::store::{Conversation, ConversationPatch, EventKind, StreamEvent, TurnStatus};
 use crate::turns::{Submit, SubscribeError, Subscription};
 
 /// Longest wait a long poll may ask for.
@@ -232,16 +232,16 @@ fn transcript(
         }));
         for event in by_turn.get(turn.id.as_str()).into_iter().flatten() {
             let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-            let message = match event.kind.as_str() {
-                "message" => json!({"type": "assistant", "text": data["text"]}),
+            let message = match event.kind {
+                EventKind::Message => json!({"type": "assistant", "text": data["text"]}),
                 // Thinking deltas stream live; the transcript keeps the complete blocks.
-                "thinking" if data["complete"] == true => {
+                EventKind::Thinking if data["complete"] == true => {
                     json!({"type": "thinking", "text": data["text"]})
                 }
-                "tool_use" => json!({
+                EventKind::ToolUse => json!({
                     "type": "tool_use", "id": data["id"], "name": data["name"], "input": data["input"],
                 }),
-                "tool_result" => json!({
+                EventKind::ToolResult => json!({
                     "type": "tool_result", "tool_use_id": data["tool_use_id"],
                     "content": data["content"], "is_error": data["is_error"],
                 }),
@@ -252,8 +252,10 @@ fn transcript(
             messages.push(message);
         }
         // A turn that stopped mid-reply: what it had said so far, marked partial (its status is in the result).
-        if !matches!(turn.status.as_str(), "succeeded" | "queued" | "running")
-            && let Some(text) = app.store.partial_text(&turn.id)?
+        if !matches!(
+            turn.status,
+            TurnStatus::Succeeded | TurnStatus::Queued | TurnStatus::Running
+        ) && let Some(text) = app.store.partial_text(&turn.id)?
         {
             messages.push(
                 json!({"type": "assistant", "turn_id": turn.id, "text": text, "partial": true}),
@@ -527,7 +529,7 @@ async fn pump(mut sub: Subscription, tx: mpsc::Sender<Bytes>, keepalive: Duratio
         let mut chunk = String::new();
         if batch.events.is_empty() && !batch.finished {
             // No `id:`: a keepalive is not part of the turn's stream, so it never moves a resume cursor.
-            chunk.push_str("event: keepalive\ndata: {}\n\n");
+            chunk.push_str(&format!("event: {}\ndata: {{}}\n\n", EventKind::Keepalive));
         }
         for e in &batch.events {
             chunk.push_str(&format!(

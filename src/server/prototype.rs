@@ -63,7 +63,7 @@ pub(super) async fn chat(app: &App, body: ChatRequest) -> Response<Body> {
             ended.error.unwrap_or_default(),
         );
     }
-    let success = ended.status == "succeeded";
+    let success = ended.status == crate::store::TurnStatus::Succeeded;
     json(
         StatusCode::OK,
         &json!({

@@ -106,18 +106,7 @@ fn phone_advice(local: SocketAddr) -> Option<String> {
     }
 }
 
-/// The URL as a QR code drawn with half blocks, dark on light, for a phone's camera.
-pub fn qr(url: &str) -> String {
-    match qrcode::QrCode::new(url.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .dark_color(qrcode::render::unicode::Dense1x2::Light)
-            .light_color(qrcode::render::unicode::Dense1x2::Dark)
-            .quiet_zone(true)
-            .build(),
-        Err(e) => format!("(no QR code: {e})"),
-    }
-}
+pub use crate::account::qr;
 
 /// `remote-agent status`: what `up` runs, from its state file. Fails when `up` is not running.
 pub fn status(flags: &Flags) -> anyhow::Result<()> {

@@ -14,12 +14,11 @@ mod probe;
 mod setup;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::{Flags, Settings};
@@ -531,10 +530,4 @@ impl Supervisor {
             );
         }
     }
-}
-
-/// The state `up` recorded, as JSON, for the callers not yet reading [`crate::state::read_live`]'s fields
-/// (`passwd`, being changed in parallel).
-pub fn recorded_state(state_dir: &Path) -> Option<Value> {
-    serde_json::to_value(state::read_live(state_dir)?).ok()
 }

@@ -1,7 +1,7 @@
 //! What `up` works out before its loop starts: the tunnel to open (flags, then the config file), and on a first
 //! run without credentials, a login.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -83,46 +83,6 @@ pub(super) fn tunnel_kind(args: &UpArgs, settings: &Settings) -> anyhow::Result<
     })
 }
 
-/// No credentials anywhere: make a login, save it to the config file (0600), and show it once.
-pub(super) fn first_run(config: &Path) -> anyhow::Result<()> {
-    let username = std::env::var("USER")
-        .ok()
-        .filter(|u| {
-            !u.is_empty()
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        })
-        .unwrap_or_else(|| "me".into());
-    let password = random_password();
-    let hash = crate::auth::hash_password(&password)?;
-    crate::config::save_credentials(config, &username, &crate::config::Secret::Hash(hash))?;
-    println!("First run: created a login for this server.");
-    println!("  user:     {username}");
-    println!("  password: {password}");
-    println!(
-        "Saved in {} as an argon2 hash (readable only by you); this is the only time the password is shown. \
-         Change it with `remote-agent passwd`.",
-        config.display()
-    );
-    Ok(())
-}
-
-/// 24 characters from 62, from the OS's random source (through UUID v4): about 142 bits.
-fn random_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let bytes: Vec<u8> = (0..2)
-        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
-        .collect();
-    // Each UUID v4 has 122 random bits; skip its fixed version and variant bytes.
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 16 != 6 && i % 16 != 8)
-        .take(24)
-        .map(|(_, b)| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 /// The settings `up` runs with; on a first run (no credentials anywhere, or a `--config` that does not exist yet)
 /// it creates the config file with a login first.
 pub(super) fn load_settings(flags: &crate::config::Flags) -> anyhow::Result<Settings> {
@@ -139,27 +99,14 @@ pub(super) fn load_settings(flags: &crate::config::Flags) -> anyhow::Result<Sett
                     .open(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
             } else {
-                first_run(&path)?;
+                crate::account::first_run(&path)?;
             }
             Ok(Settings::load(flags)?)
         }
         Err(ConfigError::NoCredentials(path)) => {
-            first_run(&path)?;
+            crate::account::first_run(&path)?;
             Ok(Settings::load(flags)?)
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_long_and_differ() {
-        let a = random_password();
-        assert_eq!(a.len(), 24);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, random_password());
     }
 }

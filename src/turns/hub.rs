@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::{Store, StreamEvent};
+use crate::store::{EventKind, Store, StreamEvent};
 
 /// Events of a live turn kept in memory; older ones are read back from the store.
 const RING: usize = 1024;
@@ -52,7 +52,7 @@ impl Hub {
         };
         let mut state = self.state();
         for e in events {
-            if e.kind == "done" {
+            if e.kind == EventKind::Done {
                 state.done = Some(e.seq);
             }
             state.ring.push_back(e.clone());
@@ -120,7 +120,9 @@ pub struct Subscription {
 /// What one read gave: events after the cursor (possibly none if nothing came in time), and whether the stream
 /// has ended with them.
 pub struct Batch {
+    /// The events, in order.
     pub events: Vec<Arc<StreamEvent>>,
+    /// The last of them is the turn's `done` (or there is nothing more to read).
     pub finished: bool,
 }
 
@@ -226,7 +228,7 @@ mod tests {
     fn ev(seq: u64, kind: &str) -> Arc<StreamEvent> {
         Arc::new(StreamEvent {
             seq,
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             data: "{}".into(),
         })
     }
