@@ -517,3 +517,49 @@ fn pair_refuses_a_base_that_is_no_address_before_spending_a_token() {
     assert!(text.contains("--base"), "{text}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("/pair/"));
 }
+
+#[test]
+fn up_on_a_port_in_use_says_so_at_once_instead_of_restarting_serve() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin())
+        .args(["up", "--no-tunnel", "--host", "127.0.0.1", "--port", &port])
+        .arg("--data-dir")
+        .arg(root.path().join("data"))
+        .arg("--state-dir")
+        .arg(root.path().join("state"))
+        .arg("--project")
+        .arg(root.path())
+        .env("HOME", root.path())
+        .env("AUTH_USERNAME", USER)
+        .env("AUTH_PASSWORD", PASSWORD)
+        .env("CLAUDE_BIN", common::fake_claude())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Before the fix, up restarted serve forever: never wait for it unbounded.
+    let mut up = out;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            common::terminate(&mut up, std::time::Duration::from_secs(10));
+            panic!("up kept running on a port in use");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = up.wait_with_output().unwrap();
+    assert!(!status.success());
+    let text = text(&out);
+    assert!(
+        text.contains("already in use") && text.contains("--port"),
+        "{text}"
+    );
+    assert!(!text.contains("keeps failing"), "{text}");
+    drop(taken);
+}

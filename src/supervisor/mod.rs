@@ -89,6 +89,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let state_dir = settings.state_dir.clone();
     files::private_dir(&state_dir, "")?;
     let _lock = state::lock(&state_dir)?;
+    setup::port_is_free(&settings)?;
     let mut kind = setup::tunnel_kind(&args, &settings)?;
     let mut cloudflared = None;
     if kind.is_some() {

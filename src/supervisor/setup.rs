@@ -110,3 +110,22 @@ pub(super) fn load_settings(flags: &crate::config::Flags) -> anyhow::Result<Sett
         Err(e) => Err(e.into()),
     }
 }
+
+/// Fails at once, with the way out, when the listen address is taken: `serve` could only fail on it again and
+/// again, and restarting would hide the cause in its log.
+pub(super) fn port_is_free(settings: &Settings) -> anyhow::Result<()> {
+    if settings.port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((settings.host.as_str(), settings.port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "{}:{} is already in use (by another program, or another remote-agent with its own state dir): pass \
+             --port with a free port, or stop what listens there",
+            settings.host,
+            settings.port
+        ),
+        // Anything else (an address this computer does not have…) is serve's to report, as before.
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,323 @@
+//! SQLite storage: the connection, its migrations and checks; the tables each have a file of their own
+//! (conversations, turns, their events, sign-ins and pairing, the import). One connection, one writer.
+
+mod auth;
+mod conversations;
+mod events;
+mod import;
+mod kinds;
+mod open;
+mod turns;
+
+pub use auth::Pairing;
+pub use conversations::{Conversation, ConversationPatch};
+pub use events::StreamEvent;
+pub use import::Imported;
+pub use kinds::{EventKind, TurnStatus, UnknownWord};
+pub use open::{FILE_NAME, open_existing, open_private};
+pub use turns::{Finish, Orphan, Turn};
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+/// A timestamp as SQLite makes it: `2026-11-24T20:31:02.123Z`.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+/// Append-only: each entry moves `user_version` up by one. Never edit a shipped entry.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE conversations (
+    id              TEXT PRIMARY KEY,
+    title           TEXT,
+    project         TEXT NOT NULL,
+    session_id      TEXT,
+    model           TEXT,
+    permission_mode TEXT,
+    max_budget_usd  REAL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE TABLE turns (
+    id              TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    client_id       TEXT,
+    prompt          TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    response        TEXT,
+    session_id      TEXT,
+    cost            REAL,
+    num_turns       INTEGER,
+    duration_ms     INTEGER,
+    error           TEXT,
+    pid             INTEGER,
+    pid_start       INTEGER,
+    created_at      TEXT NOT NULL,
+    started_at      TEXT,
+    finished_at     TEXT
+);
+CREATE INDEX turns_by_conversation ON turns(conversation_id, created_at);
+CREATE UNIQUE INDEX turns_by_client_id ON turns(conversation_id, client_id) WHERE client_id IS NOT NULL;
+CREATE TABLE events (
+    turn_id TEXT NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL,
+    PRIMARY KEY (turn_id, seq)
+) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE auth_sessions (
+    token_hash TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE pairing_tokens (
+    token_hash TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) WITHOUT ROWID;
+"#,
+    r#"
+-- What a conversation brought from the prototype's sessions.json: its message count and last message, from
+-- before any turn of ours.
+ALTER TABLE conversations ADD COLUMN imported_turns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN imported_last_message TEXT;
+ALTER TABLE conversations ADD COLUMN imported_last_at TEXT;
+"#,
+    r#"
+ALTER TABLE conversations ADD COLUMN imported_cost REAL NOT NULL DEFAULT 0;
+"#,
+    r#"
+-- A row holds `n` consecutive events of one kind (seq, seq + 1, …), their data lines joined by "\n": streamed
+-- pieces of a reply are stored a few kB to a row instead of one small row each.
+ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
+"#,
+];
+
+/// The WAL is cut back to this size when it is reset, and truncated by the checkpointer once it has grown past it.
+const WAL_LIMIT: u64 = 4 << 20;
+
+/// What a storage error means for the person using the app; the words are part of the API (docs/api.md).
+pub const DISK_FULL: &str = "disk full";
+pub const DAMAGED: &str = "database damaged: run `remote-agent doctor`";
+
+/// A storage failure that is not a bug of ours: the disk is full, or the database file is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    DiskFull,
+    Damaged,
+}
+
+impl Fault {
+    pub fn of(e: &rusqlite::Error) -> Option<Fault> {
+        use rusqlite::ErrorCode::*;
+        match e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                DiskFull => Some(Fault::DiskFull),
+                DatabaseCorrupt | NotADatabase => Some(Fault::Damaged),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Fault::DiskFull => DISK_FULL,
+            Fault::Damaged => DAMAGED,
+        }
+    }
+}
+
+/// Runs SQLite's `PRAGMA integrity_check` on the database at `path`, read-only; the error says what is wrong.
+pub fn integrity_check(path: &Path) -> std::result::Result<(), String> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(verdict)
+    }
+}
+
+/// True when the database's WAL holds something (a database can live there before its first checkpoint).
+pub fn wal_has_data(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// SQLite's `PRAGMA quick_check` (the structure of every page, without cross-checking indexes: fast enough for
+/// every start). A damaged database comes back as SQLITE_CORRUPT with what the check found.
+fn quick_check(conn: &Connection) -> Result<()> {
+    let damaged = |what: String| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(what),
+        )
+    };
+    let found: Vec<String> = conn
+        .prepare("PRAGMA quick_check(10)")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_>>()
+        .map_err(|e| match Fault::of(&e) {
+            Some(Fault::Damaged) => damaged(e.to_string()),
+            _ => e,
+        })?;
+    if found.len() == 1 && found[0] == "ok" {
+        Ok(())
+    } else {
+        Err(damaged(found.join("; ")))
+    }
+}
+
+/// The database. All access goes through one connection behind a mutex: SQLite allows one writer anyway,
+/// and every statement here takes microseconds.
+pub struct Store {
+    conn: Mutex<Connection>,
+    /// Tells the checkpoint thread to stop when the store goes away.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// Moves the WAL into the database on a thread of its own, once a second when there were writes. SQLite's
+/// automatic checkpoint would run inside whichever commit crosses the threshold, and its fsync (several ms) would
+/// land on that request.
+struct Checkpointer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut last = None;
+                // Runs until the sender (the Store) is dropped.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_secs(1))
+                {
+                    let version: Option<i64> =
+                        conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
+                    if version != last {
+                        last = version;
+                        if let Err(e) =
+                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!("WAL checkpoint failed: {e}");
+                        }
+                        // A large turn leaves a large WAL; SQLite reuses it from the start but never shrinks it
+                        // until the next write resets it, so give the space back now.
+                        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+                            let _ =
+                                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                        }
+                    }
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Checkpointer { _stop: stop })
+    }
+}
+
+pub type Result<T> = rusqlite::Result<T>;
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        quick_check(&conn)?;
+        let mut store = Self::setup(conn)?;
+        store.conn().pragma_update(None, "wal_autocheckpoint", 0)?;
+        store
+            .conn()
+            .pragma_update(None, "journal_size_limit", WAL_LIMIT as i64)?;
+        store._checkpointer = Some(Checkpointer::start(path)?);
+        Ok(store)
+    }
+
+    /// Moves the WAL into the database and empties it (at a clean exit: the files left are the database alone).
+    pub fn truncate_wal(&self) {
+        if let Err(e) = self
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!("WAL checkpoint failed: {e}");
+        }
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every transaction here writes: take the write lock at BEGIN, where a checkpoint holding it makes us
+        // wait (busy_timeout), rather than at the first write after a read, where SQLite fails at once.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+        // WAL + NORMAL: a commit survives a crash or kill -9 of this process (not a power cut), and costs no fsync.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            _checkpointer: None,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (statements are atomic), so
+        // a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An event as the tests of every table write it.
+#[cfg(test)]
+fn ev(seq: u64, kind: &str, data: &str) -> std::sync::Arc<StreamEvent> {
+    std::sync::Arc::new(StreamEvent {
+        seq,
+        kind: kind.parse().unwrap(),
+        data: data.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        Store::open(&path)
+            .unwrap()
+            .ensure_conversation("c", "/p")
+            .unwrap();
+        let s = Store::open(&path).unwrap();
+        assert!(s.conversation("c").unwrap().is_some());
+        assert!(s.delete_conversation("c").unwrap());
+        assert!(!s.delete_conversation("c").unwrap());
+    }
+}
