@@ -1,13 +1,12 @@
 //! Credentials and the defences around them: HTTP Basic and argon2id passwords (with a short cache of verified
-//! headers), browser sign-ins by cookie, one-time pairing tokens, the cross-site check, the 401 answer, and
-//! throttling (password checks bounded, lockouts, an overall slowdown, a request rate).
+//! headers), browser sign-ins by cookie, one-time pairing tokens, the cross-site check, the Basic challenge, and
+//! throttling (password checks bounded, lockouts, an overall slowdown, a request rate). It answers with values;
+//! the server turns them into responses.
 
 use base64::Engine;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Response, StatusCode};
 
 use crate::config::Secret;
-use crate::server::{Body, error};
 
 /// The browser sign-in cookie.
 pub const COOKIE: &str = "ra_session";
@@ -260,20 +259,13 @@ pub fn same_origin(headers: &HeaderMap, secure: bool) -> bool {
     }
 }
 
-/// 401 with `WWW-Authenticate: Basic`, except for our web app (`X-Requested-With: remote-agent`), so a browser
-/// never pops its own password dialog over the app's login screen.
-pub fn unauthorized(headers: &HeaderMap) -> Response<Body> {
-    let mut resp = error(StatusCode::UNAUTHORIZED, "authentication required");
+/// The `WWW-Authenticate` value a 401 carries, or None for our web app (`X-Requested-With: remote-agent`), so a
+/// browser never pops its own password dialog over the app's login screen.
+pub fn basic_challenge(headers: &HeaderMap) -> Option<HeaderValue> {
     let from_app = headers
         .get("x-requested-with")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"remote-agent"));
-    if !from_app {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"remote-agent\", charset=\"UTF-8\""),
-        );
-    }
-    resp
+    (!from_app).then(|| HeaderValue::from_static("Basic realm=\"remote-agent\", charset=\"UTF-8\""))
 }
 
 /// How many failed logins a client may make within [`FAILURE_WINDOW`] before it is locked out.
@@ -291,6 +283,7 @@ pub const MAX_CHECKS: usize = 2;
 const CLIENT_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// API requests a client may make per second, sustained, and in a burst.
 pub const RATE_PER_SEC: f64 = 20.0;
+/// API requests a client may make at once after a quiet spell (see [`RATE_PER_SEC`]).
 pub const RATE_BURST: f64 = 100.0;
 /// Clients remembered at once; the ones idle longest are forgotten first.
 const MAX_CLIENTS: usize = 10_000;

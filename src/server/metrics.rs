@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use hyper::{Response, StatusCode};
 
-use super::{App, Body, with_type};
+use super::App;
+use super::assets::ASSETS;
+use super::respond::{Body, full, with_type};
 use crate::turns::DURATION_BUCKETS;
 
 /// Requests counted by (method, route, status); every label comes from a short fixed list, so a client sending
@@ -17,6 +19,7 @@ use crate::turns::DURATION_BUCKETS;
 pub struct Requests(Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>);
 
 impl Requests {
+    /// Counts one answered request.
     pub fn count(&self, method: &hyper::Method, route: &'static str, status: u16) {
         use hyper::Method as M;
         let method = match *method {
@@ -55,7 +58,7 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         ["api", "turns", _, "events"] => "/api/turns/{id}/events",
         ["api", "turns", _, "events.json"] => "/api/turns/{id}/events.json",
         ["api", "turns", _, "cancel"] => "/api/turns/{id}/cancel",
-        [name] if super::ASSETS.iter().any(|(n, _, _)| n == name) => "/{asset}",
+        [name] if ASSETS.iter().any(|(n, _, _)| n == name) => "/{asset}",
         _ => "other",
     }
 }
@@ -160,7 +163,7 @@ pub(super) fn metrics(app: &App) -> Response<Body> {
              # TYPE remote_agent_tunnel_ready gauge\nremote_agent_tunnel_ready {ready}"
         );
     }
-    let mut resp = Response::new(super::full(out));
+    let mut resp = Response::new(full(out));
     *resp.status_mut() = StatusCode::OK;
     with_type(resp, "text/plain; version=0.0.4; charset=utf-8")
 }

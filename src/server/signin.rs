@@ -6,7 +6,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
-use super::{App, Body, Ctx, Signed, error, full, internal, read_json, refused};
+use super::gate::refused;
+use super::respond::{Body, error, full, internal, json, read_json};
+use super::{App, Ctx, Signed};
 use crate::auth;
 use crate::store::Pairing;
 
@@ -63,7 +65,7 @@ pub(super) fn session(app: &App, req: &Request<Incoming>) -> Response<Body> {
         },
         None => false,
     };
-    super::json(
+    json(
         StatusCode::OK,
         &serde_json::json!({ "signed_in": signed_in }),
     )

@@ -1,23 +1,21 @@
-//! The native API: conversations with their transcripts, messages as background turns, turn streams (SSE on GET
-//! and POST, and a JSON long poll), cancel, and status.
+//! The conversations API: conversations with their transcripts, messages as background turns, turn streams (SSE
+//! on GET and POST, and a JSON long poll), cancel, and status.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{
-    App, Body, check_conversation_id, error, internal, is_uuid, json, query_param, read_json,
-    submit_error, valid_conversation_id,
+use super::App;
+use super::respond::{
+    Body, ChannelBody, check_conversation_id, error, full, internal, is_uuid, json,
+    non_empty_message, query_param, read_json, submit_error, valid_conversation_id,
 };
 use crate::config::PERMISSION_MODES;
 use crate::store::{Conversation, ConversationPatch, EventKind, StreamEvent, TurnStatus};
@@ -59,9 +57,10 @@ pub(super) fn list_conversations(app: &App) -> Response<Body> {
     }
 }
 
+/// `POST /api/conversations`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewConversation {
+pub(super) struct NewConversation {
     id: Option<String>,
     title: Option<String>,
     project: Option<String>,
@@ -70,11 +69,7 @@ struct NewConversation {
     max_budget_usd: Option<f64>,
 }
 
-pub(super) async fn create_conversation(app: &App, req: Request<Incoming>) -> Response<Body> {
-    let body: NewConversation = match read_json(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+pub(super) async fn create_conversation(app: &App, body: NewConversation) -> Response<Body> {
     let id = body.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if let Err(resp) = check_conversation_id("id", &id) {
         return resp;
@@ -371,7 +366,7 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
     app.turns.cancel_conversation(id).await;
     match app.store.delete_conversation(id) {
         Ok(_) => {
-            let mut resp = Response::new(super::full(Bytes::new()));
+            let mut resp = Response::new(full(Bytes::new()));
             *resp.status_mut() = StatusCode::NO_CONTENT;
             resp
         }
@@ -394,7 +389,7 @@ pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) ->
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let message = match super::non_empty_message(body.message) {
+    let message = match non_empty_message(body.message) {
         Ok(m) => m,
         Err(resp) => return resp,
     };
@@ -502,7 +497,7 @@ pub(super) fn events_stream(app: &App, req: &Request<Incoming>, id: &str) -> Res
     };
     if sub.past_end() {
         // Stops EventSource's reconnects.
-        let mut resp = Response::new(super::full(Bytes::new()));
+        let mut resp = Response::new(full(Bytes::new()));
         *resp.status_mut() = StatusCode::NO_CONTENT;
         return resp;
     }
@@ -548,21 +543,6 @@ async fn pump(mut sub: Subscription, tx: mpsc::Sender<Bytes>, keepalive: Duratio
         if batch.finished {
             return;
         }
-    }
-}
-
-/// A response body fed by a channel; the stream ends when the sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
 }
 
