@@ -3,6 +3,7 @@
 // umask), which no safe API covers; in `auth`, the allocator keeping argon2's memory and handing back what a burst
 // of logins freed (mallopt, malloc_trim).
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod account;
 pub mod auth;

@@ -22,6 +22,7 @@ pub use crate::server::{Listener, Via};
 /// `serve`'s own flags.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// The settings `serve` shares with `up`.
     #[command(flatten)]
     pub flags: Flags,
     /// Also listen here, on loopback, for cloudflared (`up` sets this; port 0 picks one)

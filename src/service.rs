@@ -13,7 +13,10 @@ const LAUNCHD_TEMPLATE: &str = include_str!("../launchd/com.remote-agent.up.plis
 const SYSTEMD_UNIT: &str = "remote-agent.service";
 const LAUNCHD_LABEL: &str = "com.remote-agent.up";
 
-/// The service managers we write units for.
+/// The service managers we write units for: systemd (a user unit) and launchd (a LaunchAgent).
+// clap prints a variant's doc comment in `service --help`, which would change its output: the variants stay
+// undocumented.
+#[allow(missing_docs)]
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Manager {
     Systemd,
@@ -44,10 +47,15 @@ impl Manager {
 /// What a unit says: the executable, the arguments of `up` (settings in use, never a secret: those stay in the
 /// 0600 config file), the project dir, the PATH, and (launchd) the log file.
 pub struct Unit {
+    /// This executable.
     pub exe: PathBuf,
+    /// The arguments after `up`.
     pub args: Vec<String>,
+    /// The working directory: the project dir.
     pub project: PathBuf,
+    /// The `PATH` the service runs with.
     pub path: String,
+    /// Where launchd writes the service's output.
     pub log: PathBuf,
 }
 
@@ -276,30 +284,38 @@ pub enum Action {
     /// Write the unit with the settings in use and the PATH that finds claude and cloudflared, then enable and
     /// start it.
     Install {
+        /// The settings written into the unit.
         #[command(flatten)]
         flags: Flags,
+        /// How to reach the service manager.
         #[command(flatten)]
         manage: Manage,
     },
     /// Stop and remove the unit.
     Uninstall {
+        /// How to reach the service manager.
         #[command(flatten)]
         manage: Manage,
     },
     /// Whether the unit is installed, and what the service manager says of it.
     Status {
+        /// How to reach the service manager.
         #[command(flatten)]
         manage: Manage,
     },
     /// The service's recent log.
     Logs {
+        /// How to reach the service manager.
         #[command(flatten)]
         manage: Manage,
     },
     /// Print the unit for a service manager without installing it.
     Print {
+        // clap would print a doc comment here as the argument's help, a change to `service print --help`.
+        #[allow(missing_docs)]
         #[arg(value_enum)]
         manager: Manager,
+        /// The settings written into the unit.
         #[command(flatten)]
         flags: Flags,
     },

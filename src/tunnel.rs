@@ -19,16 +19,21 @@ pub enum Kind {
 /// How a named tunnel is identified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Named {
+    /// By name, with cloudflared's config file (which holds the ingress rules and the credentials' path).
     Config {
+        /// The tunnel's name.
         name: String,
+        /// cloudflared's config file for it.
         config: PathBuf,
     },
     /// The token is passed in the environment (`TUNNEL_TOKEN`), never on the command line.
     Token(String),
+    /// A file holding the token (cloudflared reads it).
     TokenFile(PathBuf),
 }
 
 impl Kind {
+    /// The kind's word in `up`'s state and in `status` (`quick` or `named`).
     pub fn label(&self) -> &'static str {
         match self {
             Kind::Quick => "quick",
@@ -92,9 +97,13 @@ pub fn args(
 /// What a cloudflared log line says that we act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
+    /// A quick tunnel's public URL.
     QuickUrl(String),
+    /// The address of cloudflared's metrics server (host:port).
     Metrics(String),
+    /// A connection to Cloudflare's edge was registered.
     Registered,
+    /// Nothing we act on.
     Other,
 }
 

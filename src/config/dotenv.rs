@@ -54,6 +54,7 @@ static DOTENV_FILE: std::sync::OnceLock<Option<HashMap<String, String>>> =
 
 /// What `.env` in the launch dir gives. It is read once, at start: one the agent writes later is never read.
 pub struct DotEnv {
+    /// The `.env` file looked at (it may not exist).
     pub path: PathBuf,
     /// The settings taken from it (empty when it is ignored).
     pub vars: HashMap<String, String>,

@@ -50,22 +50,33 @@ pub const DEFAULT_ALLOWED_PERMISSION_MODES: &[&str] = &["plan", "default", "acce
 /// The resolved settings of one server.
 #[derive(Clone)]
 pub struct Settings {
+    /// The user name HTTP Basic and the sign-in page ask for.
     pub username: String,
     /// Secret: never logged, never passed to a child.
     pub password: Secret,
+    /// The address the local listener binds.
     pub host: String,
     /// More names the local listener answers to (a LAN or Tailscale name), lowercased, without a trailing dot.
     pub allowed_hosts: Vec<String>,
+    /// The local listener's port.
     pub port: u16,
+    /// Where the database lives.
     pub data_dir: PathBuf,
+    /// Where `up` keeps its state, lock and logs.
     pub state_dir: PathBuf,
+    /// The config file these settings were read from (it may not exist).
     pub config_path: PathBuf,
+    /// The Claude Code executable, as configured (a name looked up on `PATH`, or a path).
     pub claude_bin: String,
+    /// How long a turn may run before it is stopped.
     pub turn_timeout: Duration,
+    /// Turns running at once, server-wide.
     pub max_concurrent_turns: usize,
+    /// Claude's permission mode, and the most permissive a conversation may choose.
     pub permission_mode: String,
     /// The modes a client may choose for a conversation (none above `permission_mode`).
     pub allowed_permission_modes: Vec<String>,
+    /// Tool rules Claude may use without asking (`--allowedTools`).
     pub allowed_tools: Vec<String>,
     /// Allowed project directories, canonical; the first is the default.
     pub projects: Vec<PathBuf>,
@@ -91,7 +102,9 @@ impl std::fmt::Debug for Settings {
 /// prototype's way) or an argon2id hash (`password_hash`, written by `remote-agent passwd`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
+    /// The password itself.
     Plain(String),
+    /// An argon2id PHC string.
     Hash(String),
 }
 
@@ -114,6 +127,7 @@ impl Secret {
 pub struct Shared(std::sync::RwLock<std::sync::Arc<Settings>>);
 
 impl Shared {
+    /// Shared settings, starting from these.
     pub fn new(settings: Settings) -> std::sync::Arc<Shared> {
         std::sync::Arc::new(Shared(std::sync::RwLock::new(std::sync::Arc::new(
             settings,
@@ -140,16 +154,31 @@ pub enum ConfigError {
          run), or set username and password under [auth] in {0} (or AUTH_USERNAME and AUTH_PASSWORD in the \
          environment; a .env file never supplies them)"
     )]
+    /// No user name or password anywhere; the path is the config file's.
     NoCredentials(PathBuf),
     #[error(
         "config file {0} does not exist: check the path, or run `remote-agent up`, which creates it on its first run"
     )]
+    /// A config file named on the command line or in the environment is not there.
     Missing(PathBuf),
     #[error("config file {path}: {message}")]
-    File { path: PathBuf, message: String },
+    /// The config file could not be read or parsed.
+    File {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("{name}: {message}")]
-    Invalid { name: &'static str, message: String },
+    /// A setting has a value we refuse.
+    Invalid {
+        /// The setting, as the user spells it (a flag, a variable or a key).
+        name: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
     #[error("{0}")]
+    /// Anything else, said in full.
     Other(String),
 }
 

@@ -7,9 +7,13 @@ use super::{Result, Store};
 /// What a pairing link is worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pairing {
+    /// Unused and in time.
     Valid,
+    /// Used already.
     Used,
+    /// Past its time.
     Expired,
+    /// Never made here.
     Unknown,
 }
 

@@ -8,18 +8,31 @@ use super::{NOW, Result, Store, TurnStatus};
 /// A conversation with the figures derived from its turns.
 #[derive(Debug, Clone, Serialize)]
 pub struct Conversation {
+    /// Chosen by the client, or made by the server.
     pub id: String,
+    /// Set by the user; untitled conversations are named by their first message.
     pub title: Option<String>,
+    /// The project directory Claude runs in (one of the allowed ones).
     pub project: String,
+    /// Claude's session, resumed by the next turn.
     pub session_id: Option<String>,
+    /// `--model` for this conversation's turns; unset, the CLI's default.
     pub model: Option<String>,
+    /// `--permission-mode` for this conversation's turns; unset, the server's.
     pub permission_mode: Option<String>,
+    /// `--max-budget-usd` for each of this conversation's turns.
     pub max_budget_usd: Option<f64>,
+    /// When it was made (ISO 8601, UTC, milliseconds).
     pub created_at: String,
+    /// When it or one of its turns last changed.
     pub updated_at: String,
+    /// Its turns, of any status.
     pub turn_count: i64,
+    /// What its turns cost, in US dollars, as the CLI reported.
     pub total_cost_usd: f64,
+    /// The latest message (200 characters at most).
     pub last_message: Option<String>,
+    /// When the latest message was sent.
     pub last_message_at: Option<String>,
     /// The first message (what names a conversation until it has a title).
     pub first_message: Option<String>,
@@ -30,9 +43,13 @@ pub struct Conversation {
 /// Changes to a conversation's settings; `Some(None)` clears a value.
 #[derive(Debug, Default)]
 pub struct ConversationPatch {
+    /// A new title.
     pub title: Option<Option<String>>,
+    /// A new model.
     pub model: Option<Option<String>>,
+    /// A new permission mode (already checked against the allowed ones).
     pub permission_mode: Option<Option<String>>,
+    /// A new budget per turn.
     pub max_budget_usd: Option<Option<f64>>,
 }
 

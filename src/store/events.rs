@@ -15,8 +15,11 @@ const PACKED_ROW_BYTES: usize = 4600;
 /// its data (one line of JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
+    /// Its place in the turn's stream, from 1.
     pub seq: u64,
+    /// What it says.
     pub kind: EventKind,
+    /// Its JSON, on one line.
     pub data: String,
 }
 

@@ -7,12 +7,19 @@ use super::{NOW, Result, Store};
 /// One conversation of the prototype's `sessions.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
+    /// The conversation's id, kept.
     pub id: String,
+    /// Claude's session, so the next message resumes it.
     pub session_id: Option<String>,
+    /// When the prototype made it.
     pub created_at: Option<String>,
+    /// When its latest message was sent.
     pub last_message_at: Option<String>,
+    /// How many messages the prototype counted.
     pub turn_count: i64,
+    /// Its latest message.
     pub last_message: Option<String>,
+    /// What it cost, in US dollars.
     pub total_cost_usd: f64,
 }
 

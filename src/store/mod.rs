@@ -102,17 +102,20 @@ ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
 const WAL_LIMIT: u64 = 4 << 20;
 
 /// What a storage error means for the person using the app; the words are part of the API (docs/api.md).
-pub const DISK_FULL: &str = "disk full";
-pub const DAMAGED: &str = "database damaged: run `remote-agent doctor`";
+pub(crate) const DISK_FULL: &str = "disk full";
+pub(crate) const DAMAGED: &str = "database damaged: run `remote-agent doctor`";
 
 /// A storage failure that is not a bug of ours: the disk is full, or the database file is damaged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// The disk (or the user's quota) is full.
     DiskFull,
+    /// The database file is corrupt, or not a database.
     Damaged,
 }
 
 impl Fault {
+    /// The fault behind a storage error, if it is one.
     pub fn of(e: &rusqlite::Error) -> Option<Fault> {
         use rusqlite::ErrorCode::*;
         match e {
@@ -125,6 +128,7 @@ impl Fault {
         }
     }
 
+    /// What the API says of it.
     pub fn message(self) -> &'static str {
         match self {
             Fault::DiskFull => DISK_FULL,
@@ -233,6 +237,7 @@ impl Checkpointer {
     }
 }
 
+/// What the store's operations return: SQLite's errors, unwrapped.
 pub type Result<T> = rusqlite::Result<T>;
 
 impl Store {

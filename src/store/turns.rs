@@ -11,31 +11,52 @@ use super::{EventKind, NOW, Result, Store, TurnStatus};
 /// One message sent to Claude and what came of it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Turn {
+    /// Made by the server.
     pub id: String,
+    /// The conversation it belongs to.
     pub conversation_id: String,
+    /// The client's id for the message, which makes a retried send safe.
     pub client_id: Option<String>,
+    /// The message sent.
     pub prompt: String,
+    /// Where it is in its life.
     pub status: TurnStatus,
+    /// Claude's reply.
     pub response: Option<String>,
+    /// Claude's session the turn ran in.
     pub session_id: Option<String>,
+    /// What it cost, in US dollars, as the CLI reported.
     pub cost: Option<f64>,
+    /// The CLI's count of its own turns.
     pub num_turns: Option<i64>,
+    /// How long the CLI took, as it reported.
     pub duration_ms: Option<i64>,
+    /// Why it did not succeed, for a person.
     pub error: Option<String>,
+    /// When the message came.
     pub created_at: String,
+    /// When Claude started on it.
     pub started_at: Option<String>,
+    /// When it ended.
     pub finished_at: Option<String>,
 }
 
 /// How a turn ended, as stored.
 #[derive(Debug, Clone, Default)]
 pub struct Finish {
+    /// How it ended.
     pub status: TurnStatus,
+    /// Claude's reply.
     pub response: Option<String>,
+    /// Claude's session, from the CLI's result.
     pub session_id: Option<String>,
+    /// What it cost, in US dollars.
     pub cost: Option<f64>,
+    /// The CLI's count of its own turns.
     pub num_turns: Option<i64>,
+    /// How long the CLI took.
     pub duration_ms: Option<i64>,
+    /// Why it did not succeed.
     pub error: Option<String>,
     /// Store `session_id` on the conversation (only a successful result may).
     pub keep_session: bool,
@@ -44,8 +65,11 @@ pub struct Finish {
 /// A process recorded for a turn that was still running when the server stopped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
+    /// The turn it ran.
     pub turn_id: String,
+    /// The CLI's process id.
     pub pid: i64,
+    /// When that process started (in clock ticks since boot), so a reused pid is not taken for it.
     pub pid_start: i64,
 }
 

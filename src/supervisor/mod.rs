@@ -36,7 +36,9 @@ const GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for the Cloudflare edge before saying something is wrong.
 const EDGE_WARNING: Duration = Duration::from_secs(30);
 
-/// The tunnel `up` opens.
+/// The tunnel `up` opens: a quick one, a named one, or none.
+// clap prints a variant's doc comment in `up --help`, which would change its output: the variants stay undocumented.
+#[allow(missing_docs)]
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Quick,
@@ -47,6 +49,7 @@ pub enum Mode {
 /// `up`'s flags: the server's, and the tunnel's.
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
+    /// The settings `up` shares with `serve`.
     #[command(flatten)]
     pub flags: Flags,
     /// The tunnel: quick (a new trycloudflare.com URL each start), named (your own domain), none
