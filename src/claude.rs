@@ -248,23 +248,24 @@ impl Run {
         Ok(status)
     }
 
-    /// The stop ladder: SIGINT to the group (the CLI aborts cleanly and ends its tools), then SIGTERM, then
-    /// SIGKILL, each after [`LADDER_GRACE`]; each signal goes with SIGCONT, so that a stopped child acts on it.
-    /// Returns once the child has exited. (Not [`crate::process::stop`], the supervisor's ladder: this one starts
-    /// with SIGINT, has three rungs, and waits through [`Run::wait`] to keep the orphan sweep's list.)
+    /// The stop ladder ([`crate::process::ladder`]): SIGINT to the group (the CLI aborts cleanly and ends its
+    /// tools), then SIGTERM, then SIGKILL, each after [`LADDER_GRACE`]. Returns once the child has exited; it waits
+    /// through [`Run::wait`], which keeps the orphan sweep's list.
     pub async fn stop(&mut self) -> std::io::Result<ExitStatus> {
         use nix::sys::signal::Signal;
-        for signal in [Signal::SIGINT, Signal::SIGTERM] {
-            if self.status.is_some() {
-                break;
-            }
-            signal_group(self.pid, signal);
-            if let Ok(status) = tokio::time::timeout(LADDER_GRACE, self.wait()).await {
-                return status;
-            }
+        let pid = self.pid;
+        if self.status.is_some() {
+            // The leader is gone; what is left of its group gets the last rung at once.
+            signal_group(pid, Signal::SIGKILL);
+            return self.wait().await;
         }
-        signal_group(self.pid, Signal::SIGKILL);
-        self.wait().await
+        crate::process::ladder(
+            pid,
+            &[Signal::SIGINT, Signal::SIGTERM],
+            LADDER_GRACE,
+            self.wait(),
+        )
+        .await
     }
 }
 

@@ -161,19 +161,38 @@ pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
     }
 }
 
-/// The stop ladder for a supervised child: SIGTERM (with SIGCONT, see [`signal_group`]), up to `grace` for it to
-/// exit, then SIGKILL.
+/// The one stop ladder: each signal of `rungs` in turn to the process group `pgid` (with SIGCONT, see
+/// [`signal_group`]), each followed by up to `grace` for `exited` to resolve, then SIGKILL and the wait. `claude`
+/// climbs SIGINT, SIGTERM; a supervised child SIGTERM alone.
+pub async fn ladder<T>(
+    pgid: u32,
+    rungs: &[nix::sys::signal::Signal],
+    grace: Duration,
+    exited: impl std::future::Future<Output = T>,
+) -> T {
+    let mut exited = std::pin::pin!(exited);
+    for &rung in rungs {
+        signal_group(pgid, rung);
+        if let Ok(done) = tokio::time::timeout(grace, exited.as_mut()).await {
+            return done;
+        }
+    }
+    signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+    exited.await
+}
+
+/// The stop ladder for a supervised child: SIGTERM, up to `grace` for it to exit, then SIGKILL.
 pub async fn stop(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     use nix::sys::signal::Signal;
     if let Ok(Some(status)) = child.try_wait() {
         return Some(status);
     }
-    signal(child, Signal::SIGTERM);
-    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status.ok();
-    }
-    signal(child, Signal::SIGKILL);
-    child.wait().await.ok()
+    let Some(pid) = child.id() else {
+        return child.wait().await.ok();
+    };
+    ladder(pid, &[Signal::SIGTERM], grace, child.wait())
+        .await
+        .ok()
 }
 
 #[cfg(test)]
