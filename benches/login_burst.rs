@@ -125,11 +125,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let pid = server.pid();
     let cold = (kb(pid, "VmRSS"), kb(pid, "Anonymous"));
-    // Idle after one right login: the code that checks a password is paged in (serve hands back the code pages
-    // only start-up ran, so the first login brings its own back), as it is after any burst.
+    // Idle after one right login: the code that checks a password is paged in, as it is after any burst.
     let body = format!(r#"{{"username":"{USER}","password":"{PASSWORD}"}}"#);
     let raw = format!(
-        "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     assert_eq!(raw_request(server.addr, raw.as_bytes()).status, 204);
