@@ -10,7 +10,8 @@ import { api, getJSON, HttpError, NetError, onApiEvents, setOffline } from './ap
 import { flushPending, loadPending, submit } from './compose.js';
 import { el, plain } from './markdown.js';
 import {
-  $, above, errorCard, flash, follow, money, renderTranscript, resumeLive, setStatus, showError, state,
+  $, above, errorCard, flash, follow, money, renderTranscript, resumeLive, setStatus, showError, state, TurnView,
+  userBubble,
 } from './turn.js';
 
 // When, as people say it ("3 minutes ago"); past a week, the date.
@@ -30,12 +31,12 @@ function ago(iso) {
 
 function reconnected() {
   if (state.booting) { state.booting = false; boot(); return; }
-  if (state.stale) {
-    // The open transcript came from the service worker's copy: fetch it again.
-    state.stale = false;
-    if (state.conv) openConv(state.conv.id, true).catch(() => {});
-  }
-  flushPending();
+  // The open transcript, if it came from the service worker's copy, is fetched again once the unsent messages
+  // have gone: one the server already had (its answer was lost as the network went) would be in the new transcript
+  // and still on screen as unsent, twice until its send was answered. A send that hangs holds it up 10 s at most.
+  Promise.race([flushPending(), new Promise((r) => { setTimeout(r, 10000); })]).then(() => {
+    if (state.stale && state.conv) openConv(state.conv.id, true).catch(() => {});
+  });
   resumeLive();
   if (!$('shell').hidden) loadList().catch(() => {});
 }
@@ -294,6 +295,15 @@ async function openConv(id, refresh = false) {
   const box = $('messages');
   if (data.has_more) box.append(olderButton(data.messages));
   const live = renderTranscript(box, data.messages);
+  // Messages the server accepted while this answer was on its way: the ones it is too old to have.
+  const shown = new Set(data.messages.map((m) => m.turn_id));
+  for (const a of state.accepted.filter((x) => x.conv === id && !shown.has(x.id))) {
+    box.append(userBubble(a.text));
+    const view = new TurnView(a.id, a.text);
+    box.append(view.el);
+    live.push({ id: a.id, view });
+  }
+  state.accepted = state.accepted.filter((x) => x.conv !== id);
   showPending(id);
   for (const t of live) {
     if (cached) t.view.unfinished();

@@ -76,9 +76,14 @@ function pendingItem(p) {
   return p;
 }
 
-async function send(p) {
-  if (p.sending) return;
-  p.sending = true;
+// One send at a time per message: a second call gets the one on its way, so that waiting for it (flushPending)
+// waits until it is answered.
+function send(p) {
+  if (!p.sending) p.sending = trySend(p).finally(() => { p.sending = null; });
+  return p.sending;
+}
+
+async function trySend(p) {
   try {
     const res = await api('POST', `/api/conversations/${encodeURIComponent(p.conv)}/messages`,
       { message: p.text, client_id: p.client_id });
@@ -92,13 +97,23 @@ async function send(p) {
     savePending();
     p.bubble.classList.remove('pending');
     p.note.remove();
-    if (state.conv && state.conv.id === p.conv && p.bubble.isConnected) {
-      const view = new TurnView(id, p.text);
+    if (state.conv && state.conv.id === p.conv) {
       const box = $('messages');
-      const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-      p.bubble.after(view.el);
-      if (stick) box.scrollTop = box.scrollHeight;
-      follow(id, view);
+      if ([...box.querySelectorAll('.turn')].some((t) => t.dataset.turn === String(id))) {
+        // The conversation was loaded again while this send was on its way, and the server had the message by
+        // then: the transcript shows it (and follows its turn), so the unsent bubble goes, or it would show twice.
+        p.bubble.remove();
+      } else if (p.bubble.isConnected) {
+        const view = new TurnView(id, p.text);
+        const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+        p.bubble.after(view.el);
+        if (stick) box.scrollTop = box.scrollHeight;
+        follow(id, view);
+      } else {
+        // A load of this conversation is on its way (it took the bubble off the screen); its answer may be from
+        // before the server had the message, so it shows the message from here if the transcript lacks it.
+        state.accepted.push({ conv: p.conv, id, text: p.text });
+      }
     }
     above.loadList().catch(() => {});
     saveCopy(p.conv);
@@ -122,13 +137,12 @@ async function send(p) {
       });
       if (p.bubble.isConnected) p.bubble.after(card);
     }
-  } finally {
-    p.sending = false;
   }
 }
 
+// Settles when each send has been answered or has failed.
 export function flushPending() {
-  for (const p of [...state.pending]) if (!p.withdrawn) send(p);
+  return Promise.allSettled(state.pending.filter((p) => !p.withdrawn).map(send));
 }
 
 // Unsent messages survive a reload or a closed tab (they are the user's own words, not history).

@@ -15,6 +15,7 @@ export const state = {
   chain: Promise.resolve(), // turns of the open conversation are followed one after another
   live: null, // the turn being followed: {id, view, last, ctrl, done}
   pending: [], // sends not yet accepted by the server (offline): {conv, text, client_id, bubble}
+  accepted: [], // sends accepted while their conversation was loading again, until it shows them: {conv, id, text}
 };
 
 // What the modules above this one do for it: send a message again (Retry), start a conversation, reload the list.

@@ -198,6 +198,35 @@ async function main() {
   await ended(sent);
   check(await page.locator('#messages .bubble.user', { hasText: unsent }).count() === 1, 'the unsent message shows twice');
   step('back online: live again, the unsent message sent once');
+
+  // A send whose answer is lost as the network goes: the server has the message, the app shows it as unsent. After
+  // a reload offline and back online, it shows once (the saved copy is from before it; the server's is not).
+  const lost = `answer lost ${RUN}`;
+  phase.offline = true;
+  let tries = 0;
+  await page.route('**/messages', async (route) => {
+    const res = await route.fetch();
+    if (!tries++) {
+      await context.setOffline(true);
+      await route.abort('internetdisconnected');
+      return;
+    }
+    // Its resend is answered late, as on a slow line: what shows must not depend on which answer comes first.
+    await new Promise((r) => setTimeout(r, 1000));
+    await route.fulfill({ response: res });
+  }, { times: 2 });
+  await page.fill('#input', lost);
+  await page.click('#send');
+  await page.locator('.bubble.user.pending .pending-note', { hasText: 'Not sent yet' }).waitFor();
+  await page.reload();
+  await page.locator('.bubble.user.pending', { hasText: lost }).waitFor();
+  await context.setOffline(false);
+  phase.offline = false;
+  await page.locator('#rename:enabled').waitFor();
+  await ended(page.locator('#messages .turn', { hasText: new RegExp(`echo\\[\\d+\\]: ${lost}`) }));
+  const lostShown = await page.locator('#messages .bubble.user', { hasText: lost }).count();
+  check(lostShown === 1, `a message whose answer was lost shows ${lostShown} times once back online`);
+  step('a send whose answer was lost: shown once back online');
   check(!errors.length, `errors in the page:\n${errors.join('\n')}`);
   await context.close();
 }
