@@ -15,8 +15,11 @@ fn missing(what: &str) {
     common::skip("web::app", &format!("{what} is missing"));
 }
 
-/// Runs a browser test script against `server`; panics with its output when it fails.
+/// Runs a browser test script against `server`; panics with its output when it fails. One script at a time: three
+/// Chromiums on a two-core machine made their waits flaky, and the scripts check what a user would see in time.
 fn run(script: &Path, server: &common::Server, envs: &[(&str, String)]) {
+    static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new("node")
         .arg(script)
         .env("RA_URL", format!("http://{}", server.addr))

@@ -3,17 +3,10 @@
 // and unsent messages that can be withdrawn, drafts instead of empty conversations, the offline banner, a reload
 // while offline, markdown in lists and in the header, the signed-out first load and the manifest's colours.
 //   RA_URL=http://127.0.0.1:PORT RA_USER=me RA_PASS=secret-pass RA_SHOTS=/tmp/shots node tests/web/hardening.test.mjs
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
 
-const { RA_URL, RA_USER, RA_PASS } = process.env;
-const SHOTS = process.env.RA_SHOTS || '/tmp/ra-shots';
-if (!RA_URL || !RA_USER || !RA_PASS) {
-  console.error('set RA_URL, RA_USER, RA_PASS (and RA_SHOTS for the screenshots)');
-  process.exit(2);
-}
-mkdirSync(SHOTS, { recursive: true });
+const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 
 const started = Date.now();
 const RUN = Date.now().toString(36);
@@ -22,34 +15,15 @@ const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)
 function check(ok, msg) { if (!ok) throw new Error(msg); }
 const norm = (s) => s.replace(/\s+/g, ' ').trim();
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
 // Console errors fail the test, except what we cause on purpose: the failed requests while offline, and the
 // refusals we answer for the server (507, 503).
 async function newPage(options = {}) {
-  const context = await browser.newContext({
-    viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2,
-    colorScheme: 'light', ...options,
-  });
-  const page = await context.newPage();
-  current = page;
-  page.setDefaultTimeout(15000);
-  const phase = { offline: false, refusing: false };
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const t = m.text();
-    if (phase.offline && /ERR_INTERNET_DISCONNECTED|ERR_NETWORK_CHANGED|Failed to fetch|ERR_FAILED/.test(t)) return;
-    if (phase.refusing && /status of (507|503)/.test(t)) return;
-    errors.push(`console: ${t} (${m.location().url})`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('dialog', (d) => { errors.push(`native ${d.type()} dialog: ${d.message()}`); d.dismiss(); });
-  return { context, page, phase, errors };
+  const made = await phonePage(browser, { offline: false, refusing: false },
+    (t) => made.phase.refusing && /status of (507|503)/.test(t), options);
+  current = made.page;
+  return made;
 }
 
 async function signIn(page) {
@@ -59,23 +33,6 @@ async function signIn(page) {
   await page.fill('#login-pass', RA_PASS);
   await page.click('#login-submit');
   await page.locator('#shell').waitFor();
-}
-
-async function send(page, text) {
-  const before = await page.locator('#messages .turn').count();
-  await page.fill('#input', text);
-  await page.click('#send');
-  const turn = page.locator('#messages .turn').nth(before);
-  await turn.waitFor({ state: 'attached' });
-  return turn;
-}
-const ended = (turn, status = 'succeeded', timeout = 20000) =>
-  turn.locator(`.turn-foot[data-status="${status}"]`).waitFor({ timeout });
-
-async function draft(page) {
-  if (await page.locator('#back').isVisible()) await page.click('#back');
-  await page.click('#new-conv');
-  await page.locator('#chat-title', { hasText: 'New conversation' }).waitFor();
 }
 
 async function main() {
