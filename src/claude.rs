@@ -256,7 +256,7 @@ impl Run {
         let pid = self.pid;
         if self.status.is_some() {
             // The leader is gone; what is left of its group gets the last rung at once.
-            signal_group(pid, Signal::SIGKILL);
+            crate::process::signal_group(pid, Signal::SIGKILL);
             return self.wait().await;
         }
         crate::process::ladder(
@@ -273,13 +273,9 @@ impl Drop for Run {
     fn drop(&mut self) {
         // kill_on_drop reaches the leader only; take its group too.
         if self.status.is_none() {
-            signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+            crate::process::signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
-}
-
-fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    crate::process::signal_group(pgid, signal);
 }
 
 /// Makes this process the reaper of what its descendants orphan (Linux), so the CLI's leftovers can be stopped.

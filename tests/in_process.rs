@@ -97,20 +97,7 @@ impl Daemon {
     }
 
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if !body.is_empty() || method == "POST" {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut raw = req.into_bytes();
-        raw.extend_from_slice(body);
-        raw_request(self.addr, &raw)
+        common::request_at(self.addr, method, path, headers, body)
     }
 
     fn chat(&self, body: &Value) -> Resp {

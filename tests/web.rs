@@ -121,19 +121,7 @@ fn browser_ready(dir: &Path) -> bool {
 /// while offline, markdown in lists and titles, the signed-out first load, the manifest's colours.
 #[test]
 fn the_web_app_shows_errors_queues_and_offline_state_plainly() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("tests/web");
-    if !browser_ready(&dir) {
-        return;
-    }
-    let server = common::Server::start();
-    let shots = root.join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    run(
-        &dir.join("hardening.test.mjs"),
-        &server,
-        &[("RA_SHOTS", shots.display().to_string())],
-    );
+    run_on_own_server("hardening.test.mjs");
 }
 
 /// What a new user's trial found: the phone's Enter key label, the keyboard hiding the newest messages, a stopped
@@ -142,6 +130,12 @@ fn the_web_app_shows_errors_queues_and_offline_state_plainly() {
 /// ends by locking its client out.
 #[test]
 fn the_web_app_holds_up_in_a_new_users_trial() {
+    run_on_own_server("trial.test.mjs");
+}
+
+/// Runs a browser script against a server of its own, its screenshots under target/screenshots; skips (or, under
+/// CI, fails) where the browser is missing.
+fn run_on_own_server(script: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("tests/web");
     if !browser_ready(&dir) {
@@ -151,7 +145,7 @@ fn the_web_app_holds_up_in_a_new_users_trial() {
     let shots = root.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     run(
-        &dir.join("trial.test.mjs"),
+        &dir.join(script),
         &server,
         &[("RA_SHOTS", shots.display().to_string())],
     );
