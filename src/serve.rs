@@ -106,7 +106,6 @@ pub async fn command(args: ServeArgs) -> anyhow::Result<()> {
     let flags = args.flags;
     let settings = Settings::load(&flags)?;
     crate::auth::check_password_length(&settings.password)?;
-    crate::auth::keep_large_allocations_mapped();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
         _ => None,

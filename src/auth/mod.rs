@@ -4,8 +4,8 @@
 //! the server turns them into responses.
 //!
 //! This file holds the passwords and HTTP Basic; `tokens` the randomness, cookies and token hashing; `origin` the
-//! cross-site checks; `throttle` the limits on password checks and requests; `memory` the allocator settings that
-//! keep argon2's memory from staying with the process. Everything is re-exported here, so callers name
+//! cross-site checks; `throttle` the limits on password checks and requests; `memory` hands freed memory back
+//! after a burst of logins. Everything is re-exported here, so callers name
 //! `crate::auth::…` whatever file it lives in.
 
 use base64::Engine;
@@ -18,7 +18,6 @@ mod origin;
 mod throttle;
 mod tokens;
 
-pub use memory::keep_large_allocations_mapped;
 pub use origin::{same_origin, same_origin_strict};
 pub use throttle::{MAX_CHECKS, RATE_BURST, RATE_PER_SEC, Refused, Throttle, client_key};
 pub use tokens::{
@@ -58,16 +57,37 @@ pub fn check_password_length(secret: &Secret) -> anyhow::Result<()> {
 pub fn password_ok(given: &str, secret: &Secret) -> bool {
     match secret {
         Secret::Plain(p) => ct_eq(given.as_bytes(), p.as_bytes()),
-        Secret::Hash(h) => {
-            use argon2::password_hash::PasswordVerifier;
-            let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(h) else {
-                return false;
-            };
-            argon2::Argon2::default()
-                .verify_password(given.as_bytes(), &parsed)
-                .is_ok()
-        }
+        Secret::Hash(h) => argon2_matches(given.as_bytes(), h).unwrap_or(false),
     }
+}
+
+/// Bytes of argon2 working memory asked of the allocator for one check, whatever the hash's own cost: more than
+/// glibc's largest mmap threshold (32 MiB on 64-bit), so the block is always a mapping of its own and is unmapped
+/// when the check ends. With the 19 MiB the default cost needs, glibc would raise its threshold past that size on
+/// the first free, and serve every later check from the heap and per-thread arenas, which keep that memory after a
+/// burst of logins. Only the pages the hash touches are ever resident.
+const ARGON2_RESERVE: usize = 33 << 20;
+
+/// Recomputes an argon2 PHC hash over `given` in memory of our own (see [`ARGON2_RESERVE`]) and compares in
+/// constant time. `None` when the stored hash cannot be parsed.
+fn argon2_matches(given: &[u8], phc: &str) -> Option<bool> {
+    use argon2::password_hash::phc::PasswordHash;
+    let parsed = PasswordHash::new(phc).ok()?;
+    let algorithm = argon2::Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+    let version = match parsed.version {
+        Some(v) => argon2::Version::try_from(v).ok()?,
+        None => argon2::Version::default(),
+    };
+    let params = argon2::Params::try_from(&parsed).ok()?;
+    let (salt, expected) = (parsed.salt?, parsed.hash?);
+    let blocks = params.block_count();
+    let mut memory = Vec::with_capacity(blocks.max(ARGON2_RESERVE / argon2::Block::SIZE));
+    memory.resize(blocks, argon2::Block::default());
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    argon2::Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(given, salt.as_ref(), &mut out, &mut memory)
+        .ok()?;
+    Some(ct_eq(&out, expected.as_bytes()))
 }
 
 /// Basic headers verified lately, by a hash of the header and of the secret they were checked against, so that
@@ -171,6 +191,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
         h
+    }
+
+    #[test]
+    fn argon2_hashes_are_checked_in_memory_of_our_own() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(password_ok("correct horse", &Secret::Hash(h.clone())));
+        assert!(!password_ok("correct horsf", &Secret::Hash(h.clone())));
+        // Another cost and another algorithm, as a hash made elsewhere could have.
+        let cheap = argon2::Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            argon2::Params::new(64, 2, 1, Some(16)).unwrap(),
+        );
+        use argon2::password_hash::PasswordHasher;
+        let other = cheap.hash_password(b"pw-elsewhere").unwrap().to_string();
+        assert!(password_ok("pw-elsewhere", &Secret::Hash(other.clone())));
+        assert!(!password_ok("pw-elsewhere!", &Secret::Hash(other)));
+        assert!(!password_ok("x", &Secret::Hash("$argon2id$garbage".into())));
     }
 
     #[test]
