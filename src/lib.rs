@@ -1,7 +1,7 @@
 //! remote-agent: drive Claude Code on this computer from a phone browser, over HTTPS, safely.
 // Two exceptions: in `process`, the pre-exec hooks (the kernel stops a child when we die; Claude gets the user's
-// umask), which no safe API covers; in `auth`, the allocator keeping argon2's memory and handing back what a burst
-// of logins freed (mallopt, malloc_trim).
+// umask), which no safe API covers; in `auth::memory`, handing back to the system what a burst of logins freed
+// (malloc_trim, which has no safe wrapper; BENCHMARKS.md measures what it saves).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
