@@ -276,6 +276,18 @@ impl Turns {
         Waiter(rx).ended().await
     }
 
+    /// Hands the answer to a pending request (already claimed in the store) to the turn that asked, which writes
+    /// `response` to its CLI as the `control_response` and tells the turn's readers. False when that turn is not
+    /// live here any more (the caller then marks the request expired).
+    pub fn answer(
+        &self,
+        request: &crate::store::PendingRequest,
+        response: serde_json::Value,
+    ) -> bool {
+        let _ = (request, response);
+        false
+    }
+
     /// Asks a live turn to stop; false if it is not running here.
     pub fn stop(&self, turn_id: &str, why: Stop) -> bool {
         match lock(&self.inner.live)

@@ -159,10 +159,51 @@ spelled! {
         Result = "result",
         /// Why the turn did not succeed.
         Error = "error",
+        /// Claude asks (a tool to approve, questions, a plan): a pending request, `{"id","kind","tool_name",…}`.
+        Request = "request",
+        /// A pending request is no longer pending: `{"id","state","decision"?}`.
+        RequestEnded = "request_ended",
         /// The last event of every turn.
         Done = "done",
         /// Sent on a quiet stream so proxies keep it open; never stored and never numbered.
         Keepalive = "keepalive",
+    }
+}
+
+spelled! {
+    /// What Claude asks for, by tool: `AskUserQuestion` is a question, `ExitPlanMode` a plan, anything else a tool.
+    RequestKind, "request kind" {
+        /// Permission to run a tool.
+        Tool = "tool",
+        /// Questions with options (AskUserQuestion).
+        Question = "question",
+        /// A plan to approve (ExitPlanMode).
+        Plan = "plan",
+    }
+}
+
+impl RequestKind {
+    /// The kind of a `can_use_tool` request for `tool_name`.
+    pub fn of_tool(tool_name: &str) -> RequestKind {
+        match tool_name {
+            "AskUserQuestion" => RequestKind::Question,
+            "ExitPlanMode" => RequestKind::Plan,
+            _ => RequestKind::Tool,
+        }
+    }
+}
+
+spelled! {
+    /// Where a pending request is in its life.
+    RequestState, "request state" {
+        /// Waiting for the person's answer.
+        Pending = "pending",
+        /// Answered (once; a second answer is refused).
+        Answered = "answered",
+        /// The CLI took it back (`control_cancel_request`), or its turn was stopped.
+        Withdrawn = "withdrawn",
+        /// The process that asked is gone (its turn ended, or the server restarted).
+        Expired = "expired",
     }
 }
 

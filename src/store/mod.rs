@@ -7,14 +7,16 @@ mod events;
 mod import;
 mod kinds;
 mod open;
+mod requests;
 mod turns;
 
 pub use auth::Pairing;
 pub use conversations::{Conversation, ConversationPatch};
 pub use events::StreamEvent;
 pub use import::Imported;
-pub use kinds::{EventKind, TurnStatus, UnknownWord};
+pub use kinds::{EventKind, RequestKind, RequestState, TurnStatus, UnknownWord};
 pub use open::{FILE_NAME, open_existing, open_private};
+pub use requests::{ClaimError, PendingRequest};
 pub use turns::{Finish, Orphan, Turn};
 
 use std::path::Path;
