@@ -1,7 +1,8 @@
 //! The HTTP server: the state every handler shares ([`App`]), how one request is handled ([`handle`]: the
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
-//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `signin`, `metrics`, `assets`.
+//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `events` (a turn's event streams),
+//! `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 mod assets;
 mod conversations;
+mod events;
 mod gate;
 mod listen;
 mod metrics;
@@ -225,11 +227,9 @@ async fn route(
         }
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),
         (&M::GET | &M::POST, ["api", "turns", id, "events"]) => {
-            conversations::events_stream(app, &req, id)
+            events::events_stream(app, &req, id)
         }
-        (&M::GET, ["api", "turns", id, "events.json"]) => {
-            conversations::events_poll(app, &req, id).await
-        }
+        (&M::GET, ["api", "turns", id, "events.json"]) => events::events_poll(app, &req, id).await,
         (&M::POST, ["api", "turns", id, "cancel"]) => conversations::cancel_turn(app, id),
         (_, ["api", "chat" | "reset"] | ["api", "conversations", _, "messages"]) => {
             method_not_allowed("POST")
