@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::App;
 use super::respond::{
     Body, check_conversation_id, error, full, internal, is_uuid, json, non_empty_message,
-    query_param, read_json, submit_error, valid_conversation_id,
+    query_param, submit_error, valid_conversation_id,
 };
 use crate::config::PERMISSION_MODES;
 use crate::store::{Conversation, ConversationPatch, EventKind, StreamEvent, TurnStatus};
@@ -264,7 +264,9 @@ fn transcript(
     Ok((messages, has_more))
 }
 
-fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>> {
+/// The conversation `id` names, or the 404 to send. The router asks before it reads a body, so that an unknown
+/// conversation is a 404 whatever the body says.
+pub(super) fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>> {
     let missing = || error(StatusCode::NOT_FOUND, format!("no conversation {id:?}"));
     if !valid_conversation_id(id) {
         return Err(missing());
@@ -276,18 +278,15 @@ fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>
     }
 }
 
+/// `PATCH /api/conversations/{id}`: changes the fields the body names (a `null` clears one) on an existing
+/// conversation, checked as on creation; a field that cannot change is refused, and a refused body changes
+/// nothing.
 pub(super) async fn patch_conversation(
     app: &App,
-    req: Request<Incoming>,
-    id: &str,
+    conversation: &Conversation,
+    body: serde_json::Map<String, Value>,
 ) -> Response<Body> {
-    if let Err(resp) = find_conversation(app, id) {
-        return resp;
-    }
-    let body: serde_json::Map<String, Value> = match read_json(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+    let id = conversation.id.as_str();
     let mut patch = ConversationPatch::default();
     for (key, value) in &body {
         let text = || match value {
@@ -367,21 +366,21 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
     }
 }
 
+/// `POST /api/conversations/{id}/messages`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewMessage {
+pub(super) struct NewMessage {
     message: Option<String>,
     client_id: Option<String>,
 }
 
-pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) -> Response<Body> {
-    if let Err(resp) = find_conversation(app, id) {
-        return resp;
-    }
-    let body: NewMessage = match read_json(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+/// `POST /api/conversations/{id}/messages`: queues the message as a turn of an existing conversation → 202 with
+/// the turn's id.
+pub(super) async fn post_message(
+    app: &App,
+    conversation: &Conversation,
+    body: NewMessage,
+) -> Response<Body> {
     let message = match non_empty_message(body.message) {
         Ok(m) => m,
         Err(resp) => return resp,
@@ -397,7 +396,7 @@ pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) ->
         );
     }
     match app.turns.submit(Submit {
-        conversation_id: id.to_string(),
+        conversation_id: conversation.id.clone(),
         prompt: message,
         resume: None,
         client_id: body.client_id,
@@ -439,5 +438,106 @@ pub(super) fn cancel_turn(app: &App, id: &str) -> Response<Body> {
         ),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such turn"),
         Err(e) => internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn answer(resp: Response<Body>) -> (u16, Value) {
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn body(value: Value) -> serde_json::Map<String, Value> {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// The test app with `claude_bin` set, so that whether a turn may start does not depend on what this machine
+    /// has installed.
+    fn with_claude(app: &App, bin: &str) {
+        let mut settings = (*app.settings.get()).clone();
+        settings.claude_bin = bin.into();
+        app.settings.replace(settings);
+    }
+
+    #[tokio::test]
+    async fn patch_changes_what_the_body_names_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::tests::app(dir.path());
+        app.store.ensure_conversation("c1", "/p").unwrap();
+        let (status, _) = answer(find_conversation(&app, "nope").unwrap_err()).await;
+        assert_eq!(status, 404);
+        let c1 = find_conversation(&app, "c1").unwrap();
+        let patch = |b| patch_conversation(&app, &c1, body(b));
+        let (status, changed) =
+            answer(patch(json!({"title": "Plans", "max_budget_usd": 2.5})).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (&changed["title"], &changed["max_budget_usd"]),
+            (&json!("Plans"), &json!(2.5))
+        );
+        let (status, cleared) = answer(patch(json!({"title": null})).await).await;
+        assert_eq!((status, &cleared["title"]), (200, &Value::Null));
+        let refused = |error: &str| (400, json!({ "error": error }));
+        assert_eq!(
+            answer(patch(json!({"title": 7})).await).await,
+            refused("title must be a string or null")
+        );
+        assert_eq!(
+            answer(patch(json!({"model": "--help"})).await).await,
+            refused("model \"--help\" is not a model name")
+        );
+        assert_eq!(
+            answer(patch(json!({"max_budget_usd": 0})).await).await,
+            refused("max_budget_usd must be a positive number")
+        );
+        assert_eq!(
+            answer(patch(json!({"project": "/"})).await).await,
+            refused(
+                "project cannot be changed (title, model, permission_mode, max_budget_usd can)"
+            )
+        );
+        let (status, _) =
+            answer(patch(json!({"permission_mode": "bypassPermissions"})).await).await;
+        assert_eq!(status, 403);
+        // A refused body changes nothing, not even the fields before the refused one.
+        let (_, title) = answer(patch(json!({"title": "x", "model": ""})).await).await;
+        assert_eq!(title["error"], "model \"\" is not a model name");
+        assert_eq!(app.store.conversation("c1").unwrap().unwrap().title, None);
+    }
+
+    #[tokio::test]
+    async fn a_message_is_checked_then_queued_once_per_client_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::tests::app(dir.path());
+        app.store.ensure_conversation("c1", "/p").unwrap();
+        let c1 = find_conversation(&app, "c1").unwrap();
+        let message = |message: &str, client_id: &str| NewMessage {
+            message: Some(message.into()),
+            client_id: Some(client_id.into()),
+        };
+        let refused = |error: &str| (400, json!({ "error": error }));
+        assert_eq!(
+            answer(post_message(&app, &c1, message(" ", "a")).await).await,
+            refused("message must be a non-empty string")
+        );
+        assert_eq!(
+            answer(post_message(&app, &c1, message("hi", "a b")).await).await,
+            refused("client_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
+        );
+        with_claude(&app, &dir.path().join("no-claude").display().to_string());
+        let (status, _) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
+        assert_eq!(status, 503);
+        assert_eq!(app.store.conversation("c1").unwrap().unwrap().turn_count, 0);
+        // An executable that exits at once: the turn is queued, then fails; the handler's part is the 202.
+        with_claude(&app, "true");
+        let (status, first) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
+        assert_eq!((status, &first["status"]), (202, &json!("queued")));
+        let (status, again) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
+        assert_eq!((status, &again["turn_id"]), (202, &first["turn_id"]));
     }
 }

@@ -187,7 +187,12 @@ async fn route(
                 "application/json",
             );
         }
-        (&Method::POST, ["api", "login"]) => return signin::login(app, req, ctx).await,
+        (&Method::POST, ["api", "login"]) => {
+            return match signin::login_allowed(app, req.headers(), ctx) {
+                Ok(()) => with_body(req, |b| signin::login(app, b, ctx)).await,
+                Err(resp) => resp,
+            };
+        }
         (&Method::GET, ["api", "session"]) => return signin::session(app, &req),
         (&Method::GET, ["pair", token]) => return signin::pair_page(app, token),
         (&Method::POST, ["pair", token]) => return signin::pair(app, &req, token, ctx),
@@ -216,14 +221,21 @@ async fn route(
             with_body(req, |b| conversations::create_conversation(app, b)).await
         }
         (&M::GET, ["api", "conversations", id]) => conversations::get_conversation(app, &req, id),
+        // An unknown conversation is a 404 before its body is read.
         (&M::PATCH, ["api", "conversations", id]) => {
-            conversations::patch_conversation(app, req, id).await
+            match conversations::find_conversation(app, id) {
+                Ok(c) => with_body(req, |b| conversations::patch_conversation(app, &c, b)).await,
+                Err(resp) => resp,
+            }
         }
         (&M::DELETE, ["api", "conversations", id]) => {
             conversations::delete_conversation(app, id).await
         }
         (&M::POST, ["api", "conversations", id, "messages"]) => {
-            conversations::post_message(app, req, id).await
+            match conversations::find_conversation(app, id) {
+                Ok(c) => with_body(req, |b| conversations::post_message(app, &c, b)).await,
+                Err(resp) => resp,
+            }
         }
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),
         (&M::GET | &M::POST, ["api", "turns", id, "events"]) => {
