@@ -1,5 +1,5 @@
 //! The `claude` child: its command line (the prompt goes to stdin, never argv), starting it, and the stop ladder
-//! (SIGINT, SIGTERM, SIGKILL to its process group). What it prints is parsed into typed events in [`stream`].
+//! (SIGINT, SIGTERM, SIGKILL to its process group). What it prints is parsed into typed events in `claude/stream`.
 
 mod stream;
 
