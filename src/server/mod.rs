@@ -1,7 +1,7 @@
 //! The HTTP server: the state every handler shares ([`App`]), how one request is handled ([`handle`]: the
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
-//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `signin`, `metrics`, `assets`.
+//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `requests`, `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -22,6 +22,7 @@ mod gate;
 mod listen;
 mod metrics;
 mod prototype;
+mod requests;
 mod respond;
 mod signin;
 
@@ -231,6 +232,12 @@ async fn route(
             conversations::events_poll(app, &req, id).await
         }
         (&M::POST, ["api", "turns", id, "cancel"]) => conversations::cancel_turn(app, id),
+        (&M::GET, ["api", "requests"]) => requests::list(app),
+        (&M::POST, ["api", "requests", id]) => {
+            with_body(req, |b| requests::answer(app, id, b)).await
+        }
+        (_, ["api", "requests"]) => method_not_allowed("GET"),
+        (_, ["api", "requests", _]) => method_not_allowed("POST"),
         (_, ["api", "chat" | "reset"] | ["api", "conversations", _, "messages"]) => {
             method_not_allowed("POST")
         }
