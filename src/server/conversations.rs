@@ -107,6 +107,7 @@ pub(super) async fn create_conversation(app: &App, body: NewConversation) -> Res
         last_message_at: None,
         first_message: None,
         active_turn_id: None,
+        waiting: 0,
     };
     match app.store.create_conversation(&conversation) {
         Ok(true) => match app.store.conversation(&id) {

@@ -2,7 +2,7 @@
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
 //! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `events` (a turn's event streams),
-//! `signin`, `metrics`, `assets`.
+//! `requests` (approvals and questions), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -24,6 +24,7 @@ mod gate;
 mod listen;
 mod metrics;
 mod prototype;
+mod requests;
 mod respond;
 mod signin;
 
@@ -243,6 +244,12 @@ async fn route(
         }
         (&M::GET, ["api", "turns", id, "events.json"]) => events::events_poll(app, &req, id).await,
         (&M::POST, ["api", "turns", id, "cancel"]) => conversations::cancel_turn(app, id),
+        (&M::GET, ["api", "requests"]) => requests::list(app),
+        (&M::POST, ["api", "requests", id]) => {
+            with_body(req, |b| requests::answer(app, id, b)).await
+        }
+        (_, ["api", "requests"]) => method_not_allowed("GET"),
+        (_, ["api", "requests", _]) => method_not_allowed("POST"),
         (_, ["api", "chat" | "reset"] | ["api", "conversations", _, "messages"]) => {
             method_not_allowed("POST")
         }
