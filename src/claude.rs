@@ -1,6 +1,6 @@
 //! The `claude` child: its command line, starting it as a live process that takes messages and answers on stdin
 //! (never in argv), and the stop ladder (SIGINT, SIGTERM, SIGKILL to its process group). What it prints is parsed
-//! into typed events in [`stream`]; what we write to it is built in [`control`].
+//! into typed events in `claude/stream`; what we write to it is built in [`control`].
 
 pub mod control;
 mod stream;

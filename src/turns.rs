@@ -38,7 +38,7 @@ pub enum Stop {
     Timeout,
     /// The server is stopping: `interrupted`.
     Shutdown,
-    /// The CLI printed a line longer than [`claude::MAX_LINE`].
+    /// The CLI printed a line longer than [`crate::claude::MAX_LINE`].
     LineTooLong,
 }
 

@@ -27,6 +27,8 @@ pub fn is_own_env(name: &str) -> bool {
 /// the environment, `.env` and the config file.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct Flags {
+    // This comment is also `--help`'s text, where `<config dir>` reads as meant; rustdoc takes it for a tag.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Config file (TOML) [env: REMOTE_AGENT_CONFIG; default: <config dir>/config.toml]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

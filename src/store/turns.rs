@@ -262,8 +262,8 @@ impl Store {
         Ok((turns, more))
     }
 
-    /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
-    /// processes those turns had recorded, to be stopped.
+    /// At start-up: every turn a previous run left queued or running is marked `interrupted`, and every pending
+    /// request expired; returns the processes those turns had recorded, to be stopped.
     pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
         let (queued, running, interrupted) = (
             TurnStatus::Queued,
@@ -288,6 +288,8 @@ impl Store {
             })?
             .collect::<Result<Vec<_>>>()?
         };
+        // What they asked is no longer waiting: the process that asked is gone.
+        super::requests::expire_pending(&tx)?;
         // Close their streams the way a live turn would have, so subscribers reach `done`.
         tx.execute_batch(&format!(
             r#"INSERT INTO events (turn_id, seq, kind, data)
