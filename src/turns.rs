@@ -3,6 +3,7 @@
 //! submitting, stopping and subscribing; `run` runs one turn, `hub` hands its events to readers.
 
 mod ask;
+mod end;
 mod hub;
 mod run;
 

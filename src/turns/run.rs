@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::ask::{Answer, Asks};
+use super::end::{ending, failed, stopped_ending};
 use super::hub::Hub;
 use super::{DURATION_BUCKETS, Ended, Inner, Stop, Submit, lock};
 use crate::claude::{self, Event, Outcome, SpawnError, control};
@@ -277,50 +278,6 @@ pub(super) async fn run_turn(
     }
 }
 
-/// How a turn ended, from why we stopped it (if we did), the CLI's result, and its exit.
-fn ending(
-    why: Option<Stop>,
-    outcome: Option<&Outcome>,
-    exited: Option<std::process::ExitStatus>,
-    run: &claude::Run,
-    timeout: Duration,
-) -> Ended {
-    match why {
-        Some(w) => stopped_ending(w, outcome, timeout),
-        None => match outcome {
-            Some(o) if o.succeeded() => Ended {
-                status: TurnStatus::Succeeded,
-                response: o.text.clone(),
-                session_id: o.session_id.clone(),
-                cost: o.cost,
-                num_turns: o.num_turns,
-                error: None,
-                not_found: false,
-            },
-            Some(o) => Ended {
-                status: TurnStatus::Failed,
-                response: o.text.clone(),
-                session_id: o.session_id.clone(),
-                cost: o.cost,
-                num_turns: o.num_turns,
-                error: Some(o.error_text()),
-                not_found: false,
-            },
-            None => {
-                let tail = run.stderr_tail();
-                failed(if tail.is_empty() {
-                    match exited {
-                        Some(status) => format!("claude exited ({status}) without a result"),
-                        None => "claude stopped without a result".into(),
-                    }
-                } else {
-                    last_lines(&tail, 5)
-                })
-            }
-        },
-    }
-}
-
 /// The conversation's warm process if it fits this turn, else a new one (resuming the conversation's session).
 async fn acquire(inner: &Inner, conversation: &str, plan: &Plan) -> Result<Live, SpawnError> {
     if let Some(live) = inner.sessions.take(conversation).await {
@@ -427,54 +384,6 @@ async fn recv_or_pending(
     } else {
         std::future::pending().await
     }
-}
-
-fn failed(error: String) -> Ended {
-    Ended {
-        status: TurnStatus::Failed,
-        response: None,
-        session_id: None,
-        cost: None,
-        num_turns: None,
-        error: Some(error),
-        not_found: false,
-    }
-}
-
-/// A stop we asked for decides the status; a successful result printed meanwhile still gives its session.
-fn stopped_ending(why: Stop, outcome: Option<&Outcome>, timeout: Duration) -> Ended {
-    let (status, error) = match why {
-        Stop::Cancel => (TurnStatus::Cancelled, "cancelled".to_string()),
-        Stop::Timeout => (
-            TurnStatus::TimedOut,
-            format!("timed out after {} s (the turn timeout)", timeout.as_secs()),
-        ),
-        Stop::Shutdown => (
-            TurnStatus::Interrupted,
-            "the server stopped while this turn ran".into(),
-        ),
-        Stop::LineTooLong => (
-            TurnStatus::Failed,
-            format!(
-                "claude printed a line longer than {} MiB; the turn was stopped",
-                claude::MAX_LINE >> 20
-            ),
-        ),
-    };
-    Ended {
-        status,
-        response: outcome.and_then(|o| o.text.clone()),
-        session_id: outcome.and_then(|o| o.session_id.clone()),
-        cost: outcome.and_then(|o| o.cost),
-        num_turns: outcome.and_then(|o| o.num_turns),
-        error: Some(error),
-        not_found: false,
-    }
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Stores the ending, emits the closing events and tells the waiters. `run` is (elapsed, session to keep) when
