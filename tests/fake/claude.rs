@@ -74,6 +74,8 @@
 
 #[path = "clock.rs"]
 mod clock;
+#[path = "claude_live.rs"]
+mod live;
 
 use std::ffi::{OsString, c_int};
 use std::fs::{self, OpenOptions};
@@ -110,6 +112,7 @@ const TOOLS: &[&str] = &[
     "TodoWrite",
 ];
 const FORMATS: &[&str] = &["text", "json", "stream-json"];
+const INPUT_FORMATS: &[&str] = &["text", "stream-json"];
 const PERMISSION_MODES: &[&str] = &[
     "acceptEdits",
     "auto",
@@ -153,6 +156,9 @@ fn main() {
     if args.format == Format::StreamJson && !args.verbose {
         fail("Error: When using --print, --output-format=stream-json requires --verbose");
     }
+    if args.input_stream_json && args.format != Format::StreamJson {
+        fail("Error: --input-format=stream-json requires output-format=stream-json");
+    }
     if args.permission_mode == "bypassPermissions"
         && running_as_root()
         && std::env::var_os("IS_SANDBOX").is_none_or(|v| v != "1")
@@ -162,6 +168,9 @@ fn main() {
         );
     }
 
+    if args.input_stream_json {
+        live::serve(&args, cwd);
+    }
     let prompt = read_prompt(args.prompt.as_deref());
     record("prompt", &prompt);
     if prompt.is_empty() {
@@ -171,15 +180,7 @@ fn main() {
 
     let (session_id, n) = match open_session(args.resume.as_deref(), &cwd, &text) {
         Ok(found) => found,
-        Err(id) => {
-            let message = format!("No conversation found with session ID: {id}");
-            if args.format == Format::StreamJson {
-                let mut result = base_result(&new_uuid(), "error_during_execution", true, 0, 0);
-                result["errors"] = json!([message]);
-                write_line(&result);
-            }
-            fail(&message);
-        }
+        Err(id) => no_session(&id, args.format),
     };
 
     let markers = Markers::parse(&text);
@@ -195,9 +196,21 @@ fn main() {
         num_turns: 1,
         in_tool: false,
         done: false,
+        live: None,
     };
     let rc = turn.run(&text, n);
     finish(rc);
+}
+
+/// `--resume` of a session that does not exist (or belongs to another cwd): rc 1.
+fn no_session(id: &str, format: Format) -> ! {
+    let message = format!("No conversation found with session ID: {id}");
+    if format == Format::StreamJson {
+        let mut result = base_result(&new_uuid(), "error_during_execution", true, 0, 0);
+        result["errors"] = json!([message]);
+        write_line(&result);
+    }
+    fail(&message);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -219,6 +232,13 @@ struct Args {
     permission_mode: String,
     /// The positional prompt, as raw bytes.
     prompt: Option<Vec<u8>>,
+    /// `--input-format stream-json`: the long-lived mode (claude_live.rs).
+    input_stream_json: bool,
+    /// `--permission-prompt-tool stdio`: permission requests go to the host on stdout.
+    prompt_tool_stdio: bool,
+    /// Every `--allowedTools` value, as given.
+    allowed_tools: Vec<String>,
+    model: Option<String>,
 }
 
 enum Parsed {
@@ -239,6 +259,10 @@ fn parse_args(argv: &[OsString]) -> Parsed {
         resume: None,
         permission_mode: "default".into(),
         prompt: None,
+        input_stream_json: false,
+        prompt_tool_stdio: false,
+        allowed_tools: Vec::new(),
+        model: None,
     };
     let mut positionals: Vec<Vec<u8>> = Vec::new();
     let mut unknown: Option<String> = None;
@@ -254,7 +278,8 @@ fn parse_args(argv: &[OsString]) -> Parsed {
             break;
         }
         if variadic && !is_option {
-            continue; // one more --allowedTools value
+            args.allowed_tools.push(arg); // one more --allowedTools value
+            continue;
         }
         variadic = false;
         if !is_option {
@@ -315,9 +340,20 @@ fn parse_args(argv: &[OsString]) -> Parsed {
             ("--resume", _) => value("-r, --resume [value]").map(|v| args.resume = Some(v)),
             ("--allowedTools" | "--allowed-tools", has_inline) => {
                 variadic = !has_inline;
-                value("--allowedTools, --allowed-tools <tools...>").map(drop)
+                value("--allowedTools, --allowed-tools <tools...>")
+                    .map(|v| args.allowed_tools.push(v))
             }
-            ("--model", _) => value("--model <model>").map(drop),
+            ("--model", _) => value("--model <model>").map(|v| args.model = Some(v)),
+            ("--input-format", _) => value("--input-format <format>").and_then(|v| {
+                args.input_stream_json = match v.as_str() {
+                    "text" => false,
+                    "stream-json" => true,
+                    _ => return Err(invalid_choice("--input-format <format>", &v, INPUT_FORMATS)),
+                };
+                Ok(())
+            }),
+            ("--permission-prompt-tool", _) => value("--permission-prompt-tool <tool>")
+                .map(|v| args.prompt_tool_stdio = v == "stdio"),
             ("--max-budget-usd", _) => value("--max-budget-usd <amount>").map(drop),
             ("--append-system-prompt", _) => value("--append-system-prompt <prompt>").map(drop),
             _ => {
@@ -434,6 +470,9 @@ struct Markers {
     stderr: bool,
     huge_line_mb: usize,
     write: Option<String>,
+    /// `[[bash:CMD]]`, `[[question]]`, `[[plan]]` in the order they appear (long-lived mode only).
+    tools: Vec<live::Tool>,
+    withdraw: bool,
 }
 
 impl Markers {
@@ -468,6 +507,8 @@ impl Markers {
             stderr: flag("stderr"),
             huge_line_mb: count("huge-line").unwrap_or(0),
             write: marker_value(text, "write").map(String::from),
+            tools: live::tools(text),
+            withdraw: flag("withdraw"),
         }
     }
 }
@@ -483,30 +524,35 @@ fn marker_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------------------
 // Sessions
 
-/// Creates a session or appends to the resumed one; returns its id and the number of prompts in it.
-/// `Err(id)` when `--resume` names no session of this cwd.
-fn open_session(resume: Option<&str>, cwd: &str, prompt: &str) -> Result<(String, usize), String> {
+/// Where the sessions live.
+fn sessions_dir() -> PathBuf {
     let base = match std::env::var_os("CLAUDE_CONFIG_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".claude")
         }
     };
-    let dir = base.join("fake-sessions");
+    base.join("fake-sessions")
+}
+
+/// Whether `id` names a session started in `cwd`.
+fn resumable(id: &str, cwd: &str) -> bool {
+    let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let file = sessions_dir().join(format!("{id}.jsonl"));
+    let first: Option<Value> = valid
+        .then(|| fs::read_to_string(&file).ok())
+        .flatten()
+        .and_then(|s| s.lines().next().and_then(|l| serde_json::from_str(l).ok()));
+    first.is_some_and(|line| line["cwd"] == cwd)
+}
+
+/// Creates a session or appends to the resumed one; returns its id and the number of prompts in it.
+/// `Err(id)` when `--resume` names no session of this cwd.
+fn open_session(resume: Option<&str>, cwd: &str, prompt: &str) -> Result<(String, usize), String> {
+    let dir = sessions_dir();
     let session_id = match resume {
-        Some(id) => {
-            let valid =
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            let file = dir.join(format!("{id}.jsonl"));
-            let first: Option<Value> = valid
-                .then(|| fs::read_to_string(&file).ok())
-                .flatten()
-                .and_then(|s| s.lines().next().and_then(|l| serde_json::from_str(l).ok()));
-            match first {
-                Some(line) if line["cwd"] == cwd => id.to_string(),
-                _ => return Err(id.to_string()),
-            }
-        }
+        Some(id) if resumable(id, cwd) => id.to_string(),
+        Some(id) => return Err(id.to_string()),
         None => new_uuid(),
     };
     let file = dir.join(format!("{session_id}.jsonl"));
@@ -587,7 +633,11 @@ impl Out {
 /// A content block of a fake API message.
 enum Block {
     Thinking,
-    ToolUse,
+    ToolUse {
+        id: String,
+        name: &'static str,
+        input: Value,
+    },
     Text(String),
 }
 
@@ -607,6 +657,8 @@ struct Turn {
     in_tool: bool,
     /// The result line is out: SIGINT no longer does anything.
     done: bool,
+    /// The long-lived mode's state (claude_live.rs); `None` for a one-shot `-p` run.
+    live: Option<Box<live::Live>>,
 }
 
 impl Turn {
@@ -614,7 +666,8 @@ impl Turn {
     fn run(&mut self, prompt: &str, n: usize) -> i32 {
         self.emit(json!({
             "type": "system", "subtype": "init", "cwd": self.cwd, "session_id": self.session_id,
-            "tools": TOOLS, "mcp_servers": [], "model": MODEL, "permissionMode": self.permission_mode,
+            "tools": TOOLS, "mcp_servers": [], "model": self.live.as_ref().map_or(MODEL, |l| &l.model),
+            "permissionMode": self.permission_mode,
             "slash_commands": ["compact", "context", "cost", "init", "review"], "apiKeySource": "none",
             "claude_code_version": VERSION, "output_style": "default", "agents": ["general-purpose"],
             "skills": [], "plugins": [], "uuid": new_uuid(), "fast_mode_state": "off",
@@ -658,10 +711,15 @@ impl Turn {
 
         let mut thinking = self.markers.thinking;
         if self.markers.tool {
+            let tool = Block::ToolUse {
+                id: "toolu_fake1".into(),
+                name: "Bash",
+                input: json!({"command": "echo hi", "description": "echo"}),
+            };
             let blocks = if thinking {
-                vec![Block::Thinking, Block::ToolUse]
+                vec![Block::Thinking, tool]
             } else {
-                vec![Block::ToolUse]
+                vec![tool]
             };
             thinking = false;
             self.api_message(blocks, "tool_use");
@@ -691,6 +749,9 @@ impl Turn {
                 },
             }));
             self.num_turns = 2;
+        }
+        if self.live.is_some() {
+            self.live_tools();
         }
 
         let rc = if self.markers.error || self.markers.not_logged_in {
@@ -769,17 +830,14 @@ impl Turn {
                         .collect::<Vec<_>>(),
                     json!({"type": "thinking", "thinking": THINKING, "signature": SIGNATURE}),
                 ),
-                Block::ToolUse => {
-                    let input = json!({"command": "echo hi", "description": "echo"});
-                    (
-                        json!({"type": "tool_use", "id": "toolu_fake1", "name": "Bash", "input": {}}),
-                        split_chunks(&input.to_string(), 2)
-                            .into_iter()
-                            .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
-                            .collect(),
-                        json!({"type": "tool_use", "id": "toolu_fake1", "name": "Bash", "input": input}),
-                    )
-                }
+                Block::ToolUse { id, name, input } => (
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    split_chunks(&input.to_string(), 2)
+                        .into_iter()
+                        .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                        .collect(),
+                    json!({"type": "tool_use", "id": id, "name": name, "input": input}),
+                ),
                 Block::Text(text) => {
                     let chunks = self
                         .markers
@@ -871,11 +929,15 @@ impl Turn {
             "contextWindow": 200000, "maxOutputTokens": 64000,
         }});
         result["terminal_reason"] = json!(terminal_reason);
+        if let Some(live) = &self.live {
+            result["permission_denials"] = json!(live.denials);
+        }
         result
     }
 
-    fn finish_turn(&mut self, result: Value) {
+    fn finish_turn(&mut self, mut result: Value) {
         self.checkpoint();
+        self.add_cost(&mut result);
         self.out.result(result);
         self.done = true;
     }
@@ -893,10 +955,14 @@ impl Turn {
         }
     }
 
-    /// Reacts to a pending SIGINT/SIGTERM as the markers say; may end the process.
+    /// Reacts to a pending SIGINT/SIGTERM as the markers say; may end the process. In the long-lived
+    /// mode it also takes in what arrived on stdin, and may end the turn (see `live_checkpoint`).
     fn checkpoint(&mut self) {
         if GOT_TERM.load(Ordering::SeqCst) && !self.markers.stubborn {
             finish(143);
+        }
+        if self.live.is_some() {
+            self.live_checkpoint();
         }
         if !GOT_INT.swap(false, Ordering::SeqCst)
             || self.done
