@@ -1,6 +1,7 @@
 //! `fake-claude`: a stand-in for the Claude Code CLI (`claude`, v2.1.197) used by the integration tests.
 //!
-//! It follows the headless contract of the real CLI as observed (`-p` mode only; see docs/architecture.md):
+//! It follows the headless contract of the real CLI as observed (`-p` mode only, one-shot or long-lived; see
+//! docs/architecture.md):
 //! the same flags, the same error texts and exit codes, the same stream-json message shapes, sessions that
 //! can be resumed, and the same reaction to SIGINT/SIGTERM. Instead of calling a model it replies
 //! `echo[n]: <prompt>`, where `n` counts the prompts of the session so far (this one included).
@@ -10,7 +11,8 @@
 //! json + `--verbose` prints a JSON array of every message), `--verbose`, `--include-partial-messages`,
 //! `--resume ID`, `--permission-mode MODE`, `--allowedTools/--allowed-tools TOOLS...` (variadic in the
 //! space form: it swallows the following non-option arguments, like the real CLI), `--model`,
-//! `--max-budget-usd`, `--append-system-prompt`. Value options accept `--opt=V` and `--opt V` (a value that
+//! `--max-budget-usd`, `--append-system-prompt`, `--input-format text|stream-json` and
+//! `--permission-prompt-tool TOOL` (see "Long-lived mode"). Value options accept `--opt=V` and `--opt V` (a value that
 //! starts with `-` is taken literally). `--` ends the options. `-v/--version` prints `2.1.197 (Claude Code)`.
 //! Any other option: `error: unknown option '<arg>'`, rc 1.
 //! `--permission-mode bypassPermissions` as root fails unless `IS_SANDBOX=1`.
@@ -55,13 +57,68 @@
 //! (elsewhere), rc 0. SIGTERM: rc 143 and no result. While stdin is still being read (before the markers
 //! are known): SIGINT → rc 130, SIGTERM → rc 143, nothing printed.
 //!
+//! # Long-lived mode (`--input-format stream-json`; the code is in claude_live.rs)
+//! Needs `--output-format stream-json` (else `Error: --input-format=stream-json requires
+//! output-format=stream-json`, rc 1). `--resume` of a session of another cwd fails as above, before stdin is
+//! read. Nothing is printed before the first stdin line. A thread reads stdin line by line; the main thread
+//! runs turns:
+//! - `{"type":"user","message":{"role":"user","content":TEXT|[blocks]}}` is a prompt (blocks: their `text`
+//!   joined by `"\n"`); it runs as the next turn, queued if a turn runs. A turn is a one-shot turn with every
+//!   marker above (`[[linger:S]]` only delays the next turn; `[[error]]` does not end the process), its own
+//!   `system/init` (same session id for the whole process, the model of the latest `set_model`, the current
+//!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0001 per turn; no
+//!   `result_index`). The session gets one line per prompt, so `echo[n]` counts across turns and `--resume`.
+//!   Stdin EOF: the current and queued turns finish, then rc 0 (while a permission request waits: rc 0 at once).
+//! - Control requests `{"type":"control_request","request_id":R,"request":{"subtype":…}}`, answered at once with
+//!   `{"type":"control_response","response":{"subtype":"success","request_id":R,"response":{…}}}`: `initialize`
+//!   (`{"commands":[],"models":[],"pid":PID}`), `interrupt` (`{}`), `set_permission_mode {"mode"}` (any string;
+//!   from the next tool call on), `set_model {"model"}`. Any other subtype: `{"subtype":"error","request_id":R,
+//!   "error":"Unknown request subtype: X"}`. `interrupt` stops a running turn at once (during `[[slow]]`, a
+//!   command, or a wait for a permission answer): during a tool its `tool_result` (`is_error`), then a `user` line
+//!   `[Request interrupted by user for tool use]` and a result `error_during_execution` / `aborted_tools`;
+//!   elsewhere `[Request interrupted by user]` / `aborted_streaming`. The process stays; a pending
+//!   `can_use_tool` is abandoned (a late answer is ignored, as is any `control_response` we did not ask for).
+//! - Tool markers, run in the order they appear, after `[[tool]]`/`[[slow]]` and before the reply; each is a
+//!   `tool_use` `toolu_fakeN` (N = 2, 3, … over the process) and its `tool_result`, and adds 1 to `num_turns`:
+//!   - `[[bash:CMD]]`: Bash `{"command":CMD,"description":<first word>}`. Runs without asking when the mode is
+//!     `bypassPermissions`, the first word is echo/ls/pwd/cat/true, the mode is `acceptEdits` and the first word
+//!     is touch/mkdir/cp/mv, or an allow rule matches: `Bash`, `Bash(CMD)`, `Bash(PREFIX *)`, `Bash(PREFIX:*)`,
+//!     from `--allowedTools`, from an earlier answer in this process, or from `permissions.allow` of
+//!     `<cwd>/.claude/settings.local.json` (read at each check). Else it asks: `{"type":"control_request",
+//!     "request_id":<uuid>,"request":{"subtype":"can_use_tool","tool_name":"Bash","display_name":"Bash",
+//!     "input":…,"description":…,"permission_suggestions":[addRules CMD localSettings, setMode acceptEdits
+//!     session],"blocked_path":"<cwd>/<last word>","tool_use_id":…}}` and waits (no timeout). A command that
+//!     runs: `sh -c` in the cwd in its own session (killed on interrupt), output = stdout+stderr, `is_error` if
+//!     rc≠0.
+//!   - `[[question]]`: AskUserQuestion with two questions (Database: SQLite/Postgres; Checks, multi-select: Unit
+//!     tests/Lint/Browser); always asks (no suggestions). Allow: `Your questions have been answered:
+//!     "Q1"="A1", "Q2"="A2". You can now continue with these answers in mind.` from `updatedInput.answers`.
+//!   - `[[plan]]`: ExitPlanMode `{"plan":"# Plan…"}`. Outside plan mode `You are not in plan mode…` (`is_error`)
+//!     without asking; in plan mode asks, and allow gives `User has approved your plan. You can now start coding.`
+//!     and mode `default`.
+//!   - `[[withdraw]]`: 300 ms after asking, `{"type":"control_cancel_request","request_id":R}`, then as a deny
+//!     with message `withdrawn`.
+//!
+//!   Answers (`control_response` with our request id): allow with `updatedInput` → the tool runs with it;
+//!   `updatedPermissions` `addRules` are remembered for the process (`localSettings` ones are also written to
+//!   `permissions.allow` as `Bash(<ruleContent>)`), `setMode` changes the mode. Allow without `updatedInput`:
+//!   `Tool permission request failed: ZodError: updatedInput required` (`is_error`), nothing runs. Deny: the
+//!   message (`is_error`), the turn goes on and its result lists `permission_denials` (`tool_name`,
+//!   `tool_use_id`, `tool_input`). Deny with `"interrupt":true`: as an interrupt during a tool. An `error`
+//!   response: `Tool permission request failed: Error: <error>`, the turn goes on. Without
+//!   `--permission-prompt-tool stdio` nothing is asked: the call is denied (`Claude requested permissions to use
+//!   <tool>, but you haven't granted it yet.`).
+//! - Signals: SIGINT during a turn ends it like `interrupt`, then rc 0; SIGTERM rc 143 without a result. Between
+//!   turns SIGINT → rc 130, SIGTERM → rc 143, nothing printed.
+//!
 //! # Environment
 //! - `CLAUDE_CONFIG_DIR` (else `$HOME/.claude`): sessions live in `<dir>/fake-sessions/<uuid>.jsonl`, one
 //!   JSON line per prompt; the first line holds the cwd and `--resume` from another cwd fails, like the
 //!   real CLI.
 //! - `FAKE_CLAUDE_RECORD=<dir>`: before any output writes `<pid>.argv.json` (argv without argv[0]),
 //!   `<pid>.env.json`, `<pid>.cwd`, then `<pid>.prompt` (exact bytes) and, with `[[orphan]]`,
-//!   `<pid>.orphan` (the orphan's pid).
+//!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt and
+//!   `<pid>.stdin` gets every stdin line appended as it is received.
 //! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit.
 //! - `CLAUDE_CODE_MAX_RETRIES`: `max_retries` in `api_retry` lines (default 10).
 //!
