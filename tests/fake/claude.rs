@@ -12,8 +12,8 @@
 //! `--resume ID`, `--permission-mode MODE`, `--allowedTools/--allowed-tools TOOLS...` (variadic in the
 //! space form: it swallows the following non-option arguments, like the real CLI), `--model`,
 //! `--max-budget-usd`, `--append-system-prompt`, `--input-format text|stream-json` and
-//! `--permission-prompt-tool TOOL` (see "Long-lived mode"). Value options accept `--opt=V` and `--opt V` (a value that
-//! starts with `-` is taken literally). `--` ends the options. `-v/--version` prints `2.1.197 (Claude Code)`.
+//! `--permission-prompt-tool TOOL` (see "Long-lived mode"). Value options accept `--opt=V` and `--opt V` (a
+//! value that starts with `-` is taken literally). `--` ends the options. `-v/--version` prints `2.1.197 (Claude Code)`.
 //! Any other option: `error: unknown option '<arg>'`, rc 1.
 //! `--permission-mode bypassPermissions` as root fails unless `IS_SANDBOX=1`.
 //!
@@ -94,8 +94,8 @@
 //!     tests/Lint/Browser); always asks (no suggestions). Allow: `Your questions have been answered:
 //!     "Q1"="A1", "Q2"="A2". You can now continue with these answers in mind.` from `updatedInput.answers`.
 //!   - `[[plan]]`: ExitPlanMode `{"plan":"# Plan…"}`. Outside plan mode `You are not in plan mode…` (`is_error`)
-//!     without asking; in plan mode asks, and allow gives `User has approved your plan. You can now start coding.`
-//!     and mode `default`.
+//!     without asking; in plan mode asks, and allow gives `User has approved your plan. You can now start
+//!     coding.` and mode `default`.
 //!   - `[[withdraw]]`: 300 ms after asking, `{"type":"control_cancel_request","request_id":R}`, then as a deny
 //!     with message `withdrawn`.
 //!
