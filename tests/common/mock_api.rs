@@ -28,7 +28,11 @@
 //!   `Tool ran fine: <the tool_result's text, first 200 chars>` (just
 //!   `Tool ran fine.` when that text is empty), stop_reason `end_turn`; so a
 //!   test sees what the tool returned (a denial's message, the answers to
-//!   questions, …) in the final reply;
+//!   questions, …) in the final reply; text blocks after the last
+//!   `tool_result` (other than `<system-reminder>`s and the CLI's
+//!   `[Request interrupted …]` note) are a new prompt instead, decided as
+//!   below (the CLI merges the next prompt into the user message that holds
+//!   an interrupted turn's tool_result);
 //! - the text contains `RUN_TOOL: <ToolName> <json>` (the JSON object is the
 //!   rest of that line) → one `tool_use` block for that tool with that input,
 //!   stop_reason `tool_use`; the markers below are shorthands of the same kind:
@@ -606,7 +610,19 @@ fn decide(body: &Value, n: usize) -> Reply {
         .copied()
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
         .collect();
-    if !results.is_empty() {
+    // The CLI merges a new prompt into the user message that holds the tool_result of an interrupted turn:
+    // then the prompt's text (after the last tool_result, minus reminders and the interruption note) decides.
+    let after_results: Vec<&str> = blocks
+        .iter()
+        .rev()
+        .take_while(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .filter(|t| {
+            let t = t.trim_start();
+            !t.starts_with("<system-reminder>") && !t.starts_with("[Request interrupted")
+        })
+        .collect();
+    if !results.is_empty() && after_results.is_empty() {
         let said: String = results
             .iter()
             .map(|b| tool_result_text(b))
@@ -624,6 +640,11 @@ fn decide(body: &Value, n: usize) -> Reply {
     }
     let text = match content {
         Some(Value::String(s)) => s.clone(),
+        _ if !results.is_empty() => after_results
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => blocks
             .iter()
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
