@@ -373,6 +373,9 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
 pub(super) struct NewMessage {
     message: Option<String>,
     client_id: Option<String>,
+    /// Interrupt the turn running now, so this one runs next ("interrupt and send").
+    #[serde(default)]
+    interrupt: bool,
 }
 
 /// `POST /api/conversations/{id}/messages`: queues the message as a turn of an existing conversation → 202 with
@@ -402,10 +405,16 @@ pub(super) async fn post_message(
         resume: None,
         client_id: body.client_id,
     }) {
-        Ok((turn, _)) => json(
+        Ok((turn, waiter)) => {
+            // Only a new turn interrupts: a retried send (no waiter) has done so already.
+            if body.interrupt && waiter.is_some() {
+                app.turns.interrupt_running(&conversation.id);
+            }
+            json(
             StatusCode::ACCEPTED,
-            &json!({"turn_id": turn.id, "status": turn.status}),
-        ),
+                &json!({"turn_id": turn.id, "status": turn.status}),
+            )
+        }
         Err(e) => submit_error(e),
     }
 }
@@ -520,6 +529,7 @@ mod tests {
         let message = |message: &str, client_id: &str| NewMessage {
             message: Some(message.into()),
             client_id: Some(client_id.into()),
+            interrupt: false,
         };
         let refused = |error: &str| (400, json!({ "error": error }));
         assert_eq!(

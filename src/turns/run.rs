@@ -85,15 +85,28 @@ impl Stream<'_> {
     }
 }
 
+/// What a turn's task is handed besides the message: the stop signal, its stream's readers, the answers to its
+/// requests, and the flag that says it runs.
+pub(super) struct Handles {
+    pub(super) stop: watch::Receiver<Option<Stop>>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) answers: mpsc::UnboundedReceiver<Answer>,
+    pub(super) running: Arc<std::sync::atomic::AtomicBool>,
+}
+
 pub(super) async fn run_turn(
     inner: &Inner,
     turn_id: &str,
     s: &Submit,
     lane: Arc<tokio::sync::Mutex<()>>,
-    stop: watch::Receiver<Option<Stop>>,
-    hub: Arc<Hub>,
-    mut answers: mpsc::UnboundedReceiver<Answer>,
+    handles: Handles,
 ) {
+    let Handles {
+        stop,
+        hub,
+        mut answers,
+        running,
+    } = handles;
     let mut stream = Stream {
         store: &inner.store,
         hub,
@@ -115,6 +128,7 @@ pub(super) async fn run_turn(
             return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None).await;
         }
     };
+    running.store(true, std::sync::atomic::Ordering::SeqCst);
     stream.emit(EventKind::Status, json!({ "status": TurnStatus::Running }));
 
     let plan = match plan_for(inner, s) {
