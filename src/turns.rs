@@ -313,7 +313,9 @@ impl Turns {
     pub fn interrupt_running(&self, conversation_id: &str) {
         let running: Vec<String> = lock(&self.inner.live)
             .iter()
-            .filter(|(_, l)| l.conversation_id == conversation_id && l.running.load(Ordering::SeqCst))
+            .filter(|(_, l)| {
+                l.conversation_id == conversation_id && l.running.load(Ordering::SeqCst)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in running {

@@ -411,7 +411,7 @@ pub(super) async fn post_message(
                 app.turns.interrupt_running(&conversation.id);
             }
             json(
-            StatusCode::ACCEPTED,
+                StatusCode::ACCEPTED,
                 &json!({"turn_id": turn.id, "status": turn.status}),
             )
         }

@@ -99,15 +99,16 @@ impl Asks {
     }
 
     /// The person answered (the request is already claimed in the store): the response goes to the CLI, once.
+    /// True when the answer also stops the turn ("deny and stop": the CLI interrupts itself).
     pub(super) fn answer(
         &mut self,
         stream: &mut Stream,
         input: &Input,
         request: &PendingRequest,
         response: &Value,
-    ) {
+    ) -> bool {
         if self.pending.remove(&request.cli_request_id).is_none() {
-            return;
+            return false;
         }
         input.send(control::response_line(&request.cli_request_id, response));
         stream.emit(
@@ -115,6 +116,7 @@ impl Asks {
             json!({ "id": request.id, "state": RequestState::Answered, "decision": decision(response) }),
         );
         stream.flush();
+        response["interrupt"] == true
     }
 
     /// The turn ends with requests still waiting: the process that asked will not take their answers.

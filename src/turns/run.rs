@@ -206,7 +206,11 @@ pub(super) async fn run_turn(
                 }
             },
             Some((request, response)) = answers.recv() => {
-                asks.answer(&mut stream, &live.input, &request, &response);
+                // "Deny and stop" ends the turn as a stop of ours would: cancelled, the process kept.
+                if asks.answer(&mut stream, &live.input, &request, &response) && why.is_none() {
+                    why = Some(Stop::Cancel);
+                    interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                }
             }
             w = stopped(stop.clone()), if why.is_none() => {
                 why = Some(w);
