@@ -516,3 +516,37 @@ fn a_restart_with_a_request_pending_expires_it_and_the_conversation_goes_on() {
     assert_eq!(final_status(&stream(&server, &next).rest()), "succeeded");
     assert!(!server.path("project/late.txt").exists());
 }
+
+#[test]
+fn an_unanswered_request_is_denied_after_the_configured_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    // 0.02 minutes: 1.2 s.
+    std::fs::write(&config, "[claude]\ndeny_unanswered_after_mins = 0.02\n").unwrap();
+    let server = Server::builder()
+        .arg(format!("--config={}", config.display()))
+        .start();
+    server.create(json!({"id": "late"}));
+    let turn = server.send("late", json!({"message": "[[bash:touch never.txt]]"}));
+    let mut s = stream(&server, &turn);
+    let id = until(&mut s, "request").data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ended = until(&mut s, "request_ended").data;
+    assert_eq!(
+        ended,
+        json!({"id": id, "state": "answered", "decision": "deny"})
+    );
+    let result = until(&mut s, "tool_result").data;
+    assert!(
+        result["content"].to_string().contains("Nobody answered"),
+        "{result}"
+    );
+    assert_eq!(final_status(&s.rest()), "succeeded");
+    assert!(!server.path("project/never.txt").exists());
+    assert_eq!(
+        answer(&server, &id, json!({"decision": "allow"})).status,
+        409
+    );
+}

@@ -174,6 +174,7 @@ pub(super) async fn run_turn(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut asks = Asks::default();
+    let deny_after = inner.settings.get().deny_unanswered_after;
     let mut outcome: Option<Outcome> = None;
     let mut why: Option<Stop> = None;
     // Set once we have asked the CLI to interrupt the turn: past it, the ladder.
@@ -227,6 +228,9 @@ pub(super) async fn run_turn(
                 why = Some(Stop::Timeout);
                 live.input.send(control::request_line(control::interrupt()).1);
                 interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+            }
+            () = sleep_until(asks.next_deadline(deny_after)), if deny_after.is_some() => {
+                asks.deny_overdue(&mut stream, &live.input, deny_after.unwrap_or_default());
             }
             () = sleep_until(interrupt_by), if interrupt_by.is_some() => break,
             // Once the turn's events cannot be stored it stops, and ends failed.
