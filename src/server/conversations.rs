@@ -22,6 +22,13 @@ const MAX_PAGE: usize = 200;
 
 pub(super) fn status(app: &App) -> Response<Body> {
     let (running, queued) = app.turns.counts();
+    let settings = app.settings.get();
+    // What the phone may offer for a conversation's mode: the allowed ones up to the ceiling, and the default.
+    let modes: Vec<&String> = settings
+        .allowed_permission_modes
+        .iter()
+        .filter(|m| settings.refuse_mode(m).is_none())
+        .collect();
     // Under `up`, its state file tells the tunnel and the children; served alone, there is no tunnel.
     let supervisor = crate::state::read_live(&app.settings.get().state_dir);
     let tunnel = supervisor.as_ref().map_or_else(
@@ -37,7 +44,8 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "turns": {"running": running, "queued": queued},
             "subscribers": app.turns.subscribers(),
             // The allowed project directories, the default first (the web app's picker).
-            "projects": app.settings.get().projects,
+            "projects": settings.projects,
+            "permission_modes": {"allowed": modes, "default": settings.default_permission_mode},
             "supervisor": supervisor.map(|s| json!({"pid": s.pid, "children": s.children})),
         }),
     )
