@@ -550,3 +550,15 @@ fn an_unanswered_request_is_denied_after_the_configured_time() {
         409
     );
 }
+
+#[test]
+fn the_prototypes_chat_runs_in_the_prototypes_mode_and_never_waits_for_an_answer() {
+    let server = Server::start();
+    let resp = server.chat(&json!({"message": "[[bash:touch chat.txt]]", "conv_id": "proto"}));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["success"], true);
+    assert!(server.path("project/chat.txt").exists());
+    let conv = server.authed("GET", "/api/conversations/proto", b"").json();
+    assert_eq!(conv["permission_mode"], "acceptEdits");
+    assert!(pending(&server).is_empty());
+}

@@ -486,7 +486,7 @@ mod tests {
     async fn patch_changes_what_the_body_names_and_refuses_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c1", "/p").unwrap();
+        app.store.ensure_conversation("c1", "/p", None).unwrap();
         let (status, _) = answer(find_conversation(&app, "nope").unwrap_err()).await;
         assert_eq!(status, 404);
         let c1 = find_conversation(&app, "c1").unwrap();
@@ -532,7 +532,7 @@ mod tests {
     async fn a_message_is_checked_then_queued_once_per_client_id() {
         let dir = tempfile::tempdir().unwrap();
         let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c1", "/p").unwrap();
+        app.store.ensure_conversation("c1", "/p", None).unwrap();
         let c1 = find_conversation(&app, "c1").unwrap();
         let message = |message: &str, client_id: &str| NewMessage {
             message: Some(message.into()),
