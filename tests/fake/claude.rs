@@ -40,7 +40,8 @@
 //! - `[[orphan]]` spawn `sleep 300` in its own session (like the Bash tool; stdio on /dev/null) and
 //!   never wait for it, so it outlives the fake.
 //! - `[[linger:S]]` keep running S seconds after the result line (SIGINT ignored, SIGTERM exits 143).
-//! - `[[ignore-int]]` ignore SIGINT. `[[stubborn]]` ignore SIGINT and SIGTERM (only SIGKILL works).
+//! - `[[ignore-int]]` ignore SIGINT. `[[stubborn]]` ignore SIGINT and SIGTERM (only SIGKILL works); in the
+//!   long-lived mode also the `interrupt` control request (acknowledged, then nothing: a hung CLI).
 //! - `[[success-on-int]]` on SIGINT print a success result (`finished anyway`) and exit 0.
 //! - `[[stderr]]` write a few lines to stderr.
 //! - `[[huge-line:MB]]` print MB MiB of `x` on stdout with no newline (a runaway line), then go on (the rest of
@@ -66,8 +67,8 @@
 //!   joined by `"\n"`); it runs as the next turn, queued if a turn runs. A turn is a one-shot turn with every
 //!   marker above (`[[linger:S]]` only delays the next turn; `[[error]]` does not end the process), its own
 //!   `system/init` (same session id for the whole process, the model of the latest `set_model`, the current
-//!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0001 per turn; no
-//!   `result_index`). The session gets one line per prompt, so `echo[n]` counts across turns and `--resume`.
+//!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0021 per turn, a
+//!   one-shot turn's cost, so each turn's own cost is the difference; no `result_index`). The session gets one line per prompt, so `echo[n]` counts across turns and `--resume`.
 //!   Stdin EOF: the current and queued turns finish, then rc 0 (while a permission request waits: rc 0 at once).
 //! - Control requests `{"type":"control_request","request_id":R,"request":{"subtype":…}}`, answered at once with
 //!   `{"type":"control_response","response":{"subtype":"success","request_id":R,"response":{…}}}`: `initialize`
@@ -117,9 +118,11 @@
 //!   real CLI.
 //! - `FAKE_CLAUDE_RECORD=<dir>`: before any output writes `<pid>.argv.json` (argv without argv[0]),
 //!   `<pid>.env.json`, `<pid>.cwd`, then `<pid>.prompt` (exact bytes) and, with `[[orphan]]`,
-//!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt and
-//!   `<pid>.stdin` gets every stdin line appended as it is received.
-//! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit.
+//!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt,
+//!   `<pid>.prompt.<n>` the prompt of the process's n-th turn (from 1), and `<pid>.stdin` gets every stdin
+//!   line appended as it is received.
+//! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit; in the
+//!   long-lived mode one line per turn instead (its start, and its end once its result is out), none at exit.
 //! - `CLAUDE_CODE_MAX_RETRIES`: `max_retries` in `api_retry` lines (default 10).
 //!
 //! # `claude auth status [--json|--text]`
@@ -1161,10 +1164,21 @@ fn fail(message: &str) -> ! {
     finish(1);
 }
 
-/// Exits with `code`, appending `start_ns end_ns` to `$FAKE_CLAUDE_TIMING` first.
+/// Set in the long-lived mode, which times each turn rather than the process.
+static LIVE_MODE: AtomicBool = AtomicBool::new(false);
+
+/// Exits with `code`, appending `start_ns end_ns` to `$FAKE_CLAUDE_TIMING` first (one-shot mode).
 fn finish(code: i32) -> ! {
+    if !LIVE_MODE.load(Ordering::SeqCst) {
+        append_timing(START_NS.load(Ordering::Relaxed));
+    }
+    std::process::exit(code);
+}
+
+/// Appends `start_ns now_ns` to `$FAKE_CLAUDE_TIMING`, if set.
+fn append_timing(start_ns: u64) {
     if let Some(path) = std::env::var_os("FAKE_CLAUDE_TIMING") {
-        let line = format!("{} {}\n", START_NS.load(Ordering::Relaxed), now_ns());
+        let line = format!("{start_ns} {}\n", now_ns());
         let written = OpenOptions::new()
             .create(true)
             .append(true)
@@ -1177,7 +1191,6 @@ fn finish(code: i32) -> ! {
             );
         }
     }
-    std::process::exit(code);
 }
 
 /// Writes `<pid>.<name>` into `$FAKE_CLAUDE_RECORD`, if set.
