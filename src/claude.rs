@@ -387,6 +387,47 @@ pub fn kill_marked_anywhere(marker: &str) -> usize {
     }
 }
 
+/// After a stopped turn whose process stays warm: stops the conversation's processes that left the CLI's
+/// process group (a Bash tool's command runs in a session of its own, and what it starts in the background goes
+/// with it), leaving the CLI and its own helpers. The CLI ends the tool it was running when interrupted, but not
+/// what escaped it; before the process stayed warm, all of it was stopped with the turn, and a cancelled turn
+/// still leaves nothing running. Returns how many it killed. Linux only.
+pub fn kill_outside_group(marker: &str, cli: u32) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::unistd::{Pid, getpgid};
+        let me = std::process::id();
+        let group = Pid::from_raw(cli as i32);
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&pid| pid != me && pid != cli && has_marker(pid, marker))
+            .filter(|&pid| getpgid(Some(Pid::from_raw(pid as i32))).is_ok_and(|g| g != group))
+            .collect();
+        for &pid in &pids {
+            kill_with_group(pid);
+        }
+        pids.len()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (marker, cli);
+        0
+    }
+}
+
+/// Whether the process is stopped (SIGSTOP, a debugger): it reads nothing until it is continued.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| rest.starts_with('T') || rest.starts_with('t'))
+}
+
 #[cfg(target_os = "linux")]
 fn has_marker(pid: u32, marker: &str) -> bool {
     let needle = format!("{MARKER}={marker}");
