@@ -374,6 +374,8 @@ pub fn kill_marked_anywhere(marker: &str) -> usize {
             .flatten()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .filter(|&pid| pid != me && has_marker(pid, marker))
+            // The marker is a conversation id, which another server on this machine may use too ("default").
+            .filter(|&pid| !another_servers(pid))
             .collect();
         for &pid in &pids {
             kill_with_group(pid);
@@ -385,6 +387,39 @@ pub fn kill_marked_anywhere(marker: &str) -> usize {
         let _ = marker;
         0
     }
+}
+
+/// The parent of a process (field 4 of /proc/PID/stat), if it still runs.
+#[cfg(target_os = "linux")]
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
+/// The ancestors of a process, nearest first, up to (not including) init.
+#[cfg(target_os = "linux")]
+fn ancestors(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut at = pid;
+    while let Some(p) = parent(at).filter(|&p| p > 1 && found.len() < 64) {
+        found.push(p);
+        at = p;
+    }
+    found
+}
+
+/// Whether a process descends from another running instance of this program than ours or our own ancestors (a
+/// supervising `up` is ours): a second server on the machine, whose conversations may share ids with ours.
+#[cfg(target_os = "linux")]
+fn another_servers(pid: u32) -> bool {
+    let exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let me = std::process::id();
+    let Some(mine) = exe(me) else { return false };
+    let ours = ancestors(me);
+    ancestors(pid)
+        .into_iter()
+        .take_while(|&a| a != me)
+        .any(|a| !ours.contains(&a) && exe(a).as_ref() == Some(&mine))
 }
 
 /// After a stopped turn whose process stays warm: stops the conversation's processes that left the CLI's
@@ -403,6 +438,9 @@ pub fn kill_outside_group(marker: &str, cli: u32) -> usize {
             .flatten()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .filter(|&pid| pid != me && pid != cli && has_marker(pid, marker))
+            // Only the CLI's descendants, and what they orphaned to us: another server may use the same
+            // conversation id.
+            .filter(|&pid| ancestors(pid).iter().any(|&a| a == cli || a == me))
             .filter(|&pid| getpgid(Some(Pid::from_raw(pid as i32))).is_ok_and(|g| g != group))
             .collect();
         for &pid in &pids {
