@@ -68,17 +68,18 @@
 //!   marker above (`[[linger:S]]` only delays the next turn; `[[error]]` does not end the process), its own
 //!   `system/init` (same session id for the whole process, the model of the latest `set_model`, the current
 //!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0021 per turn, a
-//!   one-shot turn's cost, so each turn's own cost is the difference; no `result_index`). The session gets one line per prompt, so `echo[n]` counts across turns and `--resume`.
+//!   one-shot turn's cost, so each turn's own cost is the difference; no `result_index`). The session gets one
+//!   line per prompt, so `echo[n]` counts across turns and `--resume`.
 //!   Stdin EOF: the current and queued turns finish, then rc 0 (while a permission request waits: rc 0 at once).
 //! - Control requests `{"type":"control_request","request_id":R,"request":{"subtype":…}}`, answered at once with
 //!   `{"type":"control_response","response":{"subtype":"success","request_id":R,"response":{…}}}`: `initialize`
 //!   (`{"commands":[],"models":[],"pid":PID}`), `interrupt` (`{}`), `set_permission_mode {"mode"}` (any string;
-//!   from the next tool call on), `set_model {"model"}`. Any other subtype: `{"subtype":"error","request_id":R,
-//!   "error":"Unknown request subtype: X"}`. `interrupt` stops a running turn at once (during `[[slow]]`, a
-//!   command, or a wait for a permission answer): during a tool its `tool_result` (`is_error`), then a `user` line
-//!   `[Request interrupted by user for tool use]` and a result `error_during_execution` / `aborted_tools`;
-//!   elsewhere `[Request interrupted by user]` / `aborted_streaming`. The process stays; a pending
-//!   `can_use_tool` is abandoned (a late answer is ignored, as is any `control_response` we did not ask for).
+//!   from the next tool call on), `set_model {"model"}` (`null`: the default model). Any other subtype:
+//!   `{"subtype":"error","request_id":R,"error":"Unknown request subtype: X"}`. `interrupt` stops a running turn
+//!   at once (during `[[slow]]`, a command, or a wait for a permission answer): during a tool its `tool_result`
+//!   (`is_error`), then a `user` line `[Request interrupted by user for tool use]` and a result
+//!   `error_during_execution` / `aborted_tools`; elsewhere `[Request interrupted by user]` / `aborted_streaming`.
+//!   The process stays; a pending `can_use_tool` is abandoned (a late answer is ignored, as is any `control_response` we did not ask for).
 //! - Tool markers, run in the order they appear, after `[[tool]]`/`[[slow]]` and before the reply; each is a
 //!   `tool_use` `toolu_fakeN` (N = 2, 3, … over the process) and its `tool_result`, and adds 1 to `num_turns`:
 //!   - `[[bash:CMD]]`: Bash `{"command":CMD,"description":<first word>}`. Runs without asking when the mode is

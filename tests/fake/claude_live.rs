@@ -283,9 +283,8 @@ impl Live {
                 json!({})
             }
             "set_model" => {
-                if let Some(model) = request["model"].as_str() {
-                    self.model = model.to_string();
-                }
+                // `null`: back to the default model.
+                self.model = request["model"].as_str().unwrap_or(MODEL).to_string();
                 json!({})
             }
             _ => {
