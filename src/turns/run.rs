@@ -281,14 +281,16 @@ pub(super) async fn run_turn(
     if let Some(id) = &ended.session_id {
         live.session_id = Some(id.clone());
     }
-    finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
-    // Waiters already have their answer; the conversation's next turn waits for what follows.
+    // Back to the pool before the waiters learn the end: one that then deletes or resets the conversation
+    // (`forget`) must find the process there, or it would stay warm for a conversation that is gone.
     let marker = live.spec.marker.clone();
     if healthy {
         inner.sessions.give(&s.conversation_id, live);
     } else {
         drop(live);
     }
+    finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
+    // Waiters already have their answer; the conversation's next turn waits for what follows.
     let left = claude::kill_leftovers(&marker).await;
     if left > 0 {
         tracing::info!(
