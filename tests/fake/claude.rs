@@ -79,7 +79,8 @@
 //!   at once (during `[[slow]]`, a command, or a wait for a permission answer): during a tool its `tool_result`
 //!   (`is_error`), then a `user` line `[Request interrupted by user for tool use]` and a result
 //!   `error_during_execution` / `aborted_tools`; elsewhere `[Request interrupted by user]` / `aborted_streaming`.
-//!   The process stays; a pending `can_use_tool` is abandoned (a late answer is ignored, as is any `control_response` we did not ask for).
+//!   The process stays; a pending `can_use_tool` is abandoned (a late answer is ignored, as is any
+//!   `control_response` we did not ask for).
 //! - Tool markers, run in the order they appear, after `[[tool]]`/`[[slow]]` and before the reply; each is a
 //!   `tool_use` `toolu_fakeN` (N = 2, 3, … over the process) and its `tool_result`, and adds 1 to `num_turns`:
 //!   - `[[bash:CMD]]`: Bash `{"command":CMD,"description":<first word>}`. Runs without asking when the mode is
