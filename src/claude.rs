@@ -409,10 +409,15 @@ fn ancestors(pid: u32) -> Vec<u32> {
 }
 
 /// Whether a process descends from another running instance of this program than ours or our own ancestors (a
-/// supervising `up` is ours): a second server on the machine, whose conversations may share ids with ours.
+/// supervising `up` is ours): a second server on the machine, whose conversations may share ids with ours. By the
+/// executable's name, so that another build or install counts too.
 #[cfg(target_os = "linux")]
 fn another_servers(pid: u32) -> bool {
-    let exe = |p: u32| std::fs::read_link(format!("/proc/{p}/exe")).ok();
+    let exe = |p: u32| {
+        std::fs::read_link(format!("/proc/{p}/exe"))
+            .ok()
+            .and_then(|e| e.file_name().map(|n| n.to_owned()))
+    };
     let me = std::process::id();
     let Some(mine) = exe(me) else { return false };
     let ours = ancestors(me);
