@@ -388,6 +388,8 @@ pub fn kill_marked_anywhere(marker: &str) -> usize {
             .flatten()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .filter(|&pid| pid != me && has_marker(pid, marker))
+            // The marker is a conversation id, which another server on this machine may use too ("default").
+            .filter(|&pid| !another_servers(pid))
             .collect();
         for &pid in &pids {
             kill_with_group(pid);
@@ -399,6 +401,88 @@ pub fn kill_marked_anywhere(marker: &str) -> usize {
         let _ = marker;
         0
     }
+}
+
+/// The parent of a process (field 4 of /proc/PID/stat), if it still runs.
+#[cfg(target_os = "linux")]
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
+/// The ancestors of a process, nearest first, up to (not including) init.
+#[cfg(target_os = "linux")]
+fn ancestors(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut at = pid;
+    while let Some(p) = parent(at).filter(|&p| p > 1 && found.len() < 64) {
+        found.push(p);
+        at = p;
+    }
+    found
+}
+
+/// Whether a process descends from another running instance of this program than ours or our own ancestors (a
+/// supervising `up` is ours): a second server on the machine, whose conversations may share ids with ours. By the
+/// executable's name, so that another build or install counts too.
+#[cfg(target_os = "linux")]
+fn another_servers(pid: u32) -> bool {
+    let exe = |p: u32| {
+        std::fs::read_link(format!("/proc/{p}/exe"))
+            .ok()
+            .and_then(|e| e.file_name().map(|n| n.to_owned()))
+    };
+    let me = std::process::id();
+    let Some(mine) = exe(me) else { return false };
+    let ours = ancestors(me);
+    ancestors(pid)
+        .into_iter()
+        .take_while(|&a| a != me)
+        .any(|a| !ours.contains(&a) && exe(a).as_ref() == Some(&mine))
+}
+
+/// After a stopped turn whose process stays warm: stops the conversation's processes that left the CLI's
+/// process group (a Bash tool's command runs in a session of its own, and what it starts in the background goes
+/// with it), leaving the CLI and its own helpers. The CLI ends the tool it was running when interrupted, but not
+/// what escaped it; before the process stayed warm, all of it was stopped with the turn, and a cancelled turn
+/// still leaves nothing running. Returns how many it killed. Linux only.
+pub fn kill_outside_group(marker: &str, cli: u32) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::unistd::{Pid, getpgid};
+        let me = std::process::id();
+        let group = Pid::from_raw(cli as i32);
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&pid| pid != me && pid != cli && has_marker(pid, marker))
+            // Only the CLI's descendants, and what they orphaned to us: another server may use the same
+            // conversation id.
+            .filter(|&pid| ancestors(pid).iter().any(|&a| a == cli || a == me))
+            .filter(|&pid| getpgid(Some(Pid::from_raw(pid as i32))).is_ok_and(|g| g != group))
+            .collect();
+        for &pid in &pids {
+            kill_with_group(pid);
+        }
+        pids.len()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (marker, cli);
+        0
+    }
+}
+
+/// Whether the process is stopped (SIGSTOP, a debugger): it reads nothing until it is continued.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| rest.starts_with('T') || rest.starts_with('t'))
 }
 
 #[cfg(target_os = "linux")]
