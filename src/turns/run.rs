@@ -595,7 +595,7 @@ fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
             cwd: PathBuf::from(&conv.project),
             resume: None,
             options,
-            marker: s.conversation_id.clone(),
+            marker: claude::Marker::new(&s.conversation_id, &settings.data_dir),
         },
         resume: s.resume.clone().or(conv.session_id),
         mode: conv
