@@ -474,9 +474,23 @@ fn a_plan_is_approved_and_the_turn_succeeds() {
     };
     let conv = fx.conversation("plan");
     let (_, mut stream) = fx.send(&conv, "EXIT_PLAN");
-    let (request, _) = until_request(&mut stream, || fx.log());
+    let (request, before) = until_request(&mut stream, || fx.log());
     assert_eq!(request.data["kind"], "plan", "{}", request.data);
     assert_eq!(request.data["tool_name"], "ExitPlanMode");
+    // The phone can show the plan: in the request's input (2.1.197), or in the tool_use the request names (2.1.332
+    // strips `plan` from the input it asks about).
+    let tool_use = before
+        .iter()
+        .find(|e| e.event == "tool_use" && e.data["id"] == request.data["tool_use_id"]);
+    let plan = request.data["input"]["plan"]
+        .as_str()
+        .or_else(|| tool_use.and_then(|e| e.data["input"]["plan"].as_str()));
+    assert_eq!(
+        plan,
+        Some(common::mock_api::EXIT_PLAN_TEXT),
+        "{}\n{before:#?}",
+        request.data
+    );
     let id = request.data["id"].as_str().unwrap();
     let answered = fx.answer(id, json!({"decision": "allow"}));
     assert_eq!(answered.status, 200, "{}", answered.text());
@@ -621,8 +635,8 @@ fn a_subscriber_that_reconnects_mid_request_gets_the_request_again() {
     let n = request.id.expect("the request's id");
     drop(stream);
 
-    // Reconnecting after the event before it, or after the last one seen before it: the request again.
-    for after in [n - 1, before.last().and_then(|e| e.id).unwrap_or(1)] {
+    // Reconnecting after the event before it, or after the first one (`queued`): the request again.
+    for after in [n - 1, 1] {
         let mut again = fx.events(&turn, Some(after));
         let (replayed, between) = until_request(&mut again, || fx.log());
         assert_eq!(replayed, request, "after={after}");
