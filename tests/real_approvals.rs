@@ -22,7 +22,7 @@ const TURN_SECS: f64 = 60.0;
 /// A server with the real CLI against its own mock, and the conversations the test made.
 struct Fixture {
     server: Server,
-    _mock: MockApi,
+    mock: MockApi,
     convs: Vec<String>,
     stopped: bool,
 }
@@ -44,7 +44,7 @@ impl Fixture {
         }
         Some(Fixture {
             server: builder.start(),
-            _mock: mock,
+            mock,
             convs: Vec::new(),
             stopped: false,
         })
@@ -149,7 +149,17 @@ impl Fixture {
     /// Stops serve (SIGTERM, as a service manager does) and checks that no process of the test's conversations
     /// is left.
     fn close(mut self) {
-        self.server.stop(15);
+        self.stop();
+    }
+
+    /// Stops serve with SIGTERM and waits until no process of the test's conversations is left.
+    fn stop(&mut self) {
+        self.stop_with(15);
+    }
+
+    /// Stops serve with this signal and waits until no process of the test's conversations is left.
+    fn stop_with(&mut self, signal: i32) {
+        self.server.stop(signal);
         self.stopped = true;
         for conv in &self.convs {
             let marker = format!("REMOTE_AGENT_CONVERSATION_ID={conv}");
@@ -157,6 +167,20 @@ impl Fixture {
                 common::pids_with_env(&marker).is_empty().then_some(())
             });
         }
+    }
+
+    /// Starts serve again on the same data dir and settings.
+    fn restart(&mut self) {
+        self.server.restart();
+        self.stopped = false;
+    }
+
+    /// Whether any request the mock got holds this text.
+    fn mock_saw(&self, text: &str) -> bool {
+        self.mock
+            .requests()
+            .iter()
+            .any(|r| r["messages"].to_string().contains(text))
     }
 }
 
@@ -355,7 +379,8 @@ fn deny_and_stop_ends_the_turn_and_the_next_message_runs_on_the_same_process() {
     assert_eq!(answered.json()["decision"], "deny_and_stop");
     let events = rest(&mut stream);
     // The CLI ends the turn with an `error_during_execution` result; the daemon stores the turn as failed (it did
-    // not stop it itself, so it is not `cancelled`).
+    // not stop it itself, so it is not `cancelled`), with the CLI's diagnostic as its error: see
+    // `deny_and_stop_reads_as_the_persons_stop_not_as_a_cli_error` below.
     assert_eq!(status(&events), "failed", "{events:#?}\n{}", fx.log());
     let turn = fx.turn(&turn);
     assert_eq!(turn["status"], "failed", "{turn}");
@@ -658,5 +683,193 @@ fn a_subscriber_that_reconnects_mid_request_gets_the_request_again() {
     assert_eq!(events[0].event, "request_ended", "{events:#?}");
     assert_eq!(events[0].id, Some(n + 1));
     assert_eq!(status(&events), "succeeded", "{events:#?}\n{}", fx.log());
+    fx.close();
+}
+
+/// DAEMON BUG (ignored until fixed; run with `--ignored`): a turn the person stopped with `deny_and_stop` ends
+/// `failed`, and its `error` (and `error` event, the red card on the phone) is the CLI's internal diagnostic of its
+/// `error_during_execution` result, e.g. `[ede_diagnostic] result_type=user last_content_type=n/a
+/// stop_reason=tool_use`, on 2.1.197 and 2.1.332 alike. The person asked for the stop: the turn should end as a stop
+/// (`cancelled`, as `POST /api/turns/{id}/cancel` does), not as a failure quoting the CLI's internals. In
+/// src/turns/run.rs the answer goes to the CLI (`Asks::answer`) without the turn noting that it asked for an
+/// interrupt, so `end::ending` (no stop of ours) takes the CLI's non-success result as a failure.
+#[test]
+#[ignore = "DAEMON BUG: deny_and_stop ends the turn failed with the CLI's [ede_diagnostic] text"]
+fn deny_and_stop_reads_as_the_persons_stop_not_as_a_cli_error() {
+    let Some(mut fx) = Fixture::start("deny_and_stop_status", &[]) else {
+        return;
+    };
+    let conv = fx.conversation("default");
+    let (turn, mut stream) = fx.send(&conv, "RUN_BASH: touch made.txt");
+    let (request, _) = until_request(&mut stream, || fx.log());
+    let id = request.data["id"].as_str().unwrap();
+    assert_eq!(
+        fx.answer(id, json!({"decision": "deny_and_stop"})).status,
+        200
+    );
+    let events = rest(&mut stream);
+    let turn = fx.turn(&turn);
+    assert_eq!(turn["status"], "cancelled", "{turn}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.data.to_string().contains("ede_diagnostic")),
+        "{events:#?}"
+    );
+    fx.close();
+}
+
+#[test]
+fn a_message_queued_behind_a_request_is_withdrawn_and_never_runs() {
+    let Some(mut fx) = Fixture::start("queued", &[]) else {
+        return;
+    };
+    let conv = fx.conversation("default");
+    let (first, mut stream) = fx.send(&conv, "RUN_BASH: touch made.txt");
+    let (request, _) = until_request(&mut stream, || fx.log());
+    // The conversation is busy waiting for the answer: the next message waits its turn.
+    let (queued, mut queued_events) = fx.send(&conv, "the queued message");
+    assert_eq!(fx.turn(&queued)["status"], "queued");
+    assert_eq!(fx.listed(&conv)["active_turn_id"], first.as_str());
+    let cancel = fx
+        .server
+        .authed("POST", &format!("/api/turns/{queued}/cancel"), b"");
+    assert_eq!(cancel.status, 202, "{}", cancel.text());
+    let withdrawn = rest(&mut queued_events);
+    assert_eq!(status(&withdrawn), "cancelled", "{withdrawn:#?}");
+    assert!(
+        of_kind(&withdrawn, "text_delta").is_empty(),
+        "{withdrawn:#?}"
+    );
+    assert_eq!(fx.turn(&queued)["status"], "cancelled");
+
+    // The request is still there, and its turn goes on once answered.
+    let id = request.data["id"].as_str().unwrap();
+    assert_eq!(fx.answer(id, json!({"decision": "allow"})).status, 200);
+    let events = rest(&mut stream);
+    assert_eq!(status(&events), "succeeded", "{events:#?}\n{}", fx.log());
+    assert!(fx.project().join("made.txt").exists());
+    assert!(
+        !fx.mock_saw("the queued message"),
+        "the withdrawn message ran"
+    );
+    fx.close();
+}
+
+#[test]
+fn an_idle_process_is_closed_and_the_next_message_resumes_the_session() {
+    let Some(mut fx) = Fixture::start("idle", &["--idle-secs", "1"]) else {
+        return;
+    };
+    let conv = fx.conversation("default");
+    let (first, mut stream) = fx.send(&conv, "hello one");
+    let events = rest(&mut stream);
+    assert_eq!(status(&events), "succeeded", "{events:#?}\n{}", fx.log());
+    let pid = fx.claude_pid(&conv);
+    common::wait_for("the idle process to be closed", 20, || {
+        fx.processes(&conv).is_empty().then_some(())
+    });
+    assert!(!common::alive(pid));
+
+    let (second, mut stream) = fx.send(&conv, "hello two");
+    let events = rest(&mut stream);
+    assert_eq!(status(&events), "succeeded", "{events:#?}\n{}", fx.log());
+    assert_ne!(fx.claude_pid(&conv), pid);
+    let (first, second) = (fx.turn(&first), fx.turn(&second));
+    assert_eq!(second["response"], "mock reply: hello two");
+    assert_eq!(second["session_id"], first["session_id"], "{second}");
+    // The model saw the first exchange: the new process resumed the session.
+    let last = fx.mock.requests().pop().unwrap();
+    let history = last["messages"].to_string();
+    assert!(
+        history.contains("hello one") && history.contains("hello two"),
+        "{history}"
+    );
+    fx.close();
+}
+
+#[test]
+fn two_conversations_wait_each_for_its_own_answer() {
+    let Some(mut fx) = Fixture::start("two", &[]) else {
+        return;
+    };
+    let a = fx.conversation("default");
+    let b = fx.conversation("default");
+    let (turn_a, mut stream_a) = fx.send(&a, "RUN_BASH: touch a.txt");
+    let (turn_b, mut stream_b) = fx.send(&b, "RUN_BASH: touch b.txt");
+    let (request_a, _) = until_request(&mut stream_a, || fx.log());
+    let (request_b, _) = until_request(&mut stream_b, || fx.log());
+    let pending = fx.pending();
+    assert_eq!(pending.len(), 2, "{pending:#?}");
+    for (request, conv, turn) in [(&request_a, &a, &turn_a), (&request_b, &b, &turn_b)] {
+        assert!(pending.contains(&request.data), "{pending:#?}");
+        assert_eq!(request.data["conversation_id"], conv.as_str());
+        assert_eq!(request.data["turn_id"], turn.as_str());
+        assert_eq!(fx.listed(conv)["waiting"], 1);
+    }
+    assert_ne!(fx.claude_pid(&a), fx.claude_pid(&b));
+
+    // Answered in the other order, each reaches its own process.
+    let id_b = request_b.data["id"].as_str().unwrap();
+    assert_eq!(fx.answer(id_b, json!({"decision": "allow"})).status, 200);
+    let events_b = rest(&mut stream_b);
+    assert_eq!(status(&events_b), "succeeded", "{events_b:#?}");
+    assert_eq!(fx.pending(), vec![request_a.data.clone()]);
+    assert_eq!(fx.listed(&a)["waiting"], 1);
+    assert_eq!(fx.listed(&b)["waiting"], 0);
+    let id_a = request_a.data["id"].as_str().unwrap();
+    assert_eq!(fx.answer(id_a, json!({"decision": "deny"})).status, 200);
+    let events_a = rest(&mut stream_a);
+    assert_eq!(status(&events_a), "succeeded", "{events_a:#?}");
+    assert!(fx.project().join("b.txt").exists());
+    assert!(!fx.project().join("a.txt").exists());
+    fx.close();
+}
+
+#[test]
+fn a_daemon_restart_expires_the_pending_request_and_the_conversation_resumes() {
+    restart_with_a_pending_request("restart", 15);
+}
+
+/// serve killed outright: its claude dies with it, and the next start expires the request.
+#[test]
+fn a_killed_daemon_expires_the_pending_request_at_its_next_start() {
+    restart_with_a_pending_request("killed", 9);
+}
+
+fn restart_with_a_pending_request(test: &str, signal: i32) {
+    let Some(mut fx) = Fixture::start(test, &[]) else {
+        return;
+    };
+    let conv = fx.conversation("default");
+    let (turn, mut stream) = fx.send(&conv, "RUN_BASH: touch made.txt");
+    let (request, _) = until_request(&mut stream, || fx.log());
+    let id = request.data["id"].as_str().unwrap().to_string();
+    fx.stop_with(signal);
+    fx.restart();
+
+    // Nothing waits any more: the process that asked is gone.
+    assert!(fx.pending().is_empty());
+    assert_eq!(fx.listed(&conv)["waiting"], 0);
+    assert_eq!(fx.turn(&turn)["status"], "interrupted");
+    let events = rest(&mut fx.events(&turn, Some(request.id.unwrap())));
+    let ended = of_kind(&events, "request_ended");
+    assert_eq!(ended.len(), 1, "{events:#?}");
+    assert_eq!(ended[0].data["id"], id.as_str());
+    assert_eq!(ended[0].data["state"], "expired", "{events:#?}");
+    assert_eq!(status(&events), "interrupted", "{events:#?}");
+    let late = fx.answer(&id, json!({"decision": "allow"}));
+    assert_eq!(late.status, 410, "{}", late.text());
+    assert!(!fx.project().join("made.txt").exists());
+
+    // The next message resumes the conversation on a new process.
+    let next = plain_turn(&fx, &conv, "after the restart");
+    assert_eq!(status(&next), "succeeded", "{next:#?}\n{}", fx.log());
+    let last = fx.mock.requests().pop().unwrap();
+    let history = last["messages"].to_string();
+    assert!(
+        history.contains("touch made.txt") && history.contains("after the restart"),
+        "{history}"
+    );
     fx.close();
 }
