@@ -873,3 +873,35 @@ fn restart_with_a_pending_request(test: &str, signal: i32) {
     );
     fx.close();
 }
+
+#[test]
+fn stopping_a_turn_that_waits_for_an_answer_ends_its_request_and_keeps_the_process() {
+    let Some(mut fx) = Fixture::start("stop_waiting", &[]) else {
+        return;
+    };
+    let conv = fx.conversation("default");
+    let (turn, mut stream) = fx.send(&conv, "RUN_BASH: touch made.txt");
+    let (request, _) = until_request(&mut stream, || fx.log());
+    let pid = fx.claude_pid(&conv);
+    let cancel = fx
+        .server
+        .authed("POST", &format!("/api/turns/{turn}/cancel"), b"");
+    assert_eq!(cancel.status, 202, "{}", cancel.text());
+    let events = rest(&mut stream);
+    assert_eq!(status(&events), "cancelled", "{events:#?}\n{}", fx.log());
+    let id = request.data["id"].as_str().unwrap();
+    let ended = of_kind(&events, "request_ended");
+    assert_eq!(ended.len(), 1, "{events:#?}");
+    assert_eq!(ended[0].data["id"], id);
+    assert_ne!(ended[0].data["state"], "answered", "{events:#?}");
+    assert!(fx.pending().is_empty());
+    assert_eq!(fx.listed(&conv)["waiting"], 0);
+    let late = fx.answer(id, json!({"decision": "allow"}));
+    assert_eq!(late.status, 410, "{}", late.text());
+    assert!(!fx.project().join("made.txt").exists());
+
+    let next = plain_turn(&fx, &conv, "after the stop");
+    assert_eq!(status(&next), "succeeded", "{next:#?}\n{}", fx.log());
+    assert_eq!(fx.claude_pid(&conv), pid, "{}", fx.log());
+    fx.close();
+}
