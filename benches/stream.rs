@@ -177,7 +177,8 @@ fn main() {
     );
 }
 
-/// Runs the CLI as the server would (its arguments, the prompt on stdin) and returns the ms from spawn to the first
+/// Runs the CLI as the server would start a cold one (its arguments, the message as a JSON line on stdin, then
+/// stdin closed) and returns the ms from spawn to the first
 /// `text_delta` line; remembers the session it made.
 fn direct_run(
     claude: &std::ffi::OsStr,
@@ -190,10 +191,9 @@ fn direct_run(
     let spec = remote_agent::claude::Spec {
         bin: claude.to_string_lossy().into_owned(),
         cwd: home.to_path_buf(),
-        prompt: format!("hello {i}"),
         resume: session.clone(),
         options: Vec::new(),
-        turn_id: format!("direct-{i}"),
+        marker: format!("direct-{i}"),
     };
     let started = Instant::now();
     let mut child = std::process::Command::new(claude)
@@ -213,7 +213,7 @@ fn direct_run(
         .stdin
         .take()
         .unwrap()
-        .write_all(spec.prompt.as_bytes())
+        .write_all(remote_agent::claude::control::user_line(&format!("hello {i}")).as_bytes())
         .unwrap();
     let mut first = None;
     for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {

@@ -1,6 +1,8 @@
-//! The `claude` child: its command line (the prompt goes to stdin, never argv), starting it, and the stop ladder
-//! (SIGINT, SIGTERM, SIGKILL to its process group). What it prints is parsed into typed events in [`stream`].
+//! The `claude` child: its command line, starting it as a live process that takes messages and answers on stdin
+//! (never in argv), and the stop ladder (SIGINT, SIGTERM, SIGKILL to its process group). What it prints is parsed
+//! into typed events in `claude/stream`; what we write to it is built in [`control`].
 
+pub mod control;
 mod stream;
 
 use std::collections::{HashSet, VecDeque};
@@ -17,8 +19,9 @@ use tokio::sync::mpsc;
 pub use self::stream::{Event, NOT_LOGGED_IN, Outcome, error_kind, parse_line};
 use self::stream::{Line, read_line};
 
-/// The environment variable that marks every process of a turn, so what the CLI orphans can be found.
-pub const TURN_MARKER: &str = "REMOTE_AGENT_TURN_ID";
+/// The environment variable that marks every process of a conversation's live CLI (its value is the conversation
+/// id; a conversation has at most one), so what the CLI orphans can be found.
+pub const MARKER: &str = "REMOTE_AGENT_CONVERSATION_ID";
 
 /// How long each rung of the stop ladder waits for the process to exit.
 pub const LADDER_GRACE: Duration = Duration::from_secs(3);
@@ -30,21 +33,19 @@ const STDERR_KEEP: usize = 16 * 1024;
 /// the child is stopped, rather than the server holding an unbounded line in memory.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
-/// Everything needed to start one run of the CLI.
-#[derive(Debug, Clone)]
+/// Everything needed to start a live CLI process for a conversation.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
     /// The executable, as configured (a path, or a name found on PATH).
     pub bin: String,
     /// Where it runs: the conversation's project.
     pub cwd: PathBuf,
-    /// The message; written to stdin.
-    pub prompt: String,
     /// The session to resume, if any.
     pub resume: Option<String>,
     /// Options passed as `--name=value`, so a value can never be read as another flag.
     pub options: Vec<(&'static str, String)>,
-    /// Marks the child and its descendants (see [`TURN_MARKER`]).
-    pub turn_id: String,
+    /// Marks the child and its descendants (see [`MARKER`]): the conversation's id.
+    pub marker: String,
 }
 
 /// Why the CLI could not be started.
@@ -64,15 +65,19 @@ pub enum SpawnError {
     },
 }
 
-/// The arguments for a run: fixed flags, then `--resume`, then options as `--name=value`. The prompt is not
-/// among them.
+/// The arguments for a live process: fixed flags (messages and answers come as JSON lines on stdin, permission
+/// requests go out on stdout), then `--resume`, then options as `--name=value`. No message is ever among them.
 pub fn args(spec: &Spec) -> Vec<String> {
     let mut args: Vec<String> = [
         "-p",
+        "--input-format",
+        "stream-json",
         "--output-format",
         "stream-json",
         "--verbose",
         "--include-partial-messages",
+        "--permission-prompt-tool",
+        "stdio",
     ]
     .map(String::from)
     .to_vec();
@@ -106,9 +111,21 @@ pub struct Run {
     too_long: Arc<AtomicBool>,
 }
 
-/// Starts the CLI for `spec`: own process group, cwd = the project, our settings stripped from its environment,
-/// the prompt written to stdin on a task of its own (it can be larger than a pipe buffer) and stdin then closed.
-pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
+/// Lines for a live process's stdin, written in order by a task of its own (a line can be larger than a pipe
+/// buffer). Dropping every clone closes stdin, which ends an idle process.
+#[derive(Clone)]
+pub struct Input(mpsc::UnboundedSender<String>);
+
+impl Input {
+    /// Queues one line (built by [`control`]); false once the process no longer reads.
+    pub fn send(&self, line: String) -> bool {
+        self.0.send(line).is_ok()
+    }
+}
+
+/// Starts a live CLI for `spec`: own process group, cwd = the project, our settings stripped from its
+/// environment, stdin open for messages and answers.
+pub fn spawn(spec: &Spec) -> Result<(Run, Events, Input), SpawnError> {
     let Some(bin) = crate::process::find_executable(&spec.bin) else {
         return Err(SpawnError::NotFound(spec.bin.clone()));
     };
@@ -119,7 +136,7 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
         .envs(
             std::env::vars_os().filter(|(k, _)| !k.to_str().is_some_and(crate::config::is_own_env)),
         )
-        .env(TURN_MARKER, &spec.turn_id)
+        .env(MARKER, &spec.marker)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,10 +166,14 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
     let pid = child.id().unwrap_or(0);
 
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let prompt = spec.prompt.clone().into_bytes();
+    let (input, mut lines_in) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
-        // A child that exits early closes the pipe; that shows up as its result, not here.
-        let _ = stdin.write_all(&prompt).await;
+        // A child that exits closes the pipe; that shows up on stdout and in its exit, not here.
+        while let Some(line) = lines_in.recv().await {
+            if stdin.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
         let _ = stdin.shutdown().await;
     });
 
@@ -214,6 +235,7 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events), SpawnError> {
             too_long,
         },
         events,
+        Input(input),
     ))
 }
 
@@ -233,6 +255,19 @@ impl Run {
         let kept = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
         let (a, b) = kept.as_slices();
         String::from_utf8_lossy(&[a, b].concat()).trim().to_string()
+    }
+
+    /// Whether the child has been seen to exit (without waiting).
+    pub fn exited(&mut self) -> bool {
+        if self.status.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.status = Some(status);
+            if let Some(set) = tracked().as_mut() {
+                set.remove(&self.pid);
+            }
+        }
+        self.status.is_some()
     }
 
     /// Waits for the child to exit.
@@ -295,18 +330,18 @@ pub fn process_start(pid: u32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-/// Stops what a turn left behind: as a subreaper we inherit every process the CLI's tree orphans (a Bash tool's
+/// Stops what a conversation's CLI left behind: as a subreaper we inherit every process the CLI's tree orphans (a Bash tool's
 /// own session, a daemonised server), so the turn's leftovers are our children that carry its marker. Kills each
 /// with its process group, reaps them, and repeats while killing one orphans more. Cheap when there are none: it
 /// reads our children, not all of /proc. Returns how many it killed. Linux only.
-pub async fn kill_leftovers(turn_id: &str) -> usize {
+pub async fn kill_leftovers(marker: &str) -> usize {
     #[cfg(target_os = "linux")]
     {
         let mut killed = 0;
         for _ in 0..10 {
             let marked: Vec<u32> = untracked_children()
                 .into_iter()
-                .filter(|&(pid, state)| state != 'Z' && has_marker(pid, turn_id))
+                .filter(|&(pid, state)| state != 'Z' && has_marker(pid, marker))
                 .map(|(pid, _)| pid)
                 .collect();
             if marked.is_empty() {
@@ -323,14 +358,14 @@ pub async fn kill_leftovers(turn_id: &str) -> usize {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = turn_id;
+        let _ = marker;
         0
     }
 }
 
-/// At start-up, for a turn a crashed server left running: its orphans were re-parented elsewhere, so this
-/// searches every process for the turn's marker. Linux only.
-pub fn kill_marked_anywhere(turn_id: &str) -> usize {
+/// At start-up, for a conversation whose turn a crashed server left running: its orphans were re-parented
+/// elsewhere, so this searches every process for the conversation's marker. Linux only.
+pub fn kill_marked_anywhere(marker: &str) -> usize {
     #[cfg(target_os = "linux")]
     {
         let me = std::process::id();
@@ -338,7 +373,7 @@ pub fn kill_marked_anywhere(turn_id: &str) -> usize {
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&pid| pid != me && has_marker(pid, turn_id))
+            .filter(|&pid| pid != me && has_marker(pid, marker))
             .collect();
         for &pid in &pids {
             kill_with_group(pid);
@@ -347,14 +382,14 @@ pub fn kill_marked_anywhere(turn_id: &str) -> usize {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = turn_id;
+        let _ = marker;
         0
     }
 }
 
 #[cfg(target_os = "linux")]
-fn has_marker(pid: u32, turn_id: &str) -> bool {
-    let needle = format!("{TURN_MARKER}={turn_id}");
+fn has_marker(pid: u32, marker: &str) -> bool {
+    let needle = format!("{MARKER}={marker}");
     std::fs::read(format!("/proc/{pid}/environ"))
         .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
 }
@@ -427,20 +462,28 @@ mod tests {
         Spec {
             bin: "claude".into(),
             cwd: "/tmp".into(),
-            prompt: "--version".into(),
             resume: None,
             options: vec![("permission-mode", "acceptEdits".into())],
-            turn_id: "t".into(),
+            marker: "c".into(),
         }
     }
 
     #[test]
-    fn the_prompt_never_reaches_argv() {
+    fn a_live_process_reads_json_and_asks_on_stdio() {
         let a = args(&spec());
-        assert!(!a.iter().any(|x| x == "--version"), "{a:?}");
         assert_eq!(
-            &a[..4],
-            ["-p", "--output-format", "stream-json", "--verbose"]
+            &a[..9],
+            [
+                "-p",
+                "--input-format",
+                "stream-json",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--include-partial-messages",
+                "--permission-prompt-tool",
+                "stdio"
+            ]
         );
         assert!(a.contains(&"--permission-mode=acceptEdits".to_string()));
         let mut s = spec();

@@ -17,6 +17,7 @@ pub mod process;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod shutdown;
 pub mod state;
 pub mod store;

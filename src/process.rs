@@ -107,9 +107,9 @@ type Job = (
 /// runs a task is not ours to choose, and tokio's blocking threads exit when idle.
 static SPAWNER: OnceLock<Option<Mutex<std::sync::mpsc::Sender<Job>>>> = OnceLock::new();
 
-/// Spawns `cmd` (with whatever pre-exec hooks it has) from [`SPAWNER`]'s thread and returns the child, registered
-/// with the current tokio runtime. The fork takes as long as it would here; only the thread differs. Must be
-/// called within a tokio runtime.
+/// Spawns `cmd` (with whatever pre-exec hooks it has) from the thread that `SPAWNER` feeds and returns the child,
+/// registered with the current tokio runtime. The fork takes as long as it would here; only the thread differs. Must
+/// be called within a tokio runtime.
 pub fn spawn_from_lasting_thread(mut cmd: Command) -> std::io::Result<Child> {
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();

@@ -274,7 +274,7 @@ fn interrupt_unfinished(store: &Store) -> anyhow::Result<()> {
 }
 
 /// Stops what a crashed server left running for a turn: the recorded process group, if the pid still belongs to
-/// the process we started (same start time), and anything else marked with the turn.
+/// the process we started (same start time), and anything else marked with its conversation.
 fn stop_recorded(orphan: &crate::store::Orphan) {
     let pid = orphan.pid as u32;
     if claude::process_start(pid) == Some(orphan.pid_start as u64) {
@@ -285,5 +285,5 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
         );
         crate::process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     }
-    claude::kill_marked_anywhere(&orphan.turn_id);
+    claude::kill_marked_anywhere(&orphan.conversation_id);
 }

@@ -2,6 +2,8 @@
 //! events persisted as they arrive, and stops (cancel, timeout, shutdown) through the claude stop ladder. Here:
 //! submitting, stopping and subscribing; `run` runs one turn, `hub` hands its events to readers.
 
+mod ask;
+mod end;
 mod hub;
 mod run;
 
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
+pub use self::ask::Answer;
 use self::hub::Hub;
 pub use self::hub::{Batch, Subscription};
 use crate::claude::SpawnError;
@@ -36,7 +39,7 @@ pub enum Stop {
     Timeout,
     /// The server is stopping: `interrupted`.
     Shutdown,
-    /// The CLI printed a line longer than [`claude::MAX_LINE`].
+    /// The CLI printed a line longer than [`crate::claude::MAX_LINE`].
     LineTooLong,
 }
 
@@ -110,6 +113,7 @@ pub enum SubmitError {
 
 struct Live {
     stop: watch::Sender<Option<Stop>>,
+    answers: tokio::sync::mpsc::UnboundedSender<Answer>,
     ended: watch::Sender<Option<Ended>>,
     conversation_id: String,
     hub: Arc<Hub>,
@@ -127,6 +131,7 @@ impl Waiter {
 
 struct Inner {
     store: Arc<Store>,
+    sessions: crate::sessions::Sessions,
     settings: Arc<Shared>,
     slots: Semaphore,
     /// The permits `slots` was last sized to (settings can change the cap while running).
@@ -172,6 +177,7 @@ impl Turns {
         let cap = settings.get().max_concurrent_turns;
         Turns {
             inner: Arc::new(Inner {
+                sessions: crate::sessions::Sessions::start(settings.clone()),
                 slots: Semaphore::new(cap),
                 cap: Mutex::new(cap),
                 store,
@@ -238,12 +244,14 @@ impl Turns {
         };
         let (stop_tx, stop_rx) = watch::channel(None);
         let (ended_tx, ended_rx) = watch::channel(None);
+        let (answers_tx, answers_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new();
         hub.publish(&[queued]);
         lock(&inner.live).insert(
             id.clone(),
             Live {
                 stop: stop_tx,
+                answers: answers_tx,
                 ended: ended_tx,
                 conversation_id: s.conversation_id.clone(),
                 hub: hub.clone(),
@@ -251,7 +259,7 @@ impl Turns {
         );
         let inner = inner.clone();
         tokio::spawn(async move {
-            run::run_turn(&inner, &id, &s, lane, stop_rx, hub).await;
+            run::run_turn(&inner, &id, &s, lane, stop_rx, hub, answers_rx).await;
             lock(&inner.live).remove(&id);
             release_lane(&inner, &s.conversation_id);
         });
@@ -284,8 +292,10 @@ impl Turns {
         request: &crate::store::PendingRequest,
         response: serde_json::Value,
     ) -> bool {
-        let _ = (request, response);
-        false
+        lock(&self.inner.live)
+            .get(&request.turn_id)
+            .filter(|live| live.ended.borrow().is_none())
+            .is_some_and(|live| live.answers.send((request.clone(), response)).is_ok())
     }
 
     /// Asks a live turn to stop; false if it is not running here.
@@ -316,6 +326,8 @@ impl Turns {
         for id in &ids {
             self.wait(id).await;
         }
+        // A reset or deleted conversation starts afresh: its warm process goes too.
+        self.inner.sessions.forget(conversation_id);
     }
 
     /// Stops accepting turns, stops every live one through the ladder, and waits for all to end.
@@ -328,6 +340,12 @@ impl Turns {
         for id in &ids {
             self.wait(id).await;
         }
+        self.inner.sessions.shutdown().await;
+    }
+
+    /// Claude processes kept warm now.
+    pub async fn warm(&self) -> usize {
+        self.inner.sessions.warm().await
     }
 
     /// A reader of a turn's stream from after `after`: live from memory while the turn runs, from the store once

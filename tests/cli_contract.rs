@@ -311,7 +311,18 @@ fn cli_prompt_that_looks_like_a_flag_reaches_the_model() {
 
 /// Checks the tool_use → tool_result → final answer sequence of a Bash run.
 fn assert_bash_round_trip(run: &Run, mock: &MockApi, command: &str, expected_stdout: &str) {
-    run.assert_success("Tool ran fine.");
+    let res = run.result();
+    assert_eq!(run.rc, Some(0), "{}", run.dump());
+    assert_eq!(res["subtype"], "success", "{}", run.dump());
+    assert_eq!(res["is_error"], false, "{}", run.dump());
+    // The mock quotes the tool's output in its final reply.
+    assert!(
+        res["result"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Tool ran fine: ") && r.contains(expected_stdout)),
+        "{}",
+        run.dump()
+    );
     let tool_use = run
         .of_type("assistant")
         .flat_map(|l| {
@@ -566,7 +577,7 @@ fn mock_keep_alive_json_and_sse_on_one_connection() {
         .iter()
         .filter_map(|(_, d)| d["delta"]["text"].as_str())
         .collect();
-    assert_eq!(text, "Tool ran fine.");
+    assert_eq!(text, "Tool ran fine: ok");
 
     // Other endpoints.
     post(
@@ -651,4 +662,65 @@ fn mock_hang_holds_the_stream_until_dropped() {
     assert!(t.elapsed() < Duration::from_secs(2));
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(r.read(&mut buf).unwrap_or(0), 0, "EOF after drop");
+}
+
+#[test]
+fn mock_tool_markers_give_those_tool_uses() {
+    let mock = MockApi::start();
+    let (mut s, mut r) = connect(&mock);
+    let mut ask = |text: &str| -> Value {
+        post(
+            &mut s,
+            "/v1/messages",
+            &json!({"model": "m", "messages": [user(text)]}),
+        );
+        let msg = read_resp(&mut r, false).json();
+        assert_eq!(msg["stop_reason"], "tool_use", "{msg}");
+        msg["content"][0].clone()
+    };
+    let t = ask("RUN_TOOL: Write {\"file_path\": \"/tmp/x\", \"content\": \"hi\"}\nmore");
+    assert_eq!(t["type"], "tool_use");
+    assert_eq!(t["name"], "Write");
+    assert_eq!(t["input"], json!({"file_path": "/tmp/x", "content": "hi"}));
+    let t = ask("please ASK_QUESTIONS");
+    assert_eq!(t["name"], "AskUserQuestion");
+    let qs = t["input"]["questions"].as_array().unwrap();
+    assert_eq!(qs[0]["question"], "Which database should we use?");
+    assert_eq!(qs[0]["multiSelect"], false);
+    assert_eq!(qs[1]["question"], "Which checks should run?");
+    assert_eq!(qs[1]["multiSelect"], true);
+    let labels: Vec<&str> = qs[1]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Unit tests", "Lint", "Browser"]);
+    let t = ask("EXIT_PLAN");
+    assert_eq!(t["name"], "ExitPlanMode");
+    assert_eq!(t["input"], json!({"plan": "# Plan\n\n1. Do the thing"}));
+    let t = ask("EDIT_FILE: /p/a.txt old words => new words");
+    assert_eq!(t["name"], "Edit");
+    assert_eq!(
+        t["input"],
+        json!({"file_path": "/p/a.txt", "old_string": "old words", "new_string": "new words"})
+    );
+
+    // A tool_result whose content is a list of text blocks is quoted, cut at 200 chars.
+    let long = "x".repeat(300);
+    post(
+        &mut s,
+        "/v1/messages",
+        &json!({"model": "m", "messages": [
+            user("EXIT_PLAN"),
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ExitPlanMode", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                "content": [{"type": "text", "text": long}]}]},
+        ]}),
+    );
+    let msg = read_resp(&mut r, false).json();
+    assert_eq!(
+        msg["content"][0]["text"],
+        format!("Tool ran fine: {}", "x".repeat(200))
+    );
 }

@@ -105,6 +105,27 @@ pub enum Event {
     Retry(Value),
     /// The final result line.
     Result(Outcome),
+    /// The CLI asks the host something (`control_request`; `can_use_tool` is a permission request).
+    ControlRequest {
+        /// Its id, which the answer must carry.
+        request_id: String,
+        /// The request itself (`subtype`, and for `can_use_tool` the tool, its input, suggestions…).
+        request: Value,
+    },
+    /// The CLI takes back a request it made (`control_cancel_request`): it must not be answered.
+    ControlCancel {
+        /// The request it withdraws.
+        request_id: String,
+    },
+    /// The CLI's answer to a control request of ours (`interrupt`, `set_permission_mode`, …).
+    ControlResponse {
+        /// The request it answers.
+        request_id: String,
+        /// Whether it succeeded (`subtype` `success`).
+        ok: bool,
+        /// The answer, or the error's text.
+        response: Value,
+    },
     /// Valid JSON of a kind we do not use (kept raw).
     Other(Value),
     /// A line that is not JSON.
@@ -165,6 +186,26 @@ pub fn parse_line(line: &str) -> Vec<Event> {
                 is_error: b["is_error"].as_bool().unwrap_or(false),
             })
             .collect(),
+        Some("control_request") => vec![Event::ControlRequest {
+            request_id: s(&v, "request_id").unwrap_or_default(),
+            request: v["request"].clone(),
+        }],
+        Some("control_cancel_request") => vec![Event::ControlCancel {
+            request_id: s(&v, "request_id").unwrap_or_default(),
+        }],
+        Some("control_response") => {
+            let r = &v["response"];
+            let ok = r["subtype"] == "success";
+            vec![Event::ControlResponse {
+                request_id: s(r, "request_id").unwrap_or_default(),
+                ok,
+                response: if ok {
+                    r["response"].clone()
+                } else {
+                    r["error"].clone()
+                },
+            }]
+        }
         Some("result") => vec![Event::Result(Outcome {
             subtype: s(&v, "subtype").unwrap_or_default(),
             is_error: v["is_error"].as_bool().unwrap_or(true),
@@ -225,7 +266,12 @@ impl Event {
                     "num_turns": o.num_turns, "is_error": !o.succeeded(),
                 }),
             ),
-            Event::Init { .. } | Event::Other(_) | Event::Garbage(_) => return None,
+            Event::Init { .. }
+            | Event::ControlRequest { .. }
+            | Event::ControlCancel { .. }
+            | Event::ControlResponse { .. }
+            | Event::Other(_)
+            | Event::Garbage(_) => return None,
         })
     }
 }
@@ -297,6 +343,36 @@ mod tests {
             panic!()
         };
         assert!(o.error_text().starts_with("No conversation found"));
+    }
+
+    #[test]
+    fn control_lines_are_typed() {
+        let ask = r#"{"type":"control_request","request_id":"r1","request":{"subtype":"can_use_tool","tool_name":"Bash","input":{"command":"touch x"}}}"#;
+        let Event::ControlRequest {
+            request_id,
+            request,
+        } = &parse_line(ask)[0]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (request_id.as_str(), &request["tool_name"]),
+            ("r1", &json!("Bash"))
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"control_cancel_request","request_id":"r1"}"#),
+            vec![Event::ControlCancel {
+                request_id: "r1".into()
+            }]
+        );
+        let ok = r#"{"type":"control_response","response":{"subtype":"success","request_id":"i1","response":{}}}"#;
+        assert!(
+            matches!(&parse_line(ok)[0], Event::ControlResponse { ok: true, request_id, .. } if request_id == "i1")
+        );
+        let bad = r#"{"type":"control_response","response":{"subtype":"error","request_id":"i2","error":"no"}}"#;
+        assert!(
+            matches!(&parse_line(bad)[0], Event::ControlResponse { ok: false, response, .. } if response == "no")
+        );
     }
 
     #[test]

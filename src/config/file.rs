@@ -100,6 +100,9 @@ pub(super) struct FileClaude {
     pub(super) allowed_tools: Option<Vec<String>>,
     pub(super) turn_timeout_secs: Option<u64>,
     pub(super) max_concurrent_turns: Option<usize>,
+    pub(super) max_warm: Option<usize>,
+    pub(super) idle_secs: Option<u64>,
+    pub(super) default_permission_mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

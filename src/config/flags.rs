@@ -27,6 +27,8 @@ pub fn is_own_env(name: &str) -> bool {
 /// the environment, `.env` and the config file.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct Flags {
+    // This comment is also `--help`'s text, where `<config dir>` reads as meant; rustdoc takes it for a tag.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Config file (TOML) [env: REMOTE_AGENT_CONFIG; default: <config dir>/config.toml]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -54,7 +56,13 @@ pub struct Flags {
     /// Turns that may run at once across all conversations [env: REMOTE_AGENT_MAX_CONCURRENT_TURNS; default: 4]
     #[arg(long, value_name = "N")]
     pub max_concurrent_turns: Option<usize>,
-    /// Claude's permission mode [env: CLAUDE_PERMISSION_MODE; default: acceptEdits]
+    /// Claude processes kept warm between messages, across conversations [env: REMOTE_AGENT_MAX_WARM; default: 4]
+    #[arg(long, value_name = "N")]
+    pub max_warm: Option<usize>,
+    /// Seconds an idle Claude process stays warm [env: REMOTE_AGENT_IDLE_SECS; default: 600]
+    #[arg(long, value_name = "SECS")]
+    pub idle_secs: Option<u64>,
+    /// The most permissive mode Claude may run in [env: CLAUDE_PERMISSION_MODE; default: acceptEdits]
     #[arg(long, value_name = "MODE")]
     pub permission_mode: Option<String>,
     /// Comma-separated tool rules allowed without asking [env: CLAUDE_ALLOWED_TOOLS; default: "Bash(git *)"]
@@ -88,6 +96,8 @@ impl Flags {
             "max-concurrent-turns",
             self.max_concurrent_turns.map(|n| n.to_string()),
         );
+        push("max-warm", self.max_warm.map(|n| n.to_string()));
+        push("idle-secs", self.idle_secs.map(|n| n.to_string()));
         push("permission-mode", self.permission_mode.clone());
         push("allowed-tools", self.allowed_tools.clone());
         push("sse-keepalive", self.sse_keepalive.map(|n| n.to_string()));
@@ -140,6 +150,14 @@ impl Flags {
             max_concurrent_turns: match f.max_concurrent_turns {
                 Some(n) => Some(n),
                 None => number("REMOTE_AGENT_MAX_CONCURRENT_TURNS")?.map(|n| n as usize),
+            },
+            max_warm: match f.max_warm {
+                Some(n) => Some(n),
+                None => number("REMOTE_AGENT_MAX_WARM")?.map(|n| n as usize),
+            },
+            idle_secs: match f.idle_secs {
+                Some(n) => Some(n),
+                None => number("REMOTE_AGENT_IDLE_SECS")?,
             },
             permission_mode: f.permission_mode.or_else(|| env("CLAUDE_PERMISSION_MODE")),
             allowed_tools: f.allowed_tools.or_else(|| env("CLAUDE_ALLOWED_TOOLS")),

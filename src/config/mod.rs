@@ -72,8 +72,14 @@ pub struct Settings {
     pub turn_timeout: Duration,
     /// Turns running at once, server-wide.
     pub max_concurrent_turns: usize,
-    /// Claude's permission mode, and the most permissive a conversation may choose.
+    /// The most permissive mode a conversation may choose (the prototype ran every turn in it).
     pub permission_mode: String,
+    /// The mode of a conversation that chose none: `default` (Claude asks), unless the ceiling is lower.
+    pub default_permission_mode: String,
+    /// Claude processes kept warm between messages, across conversations (0: none).
+    pub max_warm: usize,
+    /// How long an idle Claude process stays warm.
+    pub session_idle: Duration,
     /// The modes a client may choose for a conversation (none above `permission_mode`).
     pub allowed_permission_modes: Vec<String>,
     /// Tool rules Claude may use without asking (`--allowedTools`).
@@ -311,6 +317,26 @@ impl Settings {
                 message: format!("{bad:?} is not one of {}", PERMISSION_MODES.join(", ")),
             });
         }
+        let fits = |m: &str| {
+            allowed_permission_modes.iter().any(|a| a == m)
+                && permissiveness(m) <= permissiveness(&permission_mode)
+        };
+        let default_permission_mode = match file.claude.default_permission_mode {
+            Some(m) if fits(&m) => m,
+            Some(m) => {
+                return Err(ConfigError::Invalid {
+                    name: "[claude] default_permission_mode",
+                    message: format!(
+                        "{m:?} is not in allowed_permission_modes or is above permission_mode ({permission_mode})"
+                    ),
+                });
+            }
+            // Claude asks, and the phone answers; a ceiling below that (plan) is the default itself.
+            None if fits("default") => "default".into(),
+            None => permission_mode.clone(),
+        };
+        let max_warm = flags.max_warm.or(file.claude.max_warm).unwrap_or(4);
+        let idle_secs = flags.idle_secs.or(file.claude.idle_secs).unwrap_or(600);
         let sse_keepalive = flags.sse_keepalive.unwrap_or(15);
         if !(1..=15).contains(&sse_keepalive) {
             return Err(ConfigError::Invalid {
@@ -360,6 +386,9 @@ impl Settings {
             turn_timeout: Duration::from_secs(turn_timeout),
             max_concurrent_turns,
             permission_mode,
+            default_permission_mode,
+            max_warm,
+            session_idle: Duration::from_secs(idle_secs),
             allowed_permission_modes,
             allowed_tools,
             projects,

@@ -1,28 +1,21 @@
-//! The conversations API: conversations with their transcripts, messages as background turns, turn streams (SSE
-//! on GET and POST, and a JSON long poll), cancel, and status.
-
-use std::time::Duration;
+//! The conversations API: conversations with their transcripts, messages as background turns, turns and their
+//! cancelling, and status. A turn's event streams are in `events`.
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::App;
 use super::respond::{
-    Body, ChannelBody, check_conversation_id, error, full, internal, is_uuid, json,
-    non_empty_message, query_param, read_json, submit_error, valid_conversation_id,
+    Body, check_conversation_id, error, full, internal, is_uuid, json, non_empty_message,
+    query_param, submit_error, valid_conversation_id,
 };
 use crate::config::PERMISSION_MODES;
 use crate::store::{Conversation, ConversationPatch, EventKind, StreamEvent, TurnStatus};
-use crate::turns::{Submit, SubscribeError, Subscription};
+use crate::turns::Submit;
 
-/// Longest wait a long poll may ask for.
-const MAX_POLL_WAIT: u64 = 30;
 /// Turns per transcript page unless `limit` says otherwise, and the most it may ask for.
 const PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
@@ -114,6 +107,7 @@ pub(super) async fn create_conversation(app: &App, body: NewConversation) -> Res
         last_message_at: None,
         first_message: None,
         active_turn_id: None,
+        waiting: 0,
     };
     match app.store.create_conversation(&conversation) {
         Ok(true) => match app.store.conversation(&id) {
@@ -271,7 +265,9 @@ fn transcript(
     Ok((messages, has_more))
 }
 
-fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>> {
+/// The conversation `id` names, or the 404 to send. The router asks before it reads a body, so that an unknown
+/// conversation is a 404 whatever the body says.
+pub(super) fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>> {
     let missing = || error(StatusCode::NOT_FOUND, format!("no conversation {id:?}"));
     if !valid_conversation_id(id) {
         return Err(missing());
@@ -283,18 +279,15 @@ fn find_conversation(app: &App, id: &str) -> Result<Conversation, Response<Body>
     }
 }
 
+/// `PATCH /api/conversations/{id}`: changes the fields the body names (a `null` clears one) on an existing
+/// conversation, checked as on creation; a field that cannot change is refused, and a refused body changes
+/// nothing.
 pub(super) async fn patch_conversation(
     app: &App,
-    req: Request<Incoming>,
-    id: &str,
+    conversation: &Conversation,
+    body: serde_json::Map<String, Value>,
 ) -> Response<Body> {
-    if let Err(resp) = find_conversation(app, id) {
-        return resp;
-    }
-    let body: serde_json::Map<String, Value> = match read_json(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+    let id = conversation.id.as_str();
     let mut patch = ConversationPatch::default();
     for (key, value) in &body {
         let text = || match value {
@@ -374,21 +367,21 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
     }
 }
 
+/// `POST /api/conversations/{id}/messages`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewMessage {
+pub(super) struct NewMessage {
     message: Option<String>,
     client_id: Option<String>,
 }
 
-pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) -> Response<Body> {
-    if let Err(resp) = find_conversation(app, id) {
-        return resp;
-    }
-    let body: NewMessage = match read_json(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+/// `POST /api/conversations/{id}/messages`: queues the message as a turn of an existing conversation → 202 with
+/// the turn's id.
+pub(super) async fn post_message(
+    app: &App,
+    conversation: &Conversation,
+    body: NewMessage,
+) -> Response<Body> {
     let message = match non_empty_message(body.message) {
         Ok(m) => m,
         Err(resp) => return resp,
@@ -404,7 +397,7 @@ pub(super) async fn post_message(app: &App, req: Request<Incoming>, id: &str) ->
         );
     }
     match app.turns.submit(Submit {
-        conversation_id: id.to_string(),
+        conversation_id: conversation.id.clone(),
         prompt: message,
         resume: None,
         client_id: body.client_id,
@@ -449,140 +442,103 @@ pub(super) fn cancel_turn(app: &App, id: &str) -> Response<Body> {
     }
 }
 
-/// The cursor a reader resumes from: the later of `?after=N` and the `Last-Event-ID` header, else 0. A browser's
-/// EventSource reconnects to the same `?after=` URL and adds the header with what it has seen since, so the header
-/// must win when it is further on.
-fn cursor(req: &Request<Incoming>) -> Result<u64, Response<Body>> {
-    let header = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string());
-    let mut cursor = 0;
-    for raw in [query_param(req.uri().query(), "after"), header]
-        .into_iter()
-        .flatten()
-    {
-        let n: u64 = raw.parse().map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "after / Last-Event-ID must be an event id (a whole number)",
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn answer(resp: Response<Body>) -> (u16, Value) {
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn body(value: Value) -> serde_json::Map<String, Value> {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// The test app with `claude_bin` set, so that whether a turn may start does not depend on what this machine
+    /// has installed.
+    fn with_claude(app: &App, bin: &str) {
+        let mut settings = (*app.settings.get()).clone();
+        settings.claude_bin = bin.into();
+        app.settings.replace(settings);
+    }
+
+    #[tokio::test]
+    async fn patch_changes_what_the_body_names_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::tests::app(dir.path());
+        app.store.ensure_conversation("c1", "/p").unwrap();
+        let (status, _) = answer(find_conversation(&app, "nope").unwrap_err()).await;
+        assert_eq!(status, 404);
+        let c1 = find_conversation(&app, "c1").unwrap();
+        let patch = |b| patch_conversation(&app, &c1, body(b));
+        let (status, changed) =
+            answer(patch(json!({"title": "Plans", "max_budget_usd": 2.5})).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (&changed["title"], &changed["max_budget_usd"]),
+            (&json!("Plans"), &json!(2.5))
+        );
+        let (status, cleared) = answer(patch(json!({"title": null})).await).await;
+        assert_eq!((status, &cleared["title"]), (200, &Value::Null));
+        let refused = |error: &str| (400, json!({ "error": error }));
+        assert_eq!(
+            answer(patch(json!({"title": 7})).await).await,
+            refused("title must be a string or null")
+        );
+        assert_eq!(
+            answer(patch(json!({"model": "--help"})).await).await,
+            refused("model \"--help\" is not a model name")
+        );
+        assert_eq!(
+            answer(patch(json!({"max_budget_usd": 0})).await).await,
+            refused("max_budget_usd must be a positive number")
+        );
+        assert_eq!(
+            answer(patch(json!({"project": "/"})).await).await,
+            refused(
+                "project cannot be changed (title, model, permission_mode, max_budget_usd can)"
             )
-        })?;
-        cursor = cursor.max(n);
+        );
+        let (status, _) =
+            answer(patch(json!({"permission_mode": "bypassPermissions"})).await).await;
+        assert_eq!(status, 403);
+        // A refused body changes nothing, not even the fields before the refused one.
+        let (_, title) = answer(patch(json!({"title": "x", "model": ""})).await).await;
+        assert_eq!(title["error"], "model \"\" is not a model name");
+        assert_eq!(app.store.conversation("c1").unwrap().unwrap().title, None);
     }
-    Ok(cursor)
-}
 
-fn subscribe(app: &App, req: &Request<Incoming>, id: &str) -> Result<Subscription, Response<Body>> {
-    let after = cursor(req)?;
-    if !is_uuid(id) {
-        return Err(error(StatusCode::NOT_FOUND, "no such turn"));
-    }
-    app.turns.subscribe(id, after).map_err(|e| match e {
-        SubscribeError::NotFound => error(StatusCode::NOT_FOUND, "no such turn"),
-        SubscribeError::TurnFull | SubscribeError::Full => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        SubscribeError::Store(e) => internal(e),
-    })
-}
-
-/// `GET|POST /api/turns/{id}/events`: server-sent events, resumable, with the headers that keep Cloudflare and
-/// other proxies from buffering, a first event at once and a `keepalive` event after each quiet spell.
-pub(super) fn events_stream(app: &App, req: &Request<Incoming>, id: &str) -> Response<Body> {
-    let sub = match subscribe(app, req, id) {
-        Ok(sub) => sub,
-        Err(resp) => return resp,
-    };
-    if sub.past_end() {
-        // Stops EventSource's reconnects.
-        let mut resp = Response::new(full(Bytes::new()));
-        *resp.status_mut() = StatusCode::NO_CONTENT;
-        return resp;
-    }
-    let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(pump(sub, tx, app.settings.get().sse_keepalive));
-    let mut resp = Response::new(ChannelBody(rx).boxed());
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
-}
-
-/// Moves a subscription's events into an SSE response until the stream ends or the client goes away.
-async fn pump(mut sub: Subscription, tx: mpsc::Sender<Bytes>, keepalive: Duration) {
-    let mut wait = Duration::ZERO;
-    loop {
-        let batch = tokio::select! {
-            batch = sub.next(wait) => batch,
-            () = tx.closed() => return,
+    #[tokio::test]
+    async fn a_message_is_checked_then_queued_once_per_client_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::tests::app(dir.path());
+        app.store.ensure_conversation("c1", "/p").unwrap();
+        let c1 = find_conversation(&app, "c1").unwrap();
+        let message = |message: &str, client_id: &str| NewMessage {
+            message: Some(message.into()),
+            client_id: Some(client_id.into()),
         };
-        wait = keepalive;
-        let mut chunk = String::new();
-        if batch.events.is_empty() && !batch.finished {
-            // No `id:`: a keepalive is not part of the turn's stream, so it never moves a resume cursor.
-            chunk.push_str(&format!("event: {}\ndata: {{}}\n\n", EventKind::Keepalive));
-        }
-        for e in &batch.events {
-            chunk.push_str(&format!(
-                "id: {}\nevent: {}\ndata: {}\n\n",
-                e.seq, e.kind, e.data
-            ));
-        }
-        if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
-            return;
-        }
-        if batch.finished {
-            return;
-        }
+        let refused = |error: &str| (400, json!({ "error": error }));
+        assert_eq!(
+            answer(post_message(&app, &c1, message(" ", "a")).await).await,
+            refused("message must be a non-empty string")
+        );
+        assert_eq!(
+            answer(post_message(&app, &c1, message("hi", "a b")).await).await,
+            refused("client_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
+        );
+        with_claude(&app, &dir.path().join("no-claude").display().to_string());
+        let (status, _) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
+        assert_eq!(status, 503);
+        assert_eq!(app.store.conversation("c1").unwrap().unwrap().turn_count, 0);
+        // An executable that exits at once: the turn is queued, then fails; the handler's part is the 202.
+        with_claude(&app, "true");
+        let (status, first) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
+        assert_eq!((status, &first["status"]), (202, &json!("queued")));
+        let (status, again) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
+        assert_eq!((status, &again["turn_id"]), (202, &first["turn_id"]));
     }
-}
-
-/// `GET /api/turns/{id}/events.json?after=N&wait=S`: the same events as JSON, for paths that buffer streams.
-pub(super) async fn events_poll(app: &App, req: &Request<Incoming>, id: &str) -> Response<Body> {
-    let wait = match query_param(req.uri().query(), "wait").map(|w| w.parse::<u64>()) {
-        None => 25,
-        Some(Ok(w)) if w <= MAX_POLL_WAIT => w,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("wait must be a whole number of seconds up to {MAX_POLL_WAIT}"),
-            );
-        }
-    };
-    let mut sub = match subscribe(app, req, id) {
-        Ok(sub) => sub,
-        Err(resp) => return resp,
-    };
-    let batch = if sub.past_end() {
-        crate::turns::Batch {
-            events: Vec::new(),
-            finished: true,
-        }
-    } else {
-        sub.next(Duration::from_secs(wait)).await
-    };
-    let events: Vec<Value> = batch
-        .events
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.seq,
-                "event": e.kind,
-                "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    json(
-        StatusCode::OK,
-        &json!({"events": events, "done": batch.finished}),
-    )
 }

@@ -55,7 +55,7 @@ pub struct Listener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Serves every listener until `shutdown` resolves, then stops accepting and gives open connections [`DRAIN`]
+/// Serves every listener until `shutdown` resolves, then stops accepting and gives open connections `DRAIN` (10 s)
 /// to finish.
 pub async fn run(listeners: Vec<Listener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let (stop, stopped) = crate::shutdown::channel();

@@ -58,6 +58,8 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         ["api", "turns", _, "events"] => "/api/turns/{id}/events",
         ["api", "turns", _, "events.json"] => "/api/turns/{id}/events.json",
         ["api", "turns", _, "cancel"] => "/api/turns/{id}/cancel",
+        ["api", "requests"] => "/api/requests",
+        ["api", "requests", _] => "/api/requests/{id}",
         [name] if ASSETS.iter().any(|(n, _, _)| n == name) => "/{asset}",
         _ => "other",
     }

@@ -1,7 +1,8 @@
 //! The HTTP server: the state every handler shares ([`App`]), how one request is handled ([`handle`]: the
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
-//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `signin`, `metrics`, `assets`.
+//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `events` (a turn's event streams),
+//! `requests` (approvals and questions), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -18,10 +19,12 @@ use serde::de::DeserializeOwned;
 
 mod assets;
 mod conversations;
+mod events;
 mod gate;
 mod listen;
 mod metrics;
 mod prototype;
+mod requests;
 mod respond;
 mod signin;
 
@@ -185,7 +188,12 @@ async fn route(
                 "application/json",
             );
         }
-        (&Method::POST, ["api", "login"]) => return signin::login(app, req, ctx).await,
+        (&Method::POST, ["api", "login"]) => {
+            return match signin::login_allowed(app, req.headers(), ctx) {
+                Ok(()) => with_body(req, |b| signin::login(app, b, ctx)).await,
+                Err(resp) => resp,
+            };
+        }
         (&Method::GET, ["api", "session"]) => return signin::session(app, &req),
         (&Method::GET, ["pair", token]) => return signin::pair_page(app, token),
         (&Method::POST, ["pair", token]) => return signin::pair(app, &req, token, ctx),
@@ -214,23 +222,34 @@ async fn route(
             with_body(req, |b| conversations::create_conversation(app, b)).await
         }
         (&M::GET, ["api", "conversations", id]) => conversations::get_conversation(app, &req, id),
+        // An unknown conversation is a 404 before its body is read.
         (&M::PATCH, ["api", "conversations", id]) => {
-            conversations::patch_conversation(app, req, id).await
+            match conversations::find_conversation(app, id) {
+                Ok(c) => with_body(req, |b| conversations::patch_conversation(app, &c, b)).await,
+                Err(resp) => resp,
+            }
         }
         (&M::DELETE, ["api", "conversations", id]) => {
             conversations::delete_conversation(app, id).await
         }
         (&M::POST, ["api", "conversations", id, "messages"]) => {
-            conversations::post_message(app, req, id).await
+            match conversations::find_conversation(app, id) {
+                Ok(c) => with_body(req, |b| conversations::post_message(app, &c, b)).await,
+                Err(resp) => resp,
+            }
         }
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),
         (&M::GET | &M::POST, ["api", "turns", id, "events"]) => {
-            conversations::events_stream(app, &req, id)
+            events::events_stream(app, &req, id)
         }
-        (&M::GET, ["api", "turns", id, "events.json"]) => {
-            conversations::events_poll(app, &req, id).await
-        }
+        (&M::GET, ["api", "turns", id, "events.json"]) => events::events_poll(app, &req, id).await,
         (&M::POST, ["api", "turns", id, "cancel"]) => conversations::cancel_turn(app, id),
+        (&M::GET, ["api", "requests"]) => requests::list(app),
+        (&M::POST, ["api", "requests", id]) => {
+            with_body(req, |b| requests::answer(app, id, b)).await
+        }
+        (_, ["api", "requests"]) => method_not_allowed("GET"),
+        (_, ["api", "requests", _]) => method_not_allowed("POST"),
         (_, ["api", "chat" | "reset"] | ["api", "conversations", _, "messages"]) => {
             method_not_allowed("POST")
         }

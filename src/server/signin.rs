@@ -2,36 +2,43 @@
 //! links (`GET /pair/{token}` shows a page and changes nothing, `POST` signs the browser in).
 
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
 use super::gate::refused;
-use super::respond::{Body, error, full, internal, json, read_json};
+use super::respond::{Body, error, full, internal, json};
 use super::{App, Ctx, Signed};
 use crate::auth;
 use crate::store::Pairing;
 
+/// `POST /api/login`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(super) struct Login {
     username: String,
     password: String,
 }
 
-/// `POST /api/login {username, password}` → 204 and the `ra_session` cookie; the brute-force defences apply as
-/// for Basic.
-pub(super) async fn login(app: &App, req: Request<Incoming>, ctx: Ctx) -> Response<Body> {
-    if !auth::same_origin(req.headers(), ctx.secure) {
-        return error(StatusCode::FORBIDDEN, "cross-site request refused");
+/// What `POST /api/login` refuses before its body is read: a cross-site request (403), and a client locked out
+/// (429), which is not worth reading a body for.
+pub(super) fn login_allowed(
+    app: &App,
+    headers: &HeaderMap,
+    ctx: Ctx,
+) -> Result<(), Response<Body>> {
+    if !auth::same_origin(headers, ctx.secure) {
+        return Err(error(StatusCode::FORBIDDEN, "cross-site request refused"));
     }
     if let Some(wait) = app.throttle.locked(ctx.client) {
-        return refused(auth::Refused::Locked(wait));
+        return Err(refused(auth::Refused::Locked(wait)));
     }
-    let body: Login = match read_json(req).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+    Ok(())
+}
+
+/// `POST /api/login {username, password}` → 204 and the `ra_session` cookie; the brute-force defences apply as
+/// for Basic. The router has asked [`login_allowed`] first.
+pub(super) async fn login(app: &App, body: Login, ctx: Ctx) -> Response<Body> {
     let settings = app.settings.get();
     let user_ok = auth::ct_eq(body.username.as_bytes(), settings.username.as_bytes());
     match app
@@ -178,4 +185,74 @@ fn page(status: StatusCode, title: &str, text: &str, confirm: bool) -> Response<
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    const CTX: Ctx = Ctx {
+        client: std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        local: false,
+        secure: false,
+    };
+
+    async fn answer(resp: Response<Body>) -> (u16, serde_json::Value) {
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn login_as(username: &str, password: &str) -> Login {
+        Login {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn login_refuses_other_sites_before_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::tests::app(dir.path());
+        let mut headers = HeaderMap::new();
+        assert!(login_allowed(&app, &headers, CTX).is_ok());
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert_eq!(
+            answer(login_allowed(&app, &headers, CTX).unwrap_err()).await,
+            (
+                403,
+                serde_json::json!({"error": "cross-site request refused"})
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn login_signs_in_with_the_password_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::tests::app(dir.path());
+        for wrong in [login_as("me", "not it"), login_as("you", "a long password")] {
+            let resp = login(&app, wrong, CTX).await;
+            assert!(resp.headers().get(header::SET_COOKIE).is_none());
+            assert_eq!(
+                answer(resp).await,
+                (
+                    401,
+                    serde_json::json!({"error": "wrong user name or password"})
+                )
+            );
+        }
+        let resp = login(&app, login_as("me", "a long password"), CTX).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let cookie = resp.headers()[header::SET_COOKIE].to_str().unwrap();
+        let token = cookie
+            .strip_prefix("ra_session=")
+            .and_then(|c| c.split(';').next())
+            .unwrap();
+        assert!(
+            app.store
+                .session_valid(&auth::sha256_hex(token.as_bytes()))
+                .unwrap()
+        );
+    }
 }

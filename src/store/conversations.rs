@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{NOW, Result, Store, TurnStatus};
+use super::{NOW, RequestState, Result, Store, TurnStatus};
 
 /// A conversation with the figures derived from its turns.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +38,8 @@ pub struct Conversation {
     pub first_message: Option<String>,
     /// The turn running now, or the first one waiting.
     pub active_turn_id: Option<String>,
+    /// Its requests waiting for an answer (a tool to approve, questions, a plan).
+    pub waiting: i64,
 }
 
 /// Changes to a conversation's settings; `Some(None)` clears a value.
@@ -57,10 +59,11 @@ pub struct ConversationPatch {
 const OWN_COLUMNS: &str = "c.id, c.title, c.project, c.session_id, c.model, c.permission_mode,
     c.max_budget_usd, c.created_at, c.updated_at";
 
-/// The figures derived from a conversation's turns (a scan of them).
+/// The figures derived from a conversation's turns (a scan of them) and its pending requests.
 /// A turn that never started (its project not allowed, no claude executable) was no message to Claude: not counted.
 fn figures() -> String {
     let (queued, running) = (TurnStatus::Queued, TurnStatus::Running);
+    let pending = RequestState::Pending;
     format!(
         "c.imported_turns + (SELECT count(*) FROM turns t WHERE t.conversation_id = c.id
         AND (t.started_at IS NOT NULL OR t.status = '{queued}')),
@@ -73,7 +76,8 @@ fn figures() -> String {
          ELSE (SELECT substr(t.prompt, 1, 200) FROM turns t WHERE t.conversation_id = c.id
                ORDER BY t.created_at, t.rowid LIMIT 1) END,
     (SELECT t.id FROM turns t WHERE t.conversation_id = c.id AND t.status IN ('{queued}', '{running}')
-     ORDER BY t.rowid LIMIT 1)"
+     ORDER BY t.rowid LIMIT 1),
+    (SELECT count(*) FROM requests r WHERE r.conversation_id = c.id AND r.state = '{pending}')"
     )
 }
 
@@ -94,6 +98,7 @@ fn conversation_row(r: &Row) -> Result<Conversation> {
         last_message_at: r.get(12)?,
         first_message: r.get(13)?,
         active_turn_id: r.get(14)?,
+        waiting: r.get(15)?,
     })
 }
 
@@ -136,7 +141,7 @@ impl Store {
     /// what a turn needs to start.
     pub fn conversation_settings(&self, id: &str) -> Result<Option<Conversation>> {
         let sql = format!(
-            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL, NULL, NULL FROM conversations c WHERE c.id = ?1"
+            "SELECT {OWN_COLUMNS}, 0, 0.0, NULL, NULL, NULL, NULL, 0 FROM conversations c WHERE c.id = ?1"
         );
         self.conn()
             .query_row(&sql, [id], conversation_row)

@@ -1,5 +1,5 @@
 //! SQLite storage: the connection, its migrations and checks; the tables each have a file of their own
-//! (conversations, turns, their events, sign-ins and pairing, the import). One connection, one writer.
+//! (conversations, turns, their events, requests, sign-ins and pairing, the import). One connection, one writer.
 
 mod auth;
 mod conversations;
@@ -97,6 +97,33 @@ ALTER TABLE conversations ADD COLUMN imported_cost REAL NOT NULL DEFAULT 0;
 -- A row holds `n` consecutive events of one kind (seq, seq + 1, …), their data lines joined by "\n": streamed
 -- pieces of a reply are stored a few kB to a row instead of one small row each.
 ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
+"#,
+    r#"
+-- What Claude asked the person (a tool to approve, questions, a plan) and how it ended. `input`, `suggestions` and
+-- `answer` are JSON text; `answer` is the response sent back to the CLI.
+CREATE TABLE requests (
+    id              TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    turn_id         TEXT NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+    cli_request_id  TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    tool_name       TEXT NOT NULL,
+    input           TEXT NOT NULL,
+    suggestions     TEXT NOT NULL,
+    blocked_path    TEXT,
+    decision_reason TEXT,
+    title           TEXT,
+    display_name    TEXT,
+    description     TEXT,
+    tool_use_id     TEXT,
+    created_at      TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    answer          TEXT,
+    answered_at     TEXT
+);
+CREATE INDEX requests_by_conversation ON requests(conversation_id);
+CREATE INDEX requests_by_turn ON requests(turn_id);
+CREATE INDEX requests_pending ON requests(created_at) WHERE state = 'pending';
 "#,
 ];
 

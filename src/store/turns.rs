@@ -67,6 +67,8 @@ pub struct Finish {
 pub struct Orphan {
     /// The turn it ran.
     pub turn_id: String,
+    /// The conversation whose process it was (the processes' marker).
+    pub conversation_id: String,
     /// The CLI's process id.
     pub pid: i64,
     /// When that process started (in clock ticks since boot), so a reused pid is not taken for it.
@@ -260,8 +262,8 @@ impl Store {
         Ok((turns, more))
     }
 
-    /// At start-up: every turn a previous run left queued or running is marked `interrupted`; returns the
-    /// processes those turns had recorded, to be stopped.
+    /// At start-up: every turn a previous run left queued or running is marked `interrupted`, and every pending
+    /// request expired; returns the processes those turns had recorded, to be stopped.
     pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
         let (queued, running, interrupted) = (
             TurnStatus::Queued,
@@ -273,7 +275,7 @@ impl Store {
         let tx = conn.transaction()?;
         let orphans = {
             let mut stmt = tx.prepare(&format!(
-                "SELECT id, pid, pid_start FROM turns
+                "SELECT id, pid, pid_start, conversation_id FROM turns
                  WHERE status IN ('{queued}', '{running}') AND pid IS NOT NULL AND pid_start IS NOT NULL",
             ))?;
             stmt.query_map([], |r| {
@@ -281,10 +283,13 @@ impl Store {
                     turn_id: r.get(0)?,
                     pid: r.get(1)?,
                     pid_start: r.get(2)?,
+                    conversation_id: r.get(3)?,
                 })
             })?
             .collect::<Result<Vec<_>>>()?
         };
+        // What they asked is no longer waiting: the process that asked is gone.
+        super::requests::expire_pending(&tx)?;
         // Close their streams the way a live turn would have, so subscribers reach `done`.
         tx.execute_batch(&format!(
             r#"INSERT INTO events (turn_id, seq, kind, data)
@@ -337,6 +342,7 @@ mod tests {
             orphans,
             vec![Orphan {
                 turn_id: "t1".into(),
+                conversation_id: "c1".into(),
                 pid: 42,
                 pid_start: 7
             }]

@@ -2,9 +2,9 @@
 //! on a terminal, a pairing link with its QR code), restarts either one when it exits or `serve` stops answering,
 //! and records what it runs in `state.json` for `remote-agent status` and `GET /api/status`.
 //!
-//! This file is the loop and its events; [`child`] one child's life, [`commands`] how each is started, [`probe`]
-//! the health and tunnel probes, [`console`] what is printed (and `remote-agent status`), [`setup`] what `up`
-//! works out before the loop starts, [`backoff`] the restart delays.
+//! This file is the loop and its events; `child` one child's life, `commands` how each is started, `probe`
+//! the health and tunnel probes, `console` what is printed (and `remote-agent status`), `setup` what `up`
+//! works out before the loop starts, `backoff` the restart delays.
 
 mod backoff;
 mod child;

@@ -7,31 +7,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::ask::{Answer, Asks};
+use super::end::{ending, failed, stopped_ending};
 use super::hub::Hub;
 use super::{DURATION_BUCKETS, Ended, Inner, Stop, Submit, lock};
-use crate::claude::{self, Event, Outcome, SpawnError};
+use crate::claude::{self, Event, Outcome, SpawnError, control};
 use crate::config::Settings;
+use crate::sessions::{self, Live};
 use crate::store::{EventKind, Fault, Finish, Store, StreamEvent, TurnStatus};
 
-/// How long the CLI may linger after printing its result before the ladder stops it.
-const LINGER_AFTER_RESULT: Duration = Duration::from_secs(3);
+/// How long the CLI has to end a turn after our `interrupt` before the ladder stops the process.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 
 /// A turn's events, numbered on from the `queued` status (1), held until the next flush so that what arrives
 /// together is stored in one transaction; readers see them once stored.
-struct Stream<'a> {
-    store: &'a Store,
+pub(super) struct Stream<'a> {
+    pub(super) store: &'a Store,
     hub: Arc<Hub>,
-    turn_id: &'a str,
+    pub(super) turn_id: &'a str,
+    pub(super) conversation_id: &'a str,
     seq: u64,
     pending: Vec<Arc<StreamEvent>>,
     /// Why storing failed, once it has: the turn then stops and ends `failed` with this.
-    fault: Option<String>,
+    pub(super) fault: Option<String>,
 }
 
 impl Stream<'_> {
-    fn emit(&mut self, kind: EventKind, data: Value) {
+    pub(super) fn emit(&mut self, kind: EventKind, data: Value) {
         self.seq += 1;
         self.pending.push(Arc::new(StreamEvent {
             seq: self.seq,
@@ -43,7 +47,7 @@ impl Stream<'_> {
     /// Stores the pending events with `write` (one transaction), then shows them to readers. Events that could
     /// not be stored are shown to nobody, and numbering goes on from the last stored one, so the stream stays
     /// the same live and replayed. True if they were stored.
-    fn flush_with(
+    pub(super) fn flush_with(
         &mut self,
         write: impl FnOnce(&[Arc<StreamEvent>]) -> rusqlite::Result<()>,
     ) -> bool {
@@ -65,7 +69,7 @@ impl Stream<'_> {
         stored
     }
 
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         if !self.pending.is_empty() {
             let (store, turn_id) = (self.store, self.turn_id);
             self.flush_with(|events| store.append_events(turn_id, events));
@@ -73,7 +77,7 @@ impl Stream<'_> {
     }
 
     /// Records the first storage failure of the turn, in the words the API gives it (docs/api.md).
-    fn failed(&mut self, e: &rusqlite::Error) {
+    pub(super) fn failed(&mut self, e: &rusqlite::Error) {
         self.fault.get_or_insert_with(|| match Fault::of(e) {
             Some(f) => f.message().to_string(),
             None => format!("could not store the turn: {e}"),
@@ -88,11 +92,13 @@ pub(super) async fn run_turn(
     lane: Arc<tokio::sync::Mutex<()>>,
     stop: watch::Receiver<Option<Stop>>,
     hub: Arc<Hub>,
+    mut answers: mpsc::UnboundedReceiver<Answer>,
 ) {
     let mut stream = Stream {
         store: &inner.store,
         hub,
         turn_id,
+        conversation_id: &s.conversation_id,
         seq: 1,
         pending: Vec::new(),
         fault: None,
@@ -111,20 +117,20 @@ pub(super) async fn run_turn(
     };
     stream.emit(EventKind::Status, json!({ "status": TurnStatus::Running }));
 
-    let spec = match spec_for(inner, turn_id, s) {
-        Ok(spec) => spec,
+    let plan = match plan_for(inner, s) {
+        Ok(plan) => plan,
         Err(e) => return finish(inner, &mut stream, failed(e), None).await,
     };
     let started = Instant::now();
-    let (mut run, mut events) = match claude::spawn(&spec) {
-        Ok(spawned) => spawned,
+    let mut live = match acquire(inner, &s.conversation_id, &plan).await {
+        Ok(live) => live,
         Err(e) => {
             let mut ended = failed(e.to_string());
             ended.not_found = matches!(e, SpawnError::NotFound(_));
             return finish(inner, &mut stream, ended, None).await;
         }
     };
-    let pid = run.pid();
+    let pid = live.run.pid();
     let pid_start = claude::process_start(pid);
     stream.flush_with(|events| {
         inner
@@ -137,113 +143,99 @@ pub(super) async fn run_turn(
         pid,
         "turn started"
     );
+    // A warm process changes mode and model between turns; the message follows on the same stdin, in order.
+    if live.mode != plan.mode {
+        live.input
+            .send(control::request_line(control::set_permission_mode(&plan.mode)).1);
+        live.mode = plan.mode.clone();
+    }
+    if live.model != plan.model {
+        live.input
+            .send(control::request_line(control::set_model(plan.model.as_deref())).1);
+        live.model = plan.model.clone();
+    }
+    live.input.send(control::user_line(&s.prompt));
 
     let timeout = inner.settings.get().turn_timeout;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    let mut asks = Asks::default();
     let mut outcome: Option<Outcome> = None;
     let mut why: Option<Stop> = None;
-    let mut linger = None;
+    // Set once we have asked the CLI to interrupt the turn: past it, the ladder.
+    let mut interrupt_by: Option<tokio::time::Instant> = None;
     let mut open = true;
-    let mut result_seen = false;
-    // Read until the result line, stdout closes and the process exits, a stop is asked for, or the CLI lingers.
-    let mut exited = loop {
+    // Read until the result line, stdout closes, a stop is asked for, or an interrupt goes unanswered.
+    loop {
         tokio::select! {
-            event = events.recv(), if open => match event {
+            event = live.events.recv() => match event {
                 Some(event) => {
-                    on_event(&mut stream, &mut outcome, &mut linger, event);
+                    let mut next = Some(event);
                     // Store what has arrived together in one transaction.
-                    while let Ok(event) = events.try_recv() {
-                        on_event(&mut stream, &mut outcome, &mut linger, event);
+                    while let Some(event) = next.take().or_else(|| live.events.try_recv().ok()) {
+                        on_event(&mut stream, &mut live, &mut asks, &mut outcome, event);
+                        if outcome.is_some() {
+                            break;
+                        }
                     }
                     if outcome.is_some() {
-                        result_seen = true;
-                        break None;
+                        break;
                     }
                     stream.flush();
                 }
-                None if run.line_too_long() => { why = Some(Stop::LineTooLong); break None; }
                 None => {
-                    // Stdout closed: the process should exit now; give it the same grace as after a result.
+                    if live.run.line_too_long() {
+                        why.get_or_insert(Stop::LineTooLong);
+                    }
                     open = false;
-                    linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER_AFTER_RESULT);
+                    break;
                 }
             },
-            status = run.wait(), if !open => break status.ok(),
-            w = stopped(stop.clone()) => { why = Some(w); break None; }
-            () = &mut deadline => { why = Some(Stop::Timeout); break None; }
-            () = sleep_until(linger), if linger.is_some() => break None,
-            // Once the turn's events cannot be stored it stops, and ends failed.
-            () = std::future::ready(()), if stream.fault.is_some() => break None,
-        }
-    };
-    let ending = |why: Option<Stop>,
-                  outcome: Option<&Outcome>,
-                  exited: Option<std::process::ExitStatus>,
-                  run: &claude::Run| {
-        let ended = match why {
-            Some(w) => stopped_ending(w, outcome, timeout),
-            None => match outcome {
-                Some(o) if o.succeeded() => Ended {
-                    status: TurnStatus::Succeeded,
-                    response: o.text.clone(),
-                    session_id: o.session_id.clone(),
-                    cost: o.cost,
-                    num_turns: o.num_turns,
-                    error: None,
-                    not_found: false,
-                },
-                Some(o) => Ended {
-                    status: TurnStatus::Failed,
-                    response: o.text.clone(),
-                    session_id: o.session_id.clone(),
-                    cost: o.cost,
-                    num_turns: o.num_turns,
-                    error: Some(o.error_text()),
-                    not_found: false,
-                },
-                None => {
-                    let tail = run.stderr_tail();
-                    failed(if tail.is_empty() {
-                        match exited {
-                            Some(status) => format!("claude exited ({status}) without a result"),
-                            None => "claude stopped without a result".into(),
-                        }
-                    } else {
-                        last_lines(&tail, 5)
-                    })
-                }
-            },
-        };
-        let keep = outcome
-            .filter(|o| o.succeeded())
-            .and(ended.session_id.clone());
-        (ended, keep)
-    };
-    if result_seen {
-        // The result line ends the turn for its readers at once (docs/architecture.md, "A message, end to end"):
-        // the CLI often lingers seconds after it, and nobody should wait for that. The process still gets its
-        // linger time to exit; what it prints meanwhile is read (a full pipe would block it) and dropped.
-        let (ended, keep) = ending(None, outcome.as_ref(), None, &run);
-        finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
-        exited = loop {
-            tokio::select! {
-                event = recv_or_pending(&mut events, open) => if event.is_none() { open = false },
-                status = run.wait(), if !open => break status.ok(),
-                () = sleep_until(linger) => break None,
+            Some((request, response)) = answers.recv() => {
+                asks.answer(&mut stream, &live.input, &request, &response);
             }
-        };
+            w = stopped(stop.clone()), if why.is_none() => {
+                why = Some(w);
+                match w {
+                    // Only the turn stops: the process stays warm for the next message.
+                    Stop::Cancel | Stop::Timeout => {
+                        live.input.send(control::request_line(control::interrupt()).1);
+                        interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                    }
+                    Stop::Shutdown | Stop::LineTooLong => break,
+                }
+            }
+            () = &mut deadline, if why.is_none() => {
+                why = Some(Stop::Timeout);
+                live.input.send(control::request_line(control::interrupt()).1);
+                interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+            }
+            () = sleep_until(interrupt_by), if interrupt_by.is_some() => break,
+            // Once the turn's events cannot be stored it stops, and ends failed.
+            () = std::future::ready(()), if stream.fault.is_some() => break,
+        }
     }
-    if exited.is_none() {
+    let result_seen = outcome.is_some();
+    // The process can take the next message if it ended this turn the way the protocol says, and nothing else
+    // has gone wrong with it.
+    let healthy = result_seen
+        && open
+        && stream.fault.is_none()
+        && !matches!(why, Some(Stop::Shutdown | Stop::LineTooLong))
+        && !live.run.exited();
+    let mut exited = None;
+    if !healthy {
         // Keep reading while the ladder runs: the CLI prints its last lines (often a result) as it stops.
         {
+            let run = &mut live.run;
+            let events = &mut live.events;
             let ladder = run.stop();
             tokio::pin!(ladder);
             loop {
                 tokio::select! {
-                    _ = &mut ladder => break,
-                    event = recv_or_pending(&mut events, open) => match event {
-                        Some(event) if !result_seen => on_event(&mut stream, &mut outcome, &mut linger, event),
+                    status = &mut ladder => { exited = status.ok(); break }
+                    event = recv_or_pending(events, open) => match event {
+                        Some(Event::Result(o)) if !result_seen => outcome = Some(o),
                         Some(_) => {}
                         None => open = false,
                     },
@@ -251,20 +243,33 @@ pub(super) async fn run_turn(
             }
         }
         while let Ok(Some(event)) =
-            tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+            tokio::time::timeout(Duration::from_millis(200), live.events.recv()).await
         {
-            if !result_seen {
-                on_event(&mut stream, &mut outcome, &mut linger, event);
+            if let Event::Result(o) = event
+                && !result_seen
+            {
+                outcome = Some(o);
             }
         }
     }
-    if !result_seen {
-        let (ended, keep) = ending(why, outcome.as_ref(), exited, &run);
-        finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
+    asks.expire_all(&mut stream);
+    let ended = ending(why, outcome.as_ref(), exited, &live.run, timeout);
+    let keep = outcome
+        .as_ref()
+        .filter(|o| o.succeeded())
+        .and(ended.session_id.clone());
+    if let Some(id) = &ended.session_id {
+        live.session_id = Some(id.clone());
     }
-    drop(run);
-    // Waiters already have their answer; the conversation's next turn waits for this clean-up.
-    let left = claude::kill_leftovers(turn_id).await;
+    finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
+    // Waiters already have their answer; the conversation's next turn waits for what follows.
+    let marker = live.spec.marker.clone();
+    if healthy {
+        inner.sessions.give(&s.conversation_id, live);
+    } else {
+        drop(live);
+    }
+    let left = claude::kill_leftovers(&marker).await;
     if left > 0 {
         tracing::info!(
             turn = turn_id,
@@ -273,15 +278,52 @@ pub(super) async fn run_turn(
     }
 }
 
+/// The conversation's warm process if it fits this turn, else a new one (resuming the conversation's session).
+async fn acquire(inner: &Inner, conversation: &str, plan: &Plan) -> Result<Live, SpawnError> {
+    if let Some(live) = inner.sessions.take(conversation).await {
+        let same_session = plan.resume.is_none() || plan.resume == live.session_id;
+        if live.spec == plan.spec && same_session {
+            return Ok(live);
+        }
+        // Started otherwise (the settings changed, or the prototype asked for another session): a new one.
+        sessions::close(live).await;
+    }
+    let mut spec = plan.spec.clone();
+    spec.resume = plan.resume.clone();
+    spec.options.push(("permission-mode", plan.mode.clone()));
+    if let Some(model) = &plan.model {
+        spec.options.push(("model", model.clone()));
+    }
+    let (run, events, input) = claude::spawn(&spec)?;
+    Ok(Live {
+        run,
+        events,
+        input,
+        spec: plan.spec.clone(),
+        mode: plan.mode.clone(),
+        model: plan.model.clone(),
+        session_id: plan.resume.clone(),
+        cost_total: 0.0,
+    })
+}
+
 fn on_event(
     stream: &mut Stream,
+    live: &mut Live,
+    asks: &mut Asks,
     outcome: &mut Option<Outcome>,
-    linger: &mut Option<tokio::time::Instant>,
-    event: Event,
+    mut event: Event,
 ) {
     if stream.fault.is_some() {
         // Nothing more is stored, so nothing more is shown; the outcome no longer matters either.
         return;
+    }
+    if let Event::Result(o) = &mut event {
+        // The CLI counts cost since the process started: this turn's is the difference.
+        if let Some(total) = o.cost {
+            o.cost = Some((total - live.cost_total).max(0.0));
+            live.cost_total = total;
+        }
     }
     if let Some((kind, data)) = event.to_stream() {
         stream.emit(kind, data);
@@ -295,11 +337,23 @@ fn on_event(
                 tracing::error!(turn = stream.turn_id, "could not store the session: {e}");
                 stream.failed(&e);
             }
+            live.session_id = Some(id);
         }
-        Event::Result(o) => {
-            *outcome = Some(o);
-            linger.get_or_insert_with(|| tokio::time::Instant::now() + LINGER_AFTER_RESULT);
-        }
+        Event::Result(o) => *outcome = Some(o),
+        Event::ControlRequest {
+            request_id,
+            request,
+        } => asks.asked(stream, &live.input, &request_id, &request),
+        Event::ControlCancel { request_id } => asks.withdrawn(stream, &request_id),
+        Event::ControlResponse {
+            request_id,
+            ok: false,
+            response,
+        } => tracing::warn!(
+            turn = stream.turn_id,
+            request_id,
+            "claude refused a control request: {response}"
+        ),
         Event::Garbage(line) => tracing::debug!(turn = stream.turn_id, "claude printed: {line}"),
         _ => {}
     }
@@ -330,54 +384,6 @@ async fn recv_or_pending(
     } else {
         std::future::pending().await
     }
-}
-
-fn failed(error: String) -> Ended {
-    Ended {
-        status: TurnStatus::Failed,
-        response: None,
-        session_id: None,
-        cost: None,
-        num_turns: None,
-        error: Some(error),
-        not_found: false,
-    }
-}
-
-/// A stop we asked for decides the status; a successful result printed meanwhile still gives its session.
-fn stopped_ending(why: Stop, outcome: Option<&Outcome>, timeout: Duration) -> Ended {
-    let (status, error) = match why {
-        Stop::Cancel => (TurnStatus::Cancelled, "cancelled".to_string()),
-        Stop::Timeout => (
-            TurnStatus::TimedOut,
-            format!("timed out after {} s (the turn timeout)", timeout.as_secs()),
-        ),
-        Stop::Shutdown => (
-            TurnStatus::Interrupted,
-            "the server stopped while this turn ran".into(),
-        ),
-        Stop::LineTooLong => (
-            TurnStatus::Failed,
-            format!(
-                "claude printed a line longer than {} MiB; the turn was stopped",
-                claude::MAX_LINE >> 20
-            ),
-        ),
-    };
-    Ended {
-        status,
-        response: outcome.and_then(|o| o.text.clone()),
-        session_id: outcome.and_then(|o| o.session_id.clone()),
-        cost: outcome.and_then(|o| o.cost),
-        num_turns: outcome.and_then(|o| o.num_turns),
-        error: Some(error),
-        not_found: false,
-    }
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Stores the ending, emits the closing events and tells the waiters. `run` is (elapsed, session to keep) when
@@ -452,12 +458,21 @@ async fn finish(
     }
 }
 
-/// The CLI invocation for a turn, read once the conversation is free (so it resumes the session the previous
-/// turn left).
+/// What a turn needs of its process: how it is started (less the mode and model, which a warm one changes
+/// through control requests), the session to resume when a new one starts, the mode and the model.
+struct Plan {
+    spec: claude::Spec,
+    resume: Option<String>,
+    mode: String,
+    model: Option<String>,
+}
+
+/// The process a turn needs, read once the conversation is free (so it resumes the session the previous turn
+/// left).
 ///
 /// The conversation's project must still be an allowed one (the list can change, and a conversation can come from an
 /// import): Claude never runs anywhere else.
-fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> Result<claude::Spec, String> {
+fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
     let conv = inner
         .store
         .conversation_settings(&s.conversation_id)
@@ -490,27 +505,26 @@ fn spec_for(inner: &Inner, turn_id: &str, s: &Submit) -> Result<claude::Spec, St
             "{refused}; change the conversation's permission_mode"
         ));
     }
-    let mut options: Vec<(&'static str, String)> = vec![(
-        "permission-mode",
-        conv.permission_mode
-            .clone()
-            .unwrap_or_else(|| settings.permission_mode.clone()),
-    )];
+    let mut options: Vec<(&'static str, String)> = Vec::new();
     for rule in &settings.allowed_tools {
         options.push(("allowedTools", rule.clone()));
-    }
-    if let Some(model) = &conv.model {
-        options.push(("model", model.clone()));
     }
     if let Some(budget) = conv.max_budget_usd {
         options.push(("max-budget-usd", budget.to_string()));
     }
-    Ok(claude::Spec {
-        bin: settings.claude_bin.clone(),
-        cwd: PathBuf::from(&conv.project),
-        prompt: s.prompt.clone(),
+    Ok(Plan {
+        spec: claude::Spec {
+            bin: settings.claude_bin.clone(),
+            cwd: PathBuf::from(&conv.project),
+            resume: None,
+            options,
+            marker: s.conversation_id.clone(),
+        },
         resume: s.resume.clone().or(conv.session_id),
-        options,
-        turn_id: turn_id.to_string(),
+        mode: conv
+            .permission_mode
+            .clone()
+            .unwrap_or_else(|| settings.default_permission_mode.clone()),
+        model: conv.model.clone(),
     })
 }

@@ -25,10 +25,31 @@
 //! the request (its text blocks minus `<system-reminder>` blocks, joined with
 //! `\n`):
 //! - the last user content holds a `tool_result` block → text
-//!   `Tool ran fine.`, stop_reason `end_turn`;
+//!   `Tool ran fine: <the tool_result's text, first 200 chars>` (just
+//!   `Tool ran fine.` when that text is empty), stop_reason `end_turn`; so a
+//!   test sees what the tool returned (a denial's message, the answers to
+//!   questions, …) in the final reply; text blocks after the last
+//!   `tool_result` (other than `<system-reminder>`s and the CLI's
+//!   `[Request interrupted …]` note) are a new prompt instead, decided as
+//!   below (the CLI merges the next prompt into the user message that holds
+//!   an interrupted turn's tool_result);
+//! - the text contains `RUN_TOOL: <ToolName> <json>` (the JSON object is the
+//!   rest of that line) → one `tool_use` block for that tool with that input,
+//!   stop_reason `tool_use`; the markers below are shorthands of the same kind:
+//! - `ASK_QUESTIONS` → `AskUserQuestion` with two questions ([`QUESTION_DB`],
+//!   single-select SQLite/Postgres; [`QUESTION_CHECKS`], multi-select Unit
+//!   tests/Lint/Browser);
+//! - `EXIT_PLAN` → `ExitPlanMode` with `{"plan": "# Plan\n\n1. Do the thing"}`;
+//! - `EDIT_FILE: <path> <old> => <new>` (rest of that line) → `Edit` with
+//!   `{"file_path", "old_string", "new_string"}` (the CLI wants an absolute
+//!   path, and refuses to edit a file it has not read in the session);
 //! - the text contains `RUN_BASH: <command>` (command = rest of that line) →
 //!   one `tool_use` block for tool `Bash` with input
 //!   `{"command": "<command>", "description": "run"}`, stop_reason `tool_use`;
+//!
+//! The markers are checked in that order (`RUN_TOOL`, `ASK_QUESTIONS`,
+//! `EXIT_PLAN`, `EDIT_FILE`, `RUN_BASH`, then `HANG`); tool ids are
+//! `toolu_mock_N`.
 //! - the text contains `HANG` → with `"stream": true` only `message_start` is
 //!   sent, then nothing until the client disconnects or the mock is dropped
 //!   (without streaming no response is sent at all);
@@ -412,8 +433,8 @@ fn handle(
         }
         let (content, stop) = match &reply {
             Reply::Text(t) => (json!([{"type": "text", "text": t}]), "end_turn"),
-            Reply::Tool { id, input } => (
-                json!([{"type": "tool_use", "id": id, "name": "Bash", "input": input}]),
+            Reply::Tool { id, name, input } => (
+                json!([{"type": "tool_use", "id": id, "name": name, "input": input}]),
                 "tool_use",
             ),
             Reply::Hang => unreachable!(),
@@ -462,12 +483,12 @@ fn handle(
             }
             ("end_turn", 5)
         }
-        Reply::Tool { id, input } => {
+        Reply::Tool { id, name, input } => {
             write_sse(
                 out,
                 "content_block_start",
                 &json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "tool_use", "id": id, "name": "Bash", "input": {}}}),
+                    "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
             )?;
             let partial = input.to_string();
             for piece in split3(&partial) {
@@ -554,7 +575,11 @@ fn sample_named(schema: &Value, name: &str) -> Value {
 
 enum Reply {
     Text(String),
-    Tool { id: String, input: Value },
+    Tool {
+        id: String,
+        name: String,
+        input: Value,
+    },
     Hang,
 }
 
@@ -580,14 +605,46 @@ fn decide(body: &Value, n: usize) -> Reply {
         Some(Value::Array(a)) => a.iter().collect(),
         _ => Vec::new(),
     };
-    if blocks
+    let results: Vec<&Value> = blocks
         .iter()
-        .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
-    {
-        return Reply::Text("Tool ran fine.".to_string());
+        .copied()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        .collect();
+    // The CLI merges a new prompt into the user message that holds the tool_result of an interrupted turn:
+    // then the prompt's text (after the last tool_result, minus reminders and the interruption note) decides.
+    let after_results: Vec<&str> = blocks
+        .iter()
+        .rev()
+        .take_while(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .filter(|t| {
+            let t = t.trim_start();
+            !t.starts_with("<system-reminder>") && !t.starts_with("[Request interrupted")
+        })
+        .collect();
+    if !results.is_empty() && after_results.is_empty() {
+        let said: String = results
+            .iter()
+            .map(|b| tool_result_text(b))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .chars()
+            .take(200)
+            .collect();
+        return Reply::Text(if said.is_empty() {
+            "Tool ran fine.".to_string()
+        } else {
+            format!("Tool ran fine: {said}")
+        });
     }
     let text = match content {
         Some(Value::String(s)) => s.clone(),
+        _ if !results.is_empty() => after_results
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => blocks
             .iter()
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
@@ -596,16 +653,83 @@ fn decide(body: &Value, n: usize) -> Reply {
             .collect::<Vec<_>>()
             .join("\n"),
     };
-    if let Some(pos) = text.find("RUN_BASH:") {
-        let rest = &text[pos + "RUN_BASH:".len()..];
-        let command = rest.lines().next().unwrap_or("").trim().to_string();
-        return Reply::Tool {
-            id: format!("toolu_mock_{n}"),
-            input: json!({"command": command, "description": "run"}),
-        };
+    let tool = |name: &str, input: Value| Reply::Tool {
+        id: format!("toolu_mock_{n}"),
+        name: name.to_string(),
+        input,
+    };
+    if let Some(rest) = marker_line(&text, "RUN_TOOL:") {
+        let (name, input) = rest.split_once(char::is_whitespace).unwrap_or((rest, "{}"));
+        let input = serde_json::from_str(input.trim())
+            .unwrap_or_else(|e| panic!("mock_api: RUN_TOOL input is not JSON ({e}): {input}"));
+        return tool(name, input);
+    }
+    if text.contains("ASK_QUESTIONS") {
+        return tool("AskUserQuestion", ask_questions_input());
+    }
+    if text.contains("EXIT_PLAN") {
+        return tool("ExitPlanMode", json!({"plan": EXIT_PLAN_TEXT}));
+    }
+    if let Some(rest) = marker_line(&text, "EDIT_FILE:") {
+        let (path, change) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let (old, new) = change.split_once(" => ").unwrap_or((change, ""));
+        return tool(
+            "Edit",
+            json!({"file_path": path, "old_string": old.trim(), "new_string": new.trim()}),
+        );
+    }
+    if let Some(command) = marker_line(&text, "RUN_BASH:") {
+        return tool("Bash", json!({"command": command, "description": "run"}));
     }
     if text.contains("HANG") {
         return Reply::Hang;
     }
     Reply::Text(format!("mock reply: {}", text.trim()))
+}
+
+/// The first question of `ASK_QUESTIONS` (single-select: SQLite, Postgres).
+pub const QUESTION_DB: &str = "Which database should we use?";
+/// The second question of `ASK_QUESTIONS` (multi-select: Unit tests, Lint, Browser).
+pub const QUESTION_CHECKS: &str = "Which checks should run?";
+/// The plan `EXIT_PLAN` proposes.
+pub const EXIT_PLAN_TEXT: &str = "# Plan\n\n1. Do the thing";
+
+/// The `AskUserQuestion` input of `ASK_QUESTIONS`.
+pub fn ask_questions_input() -> Value {
+    json!({"questions": [
+        {"question": QUESTION_DB, "header": "Database", "multiSelect": false, "options": [
+            {"label": "SQLite", "description": "One file, no server"},
+            {"label": "Postgres", "description": "A server of its own"},
+        ]},
+        {"question": QUESTION_CHECKS, "header": "Checks", "multiSelect": true, "options": [
+            {"label": "Unit tests", "description": "cargo test"},
+            {"label": "Lint", "description": "clippy"},
+            {"label": "Browser", "description": "the web tests"},
+        ]},
+    ]})
+}
+
+/// The rest of the line after `marker`, trimmed, if the text holds it.
+fn marker_line<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
+    let pos = text.find(marker)?;
+    Some(
+        text[pos + marker.len()..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim(),
+    )
+}
+
+/// A `tool_result` block's text: its `content` string, or its text blocks joined.
+fn tool_result_text(block: &Value) -> String {
+    match block.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
 }

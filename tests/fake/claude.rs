@@ -1,6 +1,7 @@
 //! `fake-claude`: a stand-in for the Claude Code CLI (`claude`, v2.1.197) used by the integration tests.
 //!
-//! It follows the headless contract of the real CLI as observed (`-p` mode only; see docs/architecture.md):
+//! It follows the headless contract of the real CLI as observed (`-p` mode only, one-shot or long-lived; see
+//! docs/architecture.md):
 //! the same flags, the same error texts and exit codes, the same stream-json message shapes, sessions that
 //! can be resumed, and the same reaction to SIGINT/SIGTERM. Instead of calling a model it replies
 //! `echo[n]: <prompt>`, where `n` counts the prompts of the session so far (this one included).
@@ -10,8 +11,9 @@
 //! json + `--verbose` prints a JSON array of every message), `--verbose`, `--include-partial-messages`,
 //! `--resume ID`, `--permission-mode MODE`, `--allowedTools/--allowed-tools TOOLS...` (variadic in the
 //! space form: it swallows the following non-option arguments, like the real CLI), `--model`,
-//! `--max-budget-usd`, `--append-system-prompt`. Value options accept `--opt=V` and `--opt V` (a value that
-//! starts with `-` is taken literally). `--` ends the options. `-v/--version` prints `2.1.197 (Claude Code)`.
+//! `--max-budget-usd`, `--append-system-prompt`, `--input-format text|stream-json` and
+//! `--permission-prompt-tool TOOL` (see "Long-lived mode"). Value options accept `--opt=V` and `--opt V` (a
+//! value that starts with `-` is taken literally). `--` ends the options. `-v/--version` prints `2.1.197 (Claude Code)`.
 //! Any other option: `error: unknown option '<arg>'`, rc 1.
 //! `--permission-mode bypassPermissions` as root fails unless `IS_SANDBOX=1`.
 //!
@@ -55,13 +57,68 @@
 //! (elsewhere), rc 0. SIGTERM: rc 143 and no result. While stdin is still being read (before the markers
 //! are known): SIGINT → rc 130, SIGTERM → rc 143, nothing printed.
 //!
+//! # Long-lived mode (`--input-format stream-json`; the code is in claude_live.rs)
+//! Needs `--output-format stream-json` (else `Error: --input-format=stream-json requires
+//! output-format=stream-json`, rc 1). `--resume` of a session of another cwd fails as above, before stdin is
+//! read. Nothing is printed before the first stdin line. A thread reads stdin line by line; the main thread
+//! runs turns:
+//! - `{"type":"user","message":{"role":"user","content":TEXT|[blocks]}}` is a prompt (blocks: their `text`
+//!   joined by `"\n"`); it runs as the next turn, queued if a turn runs. A turn is a one-shot turn with every
+//!   marker above (`[[linger:S]]` only delays the next turn; `[[error]]` does not end the process), its own
+//!   `system/init` (same session id for the whole process, the model of the latest `set_model`, the current
+//!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0001 per turn; no
+//!   `result_index`). The session gets one line per prompt, so `echo[n]` counts across turns and `--resume`.
+//!   Stdin EOF: the current and queued turns finish, then rc 0 (while a permission request waits: rc 0 at once).
+//! - Control requests `{"type":"control_request","request_id":R,"request":{"subtype":…}}`, answered at once with
+//!   `{"type":"control_response","response":{"subtype":"success","request_id":R,"response":{…}}}`: `initialize`
+//!   (`{"commands":[],"models":[],"pid":PID}`), `interrupt` (`{}`), `set_permission_mode {"mode"}` (any string;
+//!   from the next tool call on), `set_model {"model"}`. Any other subtype: `{"subtype":"error","request_id":R,
+//!   "error":"Unknown request subtype: X"}`. `interrupt` stops a running turn at once (during `[[slow]]`, a
+//!   command, or a wait for a permission answer): during a tool its `tool_result` (`is_error`), then a `user` line
+//!   `[Request interrupted by user for tool use]` and a result `error_during_execution` / `aborted_tools`;
+//!   elsewhere `[Request interrupted by user]` / `aborted_streaming`. The process stays; a pending
+//!   `can_use_tool` is abandoned (a late answer is ignored, as is any `control_response` we did not ask for).
+//! - Tool markers, run in the order they appear, after `[[tool]]`/`[[slow]]` and before the reply; each is a
+//!   `tool_use` `toolu_fakeN` (N = 2, 3, … over the process) and its `tool_result`, and adds 1 to `num_turns`:
+//!   - `[[bash:CMD]]`: Bash `{"command":CMD,"description":<first word>}`. Runs without asking when the mode is
+//!     `bypassPermissions`, the first word is echo/ls/pwd/cat/true, the mode is `acceptEdits` and the first word
+//!     is touch/mkdir/cp/mv, or an allow rule matches: `Bash`, `Bash(CMD)`, `Bash(PREFIX *)`, `Bash(PREFIX:*)`,
+//!     from `--allowedTools`, from an earlier answer in this process, or from `permissions.allow` of
+//!     `<cwd>/.claude/settings.local.json` (read at each check). Else it asks: `{"type":"control_request",
+//!     "request_id":<uuid>,"request":{"subtype":"can_use_tool","tool_name":"Bash","display_name":"Bash",
+//!     "input":…,"description":…,"permission_suggestions":[addRules CMD localSettings, setMode acceptEdits
+//!     session],"blocked_path":"<cwd>/<last word>","tool_use_id":…}}` and waits (no timeout). A command that
+//!     runs: `sh -c` in the cwd in its own session (killed on interrupt), output = stdout+stderr, `is_error` if
+//!     rc≠0.
+//!   - `[[question]]`: AskUserQuestion with two questions (Database: SQLite/Postgres; Checks, multi-select: Unit
+//!     tests/Lint/Browser); always asks (no suggestions). Allow: `Your questions have been answered:
+//!     "Q1"="A1", "Q2"="A2". You can now continue with these answers in mind.` from `updatedInput.answers`.
+//!   - `[[plan]]`: ExitPlanMode `{"plan":"# Plan…"}`. Outside plan mode `You are not in plan mode…` (`is_error`)
+//!     without asking; in plan mode asks, and allow gives `User has approved your plan. You can now start
+//!     coding.` and mode `default`.
+//!   - `[[withdraw]]`: 300 ms after asking, `{"type":"control_cancel_request","request_id":R}`, then as a deny
+//!     with message `withdrawn`.
+//!
+//!   Answers (`control_response` with our request id): allow with `updatedInput` → the tool runs with it;
+//!   `updatedPermissions` `addRules` are remembered for the process (`localSettings` ones are also written to
+//!   `permissions.allow` as `Bash(<ruleContent>)`), `setMode` changes the mode. Allow without `updatedInput`:
+//!   `Tool permission request failed: ZodError: updatedInput required` (`is_error`), nothing runs. Deny: the
+//!   message (`is_error`), the turn goes on and its result lists `permission_denials` (`tool_name`,
+//!   `tool_use_id`, `tool_input`). Deny with `"interrupt":true`: as an interrupt during a tool. An `error`
+//!   response: `Tool permission request failed: Error: <error>`, the turn goes on. Without
+//!   `--permission-prompt-tool stdio` nothing is asked: the call is denied (`Claude requested permissions to use
+//!   <tool>, but you haven't granted it yet.`).
+//! - Signals: SIGINT during a turn ends it like `interrupt`, then rc 0; SIGTERM rc 143 without a result. Between
+//!   turns SIGINT → rc 130, SIGTERM → rc 143, nothing printed.
+//!
 //! # Environment
 //! - `CLAUDE_CONFIG_DIR` (else `$HOME/.claude`): sessions live in `<dir>/fake-sessions/<uuid>.jsonl`, one
 //!   JSON line per prompt; the first line holds the cwd and `--resume` from another cwd fails, like the
 //!   real CLI.
 //! - `FAKE_CLAUDE_RECORD=<dir>`: before any output writes `<pid>.argv.json` (argv without argv[0]),
 //!   `<pid>.env.json`, `<pid>.cwd`, then `<pid>.prompt` (exact bytes) and, with `[[orphan]]`,
-//!   `<pid>.orphan` (the orphan's pid).
+//!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt and
+//!   `<pid>.stdin` gets every stdin line appended as it is received.
 //! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit.
 //! - `CLAUDE_CODE_MAX_RETRIES`: `max_retries` in `api_retry` lines (default 10).
 //!
@@ -74,6 +131,8 @@
 
 #[path = "clock.rs"]
 mod clock;
+#[path = "claude_live.rs"]
+mod live;
 
 use std::ffi::{OsString, c_int};
 use std::fs::{self, OpenOptions};
@@ -110,6 +169,7 @@ const TOOLS: &[&str] = &[
     "TodoWrite",
 ];
 const FORMATS: &[&str] = &["text", "json", "stream-json"];
+const INPUT_FORMATS: &[&str] = &["text", "stream-json"];
 const PERMISSION_MODES: &[&str] = &[
     "acceptEdits",
     "auto",
@@ -153,6 +213,9 @@ fn main() {
     if args.format == Format::StreamJson && !args.verbose {
         fail("Error: When using --print, --output-format=stream-json requires --verbose");
     }
+    if args.input_stream_json && args.format != Format::StreamJson {
+        fail("Error: --input-format=stream-json requires output-format=stream-json");
+    }
     if args.permission_mode == "bypassPermissions"
         && running_as_root()
         && std::env::var_os("IS_SANDBOX").is_none_or(|v| v != "1")
@@ -162,6 +225,9 @@ fn main() {
         );
     }
 
+    if args.input_stream_json {
+        live::serve(&args, cwd);
+    }
     let prompt = read_prompt(args.prompt.as_deref());
     record("prompt", &prompt);
     if prompt.is_empty() {
@@ -171,15 +237,7 @@ fn main() {
 
     let (session_id, n) = match open_session(args.resume.as_deref(), &cwd, &text) {
         Ok(found) => found,
-        Err(id) => {
-            let message = format!("No conversation found with session ID: {id}");
-            if args.format == Format::StreamJson {
-                let mut result = base_result(&new_uuid(), "error_during_execution", true, 0, 0);
-                result["errors"] = json!([message]);
-                write_line(&result);
-            }
-            fail(&message);
-        }
+        Err(id) => no_session(&id, args.format),
     };
 
     let markers = Markers::parse(&text);
@@ -195,9 +253,21 @@ fn main() {
         num_turns: 1,
         in_tool: false,
         done: false,
+        live: None,
     };
     let rc = turn.run(&text, n);
     finish(rc);
+}
+
+/// `--resume` of a session that does not exist (or belongs to another cwd): rc 1.
+fn no_session(id: &str, format: Format) -> ! {
+    let message = format!("No conversation found with session ID: {id}");
+    if format == Format::StreamJson {
+        let mut result = base_result(&new_uuid(), "error_during_execution", true, 0, 0);
+        result["errors"] = json!([message]);
+        write_line(&result);
+    }
+    fail(&message);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -219,6 +289,13 @@ struct Args {
     permission_mode: String,
     /// The positional prompt, as raw bytes.
     prompt: Option<Vec<u8>>,
+    /// `--input-format stream-json`: the long-lived mode (claude_live.rs).
+    input_stream_json: bool,
+    /// `--permission-prompt-tool stdio`: permission requests go to the host on stdout.
+    prompt_tool_stdio: bool,
+    /// Every `--allowedTools` value, as given.
+    allowed_tools: Vec<String>,
+    model: Option<String>,
 }
 
 enum Parsed {
@@ -239,6 +316,10 @@ fn parse_args(argv: &[OsString]) -> Parsed {
         resume: None,
         permission_mode: "default".into(),
         prompt: None,
+        input_stream_json: false,
+        prompt_tool_stdio: false,
+        allowed_tools: Vec::new(),
+        model: None,
     };
     let mut positionals: Vec<Vec<u8>> = Vec::new();
     let mut unknown: Option<String> = None;
@@ -254,7 +335,8 @@ fn parse_args(argv: &[OsString]) -> Parsed {
             break;
         }
         if variadic && !is_option {
-            continue; // one more --allowedTools value
+            args.allowed_tools.push(arg); // one more --allowedTools value
+            continue;
         }
         variadic = false;
         if !is_option {
@@ -315,9 +397,20 @@ fn parse_args(argv: &[OsString]) -> Parsed {
             ("--resume", _) => value("-r, --resume [value]").map(|v| args.resume = Some(v)),
             ("--allowedTools" | "--allowed-tools", has_inline) => {
                 variadic = !has_inline;
-                value("--allowedTools, --allowed-tools <tools...>").map(drop)
+                value("--allowedTools, --allowed-tools <tools...>")
+                    .map(|v| args.allowed_tools.push(v))
             }
-            ("--model", _) => value("--model <model>").map(drop),
+            ("--model", _) => value("--model <model>").map(|v| args.model = Some(v)),
+            ("--input-format", _) => value("--input-format <format>").and_then(|v| {
+                args.input_stream_json = match v.as_str() {
+                    "text" => false,
+                    "stream-json" => true,
+                    _ => return Err(invalid_choice("--input-format <format>", &v, INPUT_FORMATS)),
+                };
+                Ok(())
+            }),
+            ("--permission-prompt-tool", _) => value("--permission-prompt-tool <tool>")
+                .map(|v| args.prompt_tool_stdio = v == "stdio"),
             ("--max-budget-usd", _) => value("--max-budget-usd <amount>").map(drop),
             ("--append-system-prompt", _) => value("--append-system-prompt <prompt>").map(drop),
             _ => {
@@ -434,6 +527,9 @@ struct Markers {
     stderr: bool,
     huge_line_mb: usize,
     write: Option<String>,
+    /// `[[bash:CMD]]`, `[[question]]`, `[[plan]]` in the order they appear (long-lived mode only).
+    tools: Vec<live::Tool>,
+    withdraw: bool,
 }
 
 impl Markers {
@@ -468,6 +564,8 @@ impl Markers {
             stderr: flag("stderr"),
             huge_line_mb: count("huge-line").unwrap_or(0),
             write: marker_value(text, "write").map(String::from),
+            tools: live::tools(text),
+            withdraw: flag("withdraw"),
         }
     }
 }
@@ -483,30 +581,35 @@ fn marker_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------------------
 // Sessions
 
-/// Creates a session or appends to the resumed one; returns its id and the number of prompts in it.
-/// `Err(id)` when `--resume` names no session of this cwd.
-fn open_session(resume: Option<&str>, cwd: &str, prompt: &str) -> Result<(String, usize), String> {
+/// Where the sessions live.
+fn sessions_dir() -> PathBuf {
     let base = match std::env::var_os("CLAUDE_CONFIG_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".claude")
         }
     };
-    let dir = base.join("fake-sessions");
+    base.join("fake-sessions")
+}
+
+/// Whether `id` names a session started in `cwd`.
+fn resumable(id: &str, cwd: &str) -> bool {
+    let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let file = sessions_dir().join(format!("{id}.jsonl"));
+    let first: Option<Value> = valid
+        .then(|| fs::read_to_string(&file).ok())
+        .flatten()
+        .and_then(|s| s.lines().next().and_then(|l| serde_json::from_str(l).ok()));
+    first.is_some_and(|line| line["cwd"] == cwd)
+}
+
+/// Creates a session or appends to the resumed one; returns its id and the number of prompts in it.
+/// `Err(id)` when `--resume` names no session of this cwd.
+fn open_session(resume: Option<&str>, cwd: &str, prompt: &str) -> Result<(String, usize), String> {
+    let dir = sessions_dir();
     let session_id = match resume {
-        Some(id) => {
-            let valid =
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            let file = dir.join(format!("{id}.jsonl"));
-            let first: Option<Value> = valid
-                .then(|| fs::read_to_string(&file).ok())
-                .flatten()
-                .and_then(|s| s.lines().next().and_then(|l| serde_json::from_str(l).ok()));
-            match first {
-                Some(line) if line["cwd"] == cwd => id.to_string(),
-                _ => return Err(id.to_string()),
-            }
-        }
+        Some(id) if resumable(id, cwd) => id.to_string(),
+        Some(id) => return Err(id.to_string()),
         None => new_uuid(),
     };
     let file = dir.join(format!("{session_id}.jsonl"));
@@ -587,7 +690,11 @@ impl Out {
 /// A content block of a fake API message.
 enum Block {
     Thinking,
-    ToolUse,
+    ToolUse {
+        id: String,
+        name: &'static str,
+        input: Value,
+    },
     Text(String),
 }
 
@@ -607,6 +714,8 @@ struct Turn {
     in_tool: bool,
     /// The result line is out: SIGINT no longer does anything.
     done: bool,
+    /// The long-lived mode's state (claude_live.rs); `None` for a one-shot `-p` run.
+    live: Option<Box<live::Live>>,
 }
 
 impl Turn {
@@ -614,7 +723,8 @@ impl Turn {
     fn run(&mut self, prompt: &str, n: usize) -> i32 {
         self.emit(json!({
             "type": "system", "subtype": "init", "cwd": self.cwd, "session_id": self.session_id,
-            "tools": TOOLS, "mcp_servers": [], "model": MODEL, "permissionMode": self.permission_mode,
+            "tools": TOOLS, "mcp_servers": [], "model": self.live.as_ref().map_or(MODEL, |l| &l.model),
+            "permissionMode": self.permission_mode,
             "slash_commands": ["compact", "context", "cost", "init", "review"], "apiKeySource": "none",
             "claude_code_version": VERSION, "output_style": "default", "agents": ["general-purpose"],
             "skills": [], "plugins": [], "uuid": new_uuid(), "fast_mode_state": "off",
@@ -658,10 +768,15 @@ impl Turn {
 
         let mut thinking = self.markers.thinking;
         if self.markers.tool {
+            let tool = Block::ToolUse {
+                id: "toolu_fake1".into(),
+                name: "Bash",
+                input: json!({"command": "echo hi", "description": "echo"}),
+            };
             let blocks = if thinking {
-                vec![Block::Thinking, Block::ToolUse]
+                vec![Block::Thinking, tool]
             } else {
-                vec![Block::ToolUse]
+                vec![tool]
             };
             thinking = false;
             self.api_message(blocks, "tool_use");
@@ -691,6 +806,9 @@ impl Turn {
                 },
             }));
             self.num_turns = 2;
+        }
+        if self.live.is_some() {
+            self.live_tools();
         }
 
         let rc = if self.markers.error || self.markers.not_logged_in {
@@ -769,17 +887,14 @@ impl Turn {
                         .collect::<Vec<_>>(),
                     json!({"type": "thinking", "thinking": THINKING, "signature": SIGNATURE}),
                 ),
-                Block::ToolUse => {
-                    let input = json!({"command": "echo hi", "description": "echo"});
-                    (
-                        json!({"type": "tool_use", "id": "toolu_fake1", "name": "Bash", "input": {}}),
-                        split_chunks(&input.to_string(), 2)
-                            .into_iter()
-                            .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
-                            .collect(),
-                        json!({"type": "tool_use", "id": "toolu_fake1", "name": "Bash", "input": input}),
-                    )
-                }
+                Block::ToolUse { id, name, input } => (
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    split_chunks(&input.to_string(), 2)
+                        .into_iter()
+                        .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                        .collect(),
+                    json!({"type": "tool_use", "id": id, "name": name, "input": input}),
+                ),
                 Block::Text(text) => {
                     let chunks = self
                         .markers
@@ -871,11 +986,15 @@ impl Turn {
             "contextWindow": 200000, "maxOutputTokens": 64000,
         }});
         result["terminal_reason"] = json!(terminal_reason);
+        if let Some(live) = &self.live {
+            result["permission_denials"] = json!(live.denials);
+        }
         result
     }
 
-    fn finish_turn(&mut self, result: Value) {
+    fn finish_turn(&mut self, mut result: Value) {
         self.checkpoint();
+        self.add_cost(&mut result);
         self.out.result(result);
         self.done = true;
     }
@@ -893,10 +1012,14 @@ impl Turn {
         }
     }
 
-    /// Reacts to a pending SIGINT/SIGTERM as the markers say; may end the process.
+    /// Reacts to a pending SIGINT/SIGTERM as the markers say; may end the process. In the long-lived
+    /// mode it also takes in what arrived on stdin, and may end the turn (see `live_checkpoint`).
     fn checkpoint(&mut self) {
         if GOT_TERM.load(Ordering::SeqCst) && !self.markers.stubborn {
             finish(143);
+        }
+        if self.live.is_some() {
+            self.live_checkpoint();
         }
         if !GOT_INT.swap(false, Ordering::SeqCst)
             || self.done
