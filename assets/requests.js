@@ -24,8 +24,12 @@ export function showRequest(req) {
   if (!state.conv || req.conversation_id !== state.conv.id || (req.state && req.state !== 'pending')) return;
   const card = render(req);
   cards.set(req.id, { req, card });
+  // The transcript gives the card room from below: one that showed its newest messages still does.
+  const box = $('messages');
+  const stick = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   $('requests').append(card);
   $('requests').hidden = false;
+  if (stick) box.scrollTop = box.scrollHeight;
   counted();
   above.loadList().catch(() => {});
 }
