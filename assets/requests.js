@@ -5,15 +5,18 @@
 
 import { api } from './api.js';
 import { el, markdown } from './markdown.js';
-import { $, above, flash, state } from './turn.js';
+import { $, above, flash, setStatus, state } from './turn.js';
 
 const cards = new Map(); // request id → {req, card}, for the open conversation
 const over = new Set(); // request ids already ended here: never shown again, their record never written twice
 
-// The header's "waiting for you" follows the cards on screen.
+// The header's "waiting for you" and the status line follow the cards on screen.
 function counted() {
   state.waitingHere = cards.size;
   above.markHeader();
+  if (state.live && state.live.view.status === 'running') {
+    setStatus(cards.size ? 'Waiting for your answer…' : 'Running…', 'running');
+  }
 }
 
 // ---------- the requests of the open conversation ----------
