@@ -262,12 +262,22 @@ impl Run {
         if self.status.is_none()
             && let Ok(Some(status)) = self.child.try_wait()
         {
-            self.status = Some(status);
-            if let Some(set) = tracked().as_mut() {
-                set.remove(&self.pid);
-            }
+            self.reaped(status);
         }
         self.status.is_some()
+    }
+
+    /// Records the exit, and clears what the CLI could not: a SIGKILLed CLI (2.1.332) leaves its messaging socket
+    /// behind.
+    fn reaped(&mut self, status: ExitStatus) {
+        use std::os::unix::process::ExitStatusExt;
+        self.status = Some(status);
+        if let Some(set) = tracked().as_mut() {
+            set.remove(&self.pid);
+        }
+        if status.signal() == Some(nix::libc::SIGKILL) {
+            remove_socket(self.pid);
+        }
     }
 
     /// Waits for the child to exit.
@@ -276,10 +286,7 @@ impl Run {
             return Ok(status);
         }
         let status = self.child.wait().await?;
-        self.status = Some(status);
-        if let Some(set) = tracked().as_mut() {
-            set.remove(&self.pid);
-        }
+        self.reaped(status);
         Ok(status)
     }
 
@@ -309,8 +316,15 @@ impl Drop for Run {
         // kill_on_drop reaches the leader only; take its group too.
         if self.status.is_none() {
             crate::process::signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+            remove_socket(self.pid);
         }
     }
+}
+
+/// Removes the socket a CLI process of this pid advertised (`/tmp/cc-socks/<pid>.sock`), which it deletes itself
+/// on every exit but SIGKILL.
+fn remove_socket(pid: u32) {
+    let _ = std::fs::remove_file(format!("/tmp/cc-socks/{pid}.sock"));
 }
 
 /// Makes this process the reaper of what its descendants orphan (Linux), so the CLI's leftovers can be stopped.

@@ -113,6 +113,8 @@ pub enum SubmitError {
 
 struct Live {
     stop: watch::Sender<Option<Stop>>,
+    /// Set once the turn has its conversation and a slot, and runs.
+    running: Arc<std::sync::atomic::AtomicBool>,
     answers: tokio::sync::mpsc::UnboundedSender<Answer>,
     ended: watch::Sender<Option<Ended>>,
     conversation_id: String,
@@ -246,11 +248,13 @@ impl Turns {
         let (ended_tx, ended_rx) = watch::channel(None);
         let (answers_tx, answers_rx) = tokio::sync::mpsc::unbounded_channel();
         let hub = Hub::new();
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
         hub.publish(&[queued]);
         lock(&inner.live).insert(
             id.clone(),
             Live {
                 stop: stop_tx,
+                running: running.clone(),
                 answers: answers_tx,
                 ended: ended_tx,
                 conversation_id: s.conversation_id.clone(),
@@ -259,7 +263,13 @@ impl Turns {
         );
         let inner = inner.clone();
         tokio::spawn(async move {
-            run::run_turn(&inner, &id, &s, lane, stop_rx, hub, answers_rx).await;
+            let turn = run::Handles {
+                stop: stop_rx,
+                hub,
+                answers: answers_rx,
+                running,
+            };
+            run::run_turn(&inner, &id, &s, lane, turn).await;
             lock(&inner.live).remove(&id);
             release_lane(&inner, &s.conversation_id);
         });
@@ -296,6 +306,21 @@ impl Turns {
             .get(&request.turn_id)
             .filter(|live| live.ended.borrow().is_none())
             .is_some_and(|live| live.answers.send((request.clone(), response)).is_ok())
+    }
+
+    /// Interrupts the conversation's running turn, if one runs (its queued ones wait on): the process stays warm
+    /// and takes the next message.
+    pub fn interrupt_running(&self, conversation_id: &str) {
+        let running: Vec<String> = lock(&self.inner.live)
+            .iter()
+            .filter(|(_, l)| {
+                l.conversation_id == conversation_id && l.running.load(Ordering::SeqCst)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in running {
+            self.stop(&id, Stop::Cancel);
+        }
     }
 
     /// Asks a live turn to stop; false if it is not running here.

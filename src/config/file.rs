@@ -103,6 +103,7 @@ pub(super) struct FileClaude {
     pub(super) max_warm: Option<usize>,
     pub(super) idle_secs: Option<u64>,
     pub(super) default_permission_mode: Option<String>,
+    pub(super) deny_unanswered_after_mins: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]

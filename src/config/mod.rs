@@ -80,6 +80,8 @@ pub struct Settings {
     pub max_warm: usize,
     /// How long an idle Claude process stays warm.
     pub session_idle: Duration,
+    /// Claude's unanswered permission requests are denied after this long; None (the default): they wait.
+    pub deny_unanswered_after: Option<Duration>,
     /// The modes a client may choose for a conversation (none above `permission_mode`).
     pub allowed_permission_modes: Vec<String>,
     /// Tool rules Claude may use without asking (`--allowedTools`).
@@ -389,6 +391,11 @@ impl Settings {
             default_permission_mode,
             max_warm,
             session_idle: Duration::from_secs(idle_secs),
+            deny_unanswered_after: file
+                .claude
+                .deny_unanswered_after_mins
+                .filter(|&m| m > 0.0 && m.is_finite())
+                .map(|m| Duration::from_secs_f64((m * 60.0).min(1e9))),
             allowed_permission_modes,
             allowed_tools,
             projects,

@@ -22,6 +22,13 @@ const MAX_PAGE: usize = 200;
 
 pub(super) fn status(app: &App) -> Response<Body> {
     let (running, queued) = app.turns.counts();
+    let settings = app.settings.get();
+    // What the phone may offer for a conversation's mode: the allowed ones up to the ceiling, and the default.
+    let modes: Vec<&String> = settings
+        .allowed_permission_modes
+        .iter()
+        .filter(|m| settings.refuse_mode(m).is_none())
+        .collect();
     // Under `up`, its state file tells the tunnel and the children; served alone, there is no tunnel.
     let supervisor = crate::state::read_live(&app.settings.get().state_dir);
     let tunnel = supervisor.as_ref().map_or_else(
@@ -37,7 +44,8 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "turns": {"running": running, "queued": queued},
             "subscribers": app.turns.subscribers(),
             // The allowed project directories, the default first (the web app's picker).
-            "projects": app.settings.get().projects,
+            "projects": settings.projects,
+            "permission_modes": {"allowed": modes, "default": settings.default_permission_mode},
             "supervisor": supervisor.map(|s| json!({"pid": s.pid, "children": s.children})),
         }),
     )
@@ -373,6 +381,9 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
 pub(super) struct NewMessage {
     message: Option<String>,
     client_id: Option<String>,
+    /// Interrupt the turn running now, so this one runs next ("interrupt and send").
+    #[serde(default)]
+    interrupt: bool,
 }
 
 /// `POST /api/conversations/{id}/messages`: queues the message as a turn of an existing conversation → 202 with
@@ -402,10 +413,16 @@ pub(super) async fn post_message(
         resume: None,
         client_id: body.client_id,
     }) {
-        Ok((turn, _)) => json(
-            StatusCode::ACCEPTED,
-            &json!({"turn_id": turn.id, "status": turn.status}),
-        ),
+        Ok((turn, waiter)) => {
+            // Only a new turn interrupts: a retried send (no waiter) has done so already.
+            if body.interrupt && waiter.is_some() {
+                app.turns.interrupt_running(&conversation.id);
+            }
+            json(
+                StatusCode::ACCEPTED,
+                &json!({"turn_id": turn.id, "status": turn.status}),
+            )
+        }
         Err(e) => submit_error(e),
     }
 }
@@ -469,7 +486,7 @@ mod tests {
     async fn patch_changes_what_the_body_names_and_refuses_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c1", "/p").unwrap();
+        app.store.ensure_conversation("c1", "/p", None).unwrap();
         let (status, _) = answer(find_conversation(&app, "nope").unwrap_err()).await;
         assert_eq!(status, 404);
         let c1 = find_conversation(&app, "c1").unwrap();
@@ -515,11 +532,12 @@ mod tests {
     async fn a_message_is_checked_then_queued_once_per_client_id() {
         let dir = tempfile::tempdir().unwrap();
         let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c1", "/p").unwrap();
+        app.store.ensure_conversation("c1", "/p", None).unwrap();
         let c1 = find_conversation(&app, "c1").unwrap();
         let message = |message: &str, client_id: &str| NewMessage {
             message: Some(message.into()),
             client_id: Some(client_id.into()),
+            interrupt: false,
         };
         let refused = |error: &str| (400, json!({ "error": error }));
         assert_eq!(

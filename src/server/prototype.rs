@@ -40,8 +40,14 @@ pub(super) async fn chat(app: &App, body: ChatRequest) -> Response<Body> {
     if let Err(e) = app.turns.ready() {
         return submit_error(e);
     }
-    let project = app.settings.get().default_project().display().to_string();
-    if let Err(e) = app.store.ensure_conversation(&conv_id, &project) {
+    let settings = app.settings.get();
+    let project = settings.default_project().display().to_string();
+    // The prototype's clients cannot answer Claude's questions: their conversations run in the prototype's mode
+    // (the ceiling), as they always did, rather than wait for an answer that will not come.
+    if let Err(e) =
+        app.store
+            .ensure_conversation(&conv_id, &project, Some(&settings.permission_mode))
+    {
         return internal(e);
     }
     let waiter = match app.turns.submit(Submit {
@@ -190,7 +196,7 @@ mod tests {
     async fn reset_forgets_a_conversation_and_sessions_lists_them() {
         let dir = tempfile::tempdir().unwrap();
         let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c1", "/p").unwrap();
+        app.store.ensure_conversation("c1", "/p", None).unwrap();
         let (status, listed) = answer(sessions(&app)).await;
         assert_eq!(status, 200);
         assert_eq!(listed["c1"]["turn_count"], 0);

@@ -397,7 +397,7 @@ mod tests {
     async fn requests_are_listed_and_answered_once() {
         let dir = tempfile::tempdir().unwrap();
         let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c", "/p").unwrap();
+        app.store.ensure_conversation("c", "/p", None).unwrap();
         app.store.insert_turn(TURN, "c", "x", None, &[]).unwrap();
         assert_eq!(said(list(&app)).await, (200, json!({"requests": []})));
         let bash = asked("Bash", json!({"command": "ls"}));

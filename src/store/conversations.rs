@@ -125,14 +125,19 @@ impl Store {
         stmt.query_map([], conversation_row)?.collect()
     }
 
-    /// Creates the conversation unless it exists.
-    pub fn ensure_conversation(&self, id: &str, project: &str) -> Result<()> {
+    /// Creates the conversation unless it exists (the prototype's `/api/chat` makes them so), in `permission_mode`.
+    pub fn ensure_conversation(
+        &self,
+        id: &str,
+        project: &str,
+        permission_mode: Option<&str>,
+    ) -> Result<()> {
         self.conn().execute(
             &format!(
-                "INSERT INTO conversations (id, project, created_at, updated_at)
-                 VALUES (?1, ?2, {NOW}, {NOW}) ON CONFLICT(id) DO NOTHING"
+                "INSERT INTO conversations (id, project, permission_mode, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, {NOW}, {NOW}) ON CONFLICT(id) DO NOTHING"
             ),
-            params![id, project],
+            params![id, project, permission_mode],
         )?;
         Ok(())
     }
@@ -223,7 +228,7 @@ mod tests {
     #[test]
     fn figures_are_derived_from_turns() {
         let s = Store::open_in_memory().unwrap();
-        s.ensure_conversation("c1", "/p").unwrap();
+        s.ensure_conversation("c1", "/p", None).unwrap();
         s.insert_turn("t1", "c1", "first", None, &[]).unwrap();
         s.insert_turn("t2", "c1", "second", None, &[]).unwrap();
         // Both ran (a turn that never started is not counted).

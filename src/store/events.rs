@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn packed_rows_give_back_every_event_from_any_point() {
         let s = Store::open_in_memory().unwrap();
-        s.ensure_conversation("c", "/p").unwrap();
+        s.ensure_conversation("c", "/p", None).unwrap();
         s.insert_turn("t", "c", "x", None, &[ev(1, "status", "{}")])
             .unwrap();
         // Deltas a few at a time, as they arrive, with other kinds between them and one too large to share.

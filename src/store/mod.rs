@@ -347,7 +347,7 @@ mod tests {
         let path = dir.path().join("db");
         Store::open(&path)
             .unwrap()
-            .ensure_conversation("c", "/p")
+            .ensure_conversation("c", "/p", None)
             .unwrap();
         let s = Store::open(&path).unwrap();
         assert!(s.conversation("c").unwrap().is_some());

@@ -276,7 +276,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db")).unwrap();
-        s.ensure_conversation("c", "/p").unwrap();
+        s.ensure_conversation("c", "/p", None).unwrap();
         s.insert_turn("t", "c", "x", None, &[ev(1, "status", "{}")])
             .unwrap();
         s.start_turn("t", None, None, &[ev(2, "status", "{}")])

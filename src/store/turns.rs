@@ -323,7 +323,7 @@ mod tests {
     #[test]
     fn client_id_is_unique_per_conversation() {
         let s = Store::open_in_memory().unwrap();
-        s.ensure_conversation("c1", "/p").unwrap();
+        s.ensure_conversation("c1", "/p", None).unwrap();
         s.insert_turn("t1", "c1", "x", Some("k"), &[]).unwrap();
         assert!(s.insert_turn("t2", "c1", "x", Some("k"), &[]).is_err());
     }
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn unfinished_turns_become_interrupted() {
         let s = Store::open_in_memory().unwrap();
-        s.ensure_conversation("c1", "/p").unwrap();
+        s.ensure_conversation("c1", "/p", None).unwrap();
         s.insert_turn("t1", "c1", "x", None, &[ev(1, "status", "{}")])
             .unwrap();
         s.insert_turn("t2", "c1", "y", None, &[]).unwrap();

@@ -13,10 +13,11 @@ use crate::store::{EventKind, PendingRequest, RequestKind, RequestState};
 /// An answer for the turn that asked: the request (claimed in the store) and the CLI's response to it.
 pub type Answer = (PendingRequest, Value);
 
-/// The requests of the running turn still waiting, by the CLI's request id → ours.
+/// The requests of the running turn still waiting, by the CLI's request id → ours and when it was asked (None once
+/// the person's answer is on its way: no longer timed).
 #[derive(Default)]
 pub(super) struct Asks {
-    pending: HashMap<String, String>,
+    pending: HashMap<String, (String, Option<tokio::time::Instant>)>,
 }
 
 impl Asks {
@@ -81,7 +82,10 @@ impl Asks {
         );
         let store = stream.store;
         if stream.flush_with(|events| store.insert_request(&r, events)) {
-            self.pending.insert(cli_id.to_string(), r.id);
+            self.pending.insert(
+                cli_id.to_string(),
+                (r.id, Some(tokio::time::Instant::now())),
+            );
         } else {
             // Unstored, it was shown to nobody; the turn is failing. The CLI must not wait on it meanwhile.
             input.send(control::response_line(
@@ -93,21 +97,22 @@ impl Asks {
 
     /// The CLI took a request back: it must not be answered.
     pub(super) fn withdrawn(&mut self, stream: &mut Stream, cli_id: &str) {
-        if let Some(id) = self.pending.remove(cli_id) {
+        if let Some((id, _)) = self.pending.remove(cli_id) {
             end(stream, &id, RequestState::Withdrawn, None);
         }
     }
 
     /// The person answered (the request is already claimed in the store): the response goes to the CLI, once.
+    /// True when the answer also stops the turn ("deny and stop": the CLI interrupts itself).
     pub(super) fn answer(
         &mut self,
         stream: &mut Stream,
         input: &Input,
         request: &PendingRequest,
         response: &Value,
-    ) {
+    ) -> bool {
         if self.pending.remove(&request.cli_request_id).is_none() {
-            return;
+            return false;
         }
         input.send(control::response_line(&request.cli_request_id, response));
         stream.emit(
@@ -115,12 +120,62 @@ impl Asks {
             json!({ "id": request.id, "state": RequestState::Answered, "decision": decision(response) }),
         );
         stream.flush();
+        response["interrupt"] == true
     }
 
     /// The turn ends with requests still waiting: the process that asked will not take their answers.
     pub(super) fn expire_all(&mut self, stream: &mut Stream) {
-        for (_, id) in self.pending.drain() {
+        for (_, (id, _)) in self.pending.drain() {
             end(stream, &id, RequestState::Expired, None);
+        }
+    }
+
+    /// When the oldest waiting request has waited `limit` (the `deny_unanswered_after` setting), if one waits.
+    pub(super) fn next_deadline(
+        &self,
+        limit: Option<std::time::Duration>,
+    ) -> Option<tokio::time::Instant> {
+        let limit = limit?;
+        self.pending
+            .values()
+            .filter_map(|(_, at)| Some((*at)? + limit))
+            .min()
+    }
+
+    /// Denies every request that has waited `limit`, as an answer from the phone would (one that the person answered
+    /// meanwhile keeps that answer).
+    pub(super) fn deny_overdue(
+        &mut self,
+        stream: &mut Stream,
+        input: &Input,
+        limit: std::time::Duration,
+    ) {
+        let now = tokio::time::Instant::now();
+        let overdue: Vec<String> = self
+            .pending
+            .values()
+            .filter(|(_, at)| at.is_some_and(|at| at + limit <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let deny = json!({
+            "behavior": "deny",
+            "message": format!(
+                "Nobody answered within {} min, so this was denied.",
+                (limit.as_secs_f64() / 60.0 * 10.0).round() / 10.0
+            ),
+        });
+        for id in overdue {
+            match stream.store.claim_request(&id, &deny) {
+                Ok(request) => {
+                    self.answer(stream, input, &request, &deny);
+                }
+                // Answered meanwhile: that answer is on its way to the turn; stop timing it.
+                Err(_) => {
+                    if let Some(entry) = self.pending.values_mut().find(|(i, _)| *i == id) {
+                        entry.1 = None;
+                    }
+                }
+            }
         }
     }
 }

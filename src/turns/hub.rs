@@ -235,7 +235,7 @@ mod tests {
 
     fn stored_turn(n: u64) -> (Arc<Store>, Arc<Hub>) {
         let store = Arc::new(Store::open_in_memory().unwrap());
-        store.ensure_conversation("c", "/p").unwrap();
+        store.ensure_conversation("c", "/p", None).unwrap();
         store.insert_turn("t", "c", "x", None, &[]).unwrap();
         let hub = Hub::new();
         let events: Vec<_> = (1..=n).map(|i| ev(i, "text_delta")).collect();

@@ -85,15 +85,28 @@ impl Stream<'_> {
     }
 }
 
+/// What a turn's task is handed besides the message: the stop signal, its stream's readers, the answers to its
+/// requests, and the flag that says it runs.
+pub(super) struct Handles {
+    pub(super) stop: watch::Receiver<Option<Stop>>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) answers: mpsc::UnboundedReceiver<Answer>,
+    pub(super) running: Arc<std::sync::atomic::AtomicBool>,
+}
+
 pub(super) async fn run_turn(
     inner: &Inner,
     turn_id: &str,
     s: &Submit,
     lane: Arc<tokio::sync::Mutex<()>>,
-    stop: watch::Receiver<Option<Stop>>,
-    hub: Arc<Hub>,
-    mut answers: mpsc::UnboundedReceiver<Answer>,
+    handles: Handles,
 ) {
+    let Handles {
+        stop,
+        hub,
+        mut answers,
+        running,
+    } = handles;
     let mut stream = Stream {
         store: &inner.store,
         hub,
@@ -115,6 +128,7 @@ pub(super) async fn run_turn(
             return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None).await;
         }
     };
+    running.store(true, std::sync::atomic::Ordering::SeqCst);
     stream.emit(EventKind::Status, json!({ "status": TurnStatus::Running }));
 
     let plan = match plan_for(inner, s) {
@@ -160,6 +174,7 @@ pub(super) async fn run_turn(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut asks = Asks::default();
+    let deny_after = inner.settings.get().deny_unanswered_after;
     let mut outcome: Option<Outcome> = None;
     let mut why: Option<Stop> = None;
     // Set once we have asked the CLI to interrupt the turn: past it, the ladder.
@@ -192,7 +207,11 @@ pub(super) async fn run_turn(
                 }
             },
             Some((request, response)) = answers.recv() => {
-                asks.answer(&mut stream, &live.input, &request, &response);
+                // "Deny and stop" ends the turn as a stop of ours would: cancelled, the process kept.
+                if asks.answer(&mut stream, &live.input, &request, &response) && why.is_none() {
+                    why = Some(Stop::Cancel);
+                    interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                }
             }
             w = stopped(stop.clone()), if why.is_none() => {
                 why = Some(w);
@@ -209,6 +228,9 @@ pub(super) async fn run_turn(
                 why = Some(Stop::Timeout);
                 live.input.send(control::request_line(control::interrupt()).1);
                 interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+            }
+            () = sleep_until(asks.next_deadline(deny_after)), if deny_after.is_some() => {
+                asks.deny_overdue(&mut stream, &live.input, deny_after.unwrap_or_default());
             }
             () = sleep_until(interrupt_by), if interrupt_by.is_some() => break,
             // Once the turn's events cannot be stored it stops, and ends failed.

@@ -120,6 +120,8 @@
 //!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt and
 //!   `<pid>.stdin` gets every stdin line appended as it is received.
 //! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit.
+//! - `FAKE_CLAUDE_STAMPS=<file>` (live mode): appends `asked <ns>` when a permission request is printed and
+//!   `answered <ns>` when a `control_response` line is read (realtime ns since the epoch).
 //! - `CLAUDE_CODE_MAX_RETRIES`: `max_retries` in `api_retry` lines (default 10).
 //!
 //! # `claude auth status [--json|--text]`

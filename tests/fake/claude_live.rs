@@ -211,6 +211,9 @@ fn spawn_reader() -> Receiver<Input> {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     append_record("stdin", &line);
+                    if line.windows(16).any(|w| w == b"control_response") {
+                        stamp("answered");
+                    }
                     if tx.send(Input::Line(line)).is_err() {
                         return;
                     }
@@ -536,6 +539,7 @@ impl Turn {
         write_line(
             &json!({"type": "control_request", "request_id": request_id, "request": request}),
         );
+        stamp("asked");
         self.state().waiting_for = Some(request_id.clone());
         let asked = Instant::now();
         let response = loop {
@@ -773,6 +777,19 @@ fn kill_group(pid: i32) {
     let pid = nix::unistd::Pid::from_raw(pid);
     let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(pid, None);
+}
+
+/// Appends `<what> <realtime ns>` to `$FAKE_CLAUDE_STAMPS`, if set: when a permission request was printed, and when an
+/// answer was read (for the latency benchmark).
+fn stamp(what: &str) {
+    if let Some(path) = std::env::var_os("FAKE_CLAUDE_STAMPS") {
+        let line = format!("{what} {}\n", now_ns());
+        let _ = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// Appends to `<pid>.<name>` in `$FAKE_CLAUDE_RECORD`, if set.
