@@ -268,7 +268,7 @@ function markHeader() {
   const c = state.conv;
   $('chat-waiting').hidden = !(c && (state.waitingHere ?? c.waiting));
   $('mode').hidden = !c || !c.created_at;
-  const mode = c && c.permission_mode;
+  const mode = c && (c.permission_mode || (state.modes && state.modes.default));
   $('mode').textContent = `${mode ? MODE_NAMES[mode] || mode : 'Mode'} ▾`;
   $('mode').title = `Permission mode: ${mode || "the server's"}; model: ${(c && c.model) || "the server's"}`;
 }
@@ -439,7 +439,9 @@ async function start() {
 
 // The allowed projects (the first is the default); a picker only when there is a choice.
 async function loadProjects() {
-  const { projects = [] } = await (await api('GET', '/api/status')).json();
+  const { projects = [], permission_modes: modes = null } = await (await api('GET', '/api/status')).json();
+  state.modes = modes; // {allowed, default}: the mode control's choices
+  markHeader();
   const select = $('project');
   select.replaceChildren(...projects.map((p) => {
     const option = el('option', null, p.split('/').filter(Boolean).pop() || p);

@@ -435,23 +435,21 @@ async function setMode(change) {
   } catch (e) { flash(`Could not change the mode: ${e.message}`); }
 }
 
-let allowed = null; // the modes the server allows, if it says; else these three
+// The dialog: the modes GET /api/status allows (read at start-up), else plan, default and acceptEdits.
 export async function openModes() {
   const conv = state.conv;
   const d = $('modes');
   if (!conv || typeof d.showModal !== 'function') return;
-  if (!allowed) {
-    try {
-      const s = await (await api('GET', '/api/status')).json();
-      allowed = s.allowed_permission_modes || (s.permissions && s.permissions.allowed_modes) || null;
-    } catch { /* the defaults */ }
-    allowed = allowed || ['plan', 'default', 'acceptEdits'];
+  if (!state.modes) {
+    try { state.modes = (await (await api('GET', '/api/status')).json()).permission_modes || null; } catch { /* */ }
   }
+  const { allowed = ['plan', 'default', 'acceptEdits'], default: dflt = null } = state.modes || {};
   const pick = $('mode-pick');
   const modes = [...allowed];
   if (conv.permission_mode && !modes.includes(conv.permission_mode)) modes.push(conv.permission_mode);
+  const name = (m) => (MODES[m] || [m, m])[1];
   pick.replaceChildren(...['', ...modes].map((m) => {
-    const o = el('option', null, m ? (MODES[m] || [m, m])[1] : "The server's setting");
+    const o = el('option', null, m ? name(m) : `The server's setting${dflt ? ` (${name(dflt)})` : ''}`);
     o.value = m;
     return o;
   }));

@@ -17,6 +17,7 @@ export const state = {
   pending: [], // sends not yet accepted by the server (offline): {conv, text, client_id, bubble}
   accepted: [], // sends accepted while their conversation was loading again, until it shows them: {conv, id, text}
   waitingHere: null, // requests waiting in the open conversation, once known (else the list's `waiting` says)
+  modes: null, // the permission modes a conversation may choose, and the default: {allowed, default}
 };
 
 // What the modules above this one do for it: send a message again (Retry), start a conversation, reload the list,
