@@ -193,7 +193,7 @@ fn direct_run(
         cwd: home.to_path_buf(),
         resume: session.clone(),
         options: Vec::new(),
-        marker: format!("direct-{i}"),
+        marker: remote_agent::claude::Marker::new(&format!("direct-{i}"), home),
     };
     let started = Instant::now();
     let mut child = std::process::Command::new(claude)

@@ -19,9 +19,31 @@ use tokio::sync::mpsc;
 pub use self::stream::{Event, NOT_LOGGED_IN, Outcome, error_kind, parse_line};
 use self::stream::{Line, read_line};
 
-/// The environment variable that marks every process of a conversation's live CLI (its value is the conversation
-/// id; a conversation has at most one), so what the CLI orphans can be found.
+/// The environment variables that mark every process of a conversation's live CLI (a conversation has at most
+/// one), so what the CLI orphans can be found: the conversation's id, and the server's data directory (another
+/// server on this machine may have a conversation of the same id, "default" say).
 pub const MARKER: &str = "REMOTE_AGENT_CONVERSATION_ID";
+/// See [`MARKER`].
+pub const SERVER_MARKER: &str = "REMOTE_AGENT_DATA_DIR_OF";
+
+/// What marks a conversation's processes (see [`MARKER`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    /// The conversation's id.
+    pub conversation: String,
+    /// The server's data directory, as configured.
+    pub server: String,
+}
+
+impl Marker {
+    /// The marker of `conversation`'s processes under the server whose data dir is `data_dir`.
+    pub fn new(conversation: &str, data_dir: &std::path::Path) -> Marker {
+        Marker {
+            conversation: conversation.to_string(),
+            server: data_dir.display().to_string(),
+        }
+    }
+}
 
 /// How long each rung of the stop ladder waits for the process to exit.
 pub const LADDER_GRACE: Duration = Duration::from_secs(3);
@@ -44,8 +66,8 @@ pub struct Spec {
     pub resume: Option<String>,
     /// Options passed as `--name=value`, so a value can never be read as another flag.
     pub options: Vec<(&'static str, String)>,
-    /// Marks the child and its descendants (see [`MARKER`]): the conversation's id.
-    pub marker: String,
+    /// Marks the child and its descendants (see [`MARKER`]).
+    pub marker: Marker,
 }
 
 /// Why the CLI could not be started.
@@ -136,7 +158,8 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events, Input), SpawnError> {
         .envs(
             std::env::vars_os().filter(|(k, _)| !k.to_str().is_some_and(crate::config::is_own_env)),
         )
-        .env(MARKER, &spec.marker)
+        .env(MARKER, &spec.marker.conversation)
+        .env(SERVER_MARKER, &spec.marker.server)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -348,7 +371,7 @@ pub fn process_start(pid: u32) -> Option<u64> {
 /// own session, a daemonised server), so the turn's leftovers are our children that carry its marker. Kills each
 /// with its process group, reaps them, and repeats while killing one orphans more. Cheap when there are none: it
 /// reads our children, not all of /proc. Returns how many it killed. Linux only.
-pub async fn kill_leftovers(marker: &str) -> usize {
+pub async fn kill_leftovers(marker: &Marker) -> usize {
     #[cfg(target_os = "linux")]
     {
         let mut killed = 0;
@@ -379,7 +402,7 @@ pub async fn kill_leftovers(marker: &str) -> usize {
 
 /// At start-up, for a conversation whose turn a crashed server left running: its orphans were re-parented
 /// elsewhere, so this searches every process for the conversation's marker. Linux only.
-pub fn kill_marked_anywhere(marker: &str) -> usize {
+pub fn kill_marked_anywhere(marker: &Marker) -> usize {
     #[cfg(target_os = "linux")]
     {
         let me = std::process::id();
@@ -401,11 +424,55 @@ pub fn kill_marked_anywhere(marker: &str) -> usize {
     }
 }
 
+/// After a stopped turn whose process stays warm: stops the conversation's processes that left the CLI's
+/// process group (a Bash tool's command runs in a session of its own, and what it starts in the background goes
+/// with it), leaving the CLI and its own helpers. The CLI ends the tool it was running when interrupted, but not
+/// what escaped it; before the process stayed warm, all of it was stopped with the turn, and a cancelled turn
+/// still leaves nothing running. Returns how many it killed. Linux only.
+pub fn kill_outside_group(marker: &Marker, cli: u32) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::unistd::{Pid, getpgid};
+        let me = std::process::id();
+        let group = Pid::from_raw(cli as i32);
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&pid| pid != me && pid != cli && has_marker(pid, marker))
+            .filter(|&pid| getpgid(Some(Pid::from_raw(pid as i32))).is_ok_and(|g| g != group))
+            .collect();
+        for &pid in &pids {
+            kill_with_group(pid);
+        }
+        pids.len()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (marker, cli);
+        0
+    }
+}
+
+/// Whether the process is stopped (SIGSTOP, a debugger): it reads nothing until it is continued.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| rest.starts_with('T') || rest.starts_with('t'))
+}
+
 #[cfg(target_os = "linux")]
-fn has_marker(pid: u32, marker: &str) -> bool {
-    let needle = format!("{MARKER}={marker}");
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
+fn has_marker(pid: u32, marker: &Marker) -> bool {
+    let conversation = format!("{MARKER}={}", marker.conversation);
+    let server = format!("{SERVER_MARKER}={}", marker.server);
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+        let has = |needle: &str| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes());
+        has(&conversation) && has(&server)
+    })
 }
 
 #[cfg(target_os = "linux")]
@@ -478,7 +545,7 @@ mod tests {
             cwd: "/tmp".into(),
             resume: None,
             options: vec![("permission-mode", "acceptEdits".into())],
-            marker: "c".into(),
+            marker: Marker::new("c", std::path::Path::new("/data")),
         }
     }
 

@@ -60,7 +60,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let store = Arc::new(crate::store::open_private(&settings.data_dir)?);
-    interrupt_unfinished(&store)?;
+    interrupt_unfinished(&store, &settings.data_dir)?;
     serve_until(compose(settings, store), listeners, shutdown).await
 }
 
@@ -124,7 +124,7 @@ pub async fn command(args: ServeArgs) -> anyhow::Result<()> {
     }
     enter_state_dir(&settings)?;
     claude::become_subreaper();
-    interrupt_unfinished(&store)?;
+    interrupt_unfinished(&store, &settings.data_dir)?;
     let local = tokio::net::TcpListener::bind((settings.host.as_str(), settings.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
@@ -263,19 +263,19 @@ fn enter_state_dir(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Marks the turns a previous run left queued or running as interrupted, and stops what they left running.
-fn interrupt_unfinished(store: &Store) -> anyhow::Result<()> {
+fn interrupt_unfinished(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<()> {
     for orphan in store
         .interrupt_unfinished()
         .context("reading unfinished turns")?
     {
-        stop_recorded(&orphan);
+        stop_recorded(&orphan, data_dir);
     }
     Ok(())
 }
 
 /// Stops what a crashed server left running for a turn: the recorded process group, if the pid still belongs to
 /// the process we started (same start time), and anything else marked with its conversation.
-fn stop_recorded(orphan: &crate::store::Orphan) {
+fn stop_recorded(orphan: &crate::store::Orphan, data_dir: &std::path::Path) {
     let pid = orphan.pid as u32;
     if claude::process_start(pid) == Some(orphan.pid_start as u64) {
         tracing::warn!(
@@ -285,5 +285,5 @@ fn stop_recorded(orphan: &crate::store::Orphan) {
         );
         crate::process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
     }
-    claude::kill_marked_anywhere(&orphan.conversation_id);
+    claude::kill_marked_anywhere(&claude::Marker::new(&orphan.conversation_id, data_dir));
 }

@@ -562,3 +562,43 @@ fn the_prototypes_chat_runs_in_the_prototypes_mode_and_never_waits_for_an_answer
     assert_eq!(conv["permission_mode"], "acceptEdits");
     assert!(pending(&server).is_empty());
 }
+
+#[test]
+fn another_servers_conversation_of_the_same_id_is_left_alone() {
+    let a = Server::start();
+    let b = Server::start();
+    a.create(json!({"id": "same"}));
+    b.create(json!({"id": "same"}));
+    let running = a.send("same", json!({"message": "[[slow:30]]"}));
+    let mut a_stream = stream(&a, &running);
+    until(&mut a_stream, "status");
+    let a_claude: i32 = wait_for("a's claude", 10, || processes(&a).pop())
+        .parse()
+        .unwrap();
+    let turn = b.send("same", json!({"message": "[[tool]][[orphan]][[slow:30]]"}));
+    let mut s = stream(&b, &turn);
+    until(&mut s, "tool_use");
+    let (_, orphan) = b.wait_for_orphan();
+    assert_eq!(
+        b.authed("POST", &format!("/api/turns/{turn}/cancel"), b"")
+            .status,
+        202
+    );
+    assert_eq!(final_status(&s.rest()), "cancelled");
+    wait_for("b's orphan to be stopped", 10, || {
+        (!alive(orphan)).then_some(())
+    });
+    // b's sweep did not touch a's process, whose turn runs on.
+    assert!(alive(a_claude));
+    assert_eq!(
+        a.authed("GET", &format!("/api/turns/{running}"), b"")
+            .json()["status"],
+        "running"
+    );
+    assert_eq!(
+        a.authed("POST", &format!("/api/turns/{running}/cancel"), b"")
+            .status,
+        202
+    );
+    assert_eq!(final_status(&a_stream.rest()), "cancelled");
+}

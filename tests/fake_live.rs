@@ -179,7 +179,7 @@ fn turns_share_one_process_and_add_up_cost_then_eof_exits_0() {
     let first = fake.turn();
     fake.user("two");
     let second = fake.turn();
-    for (lines, n, cost) in [(&first, 1, 0.0001), (&second, 2, 0.0002)] {
+    for (lines, n, cost) in [(&first, 1, 0.0021), (&second, 2, 0.0042)] {
         assert_eq!(lines[0]["subtype"], "init", "{lines:#?}");
         let result = result(lines);
         assert_eq!(result["subtype"], "success");

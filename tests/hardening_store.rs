@@ -166,7 +166,7 @@ fn a_disk_that_fills_during_a_turn_ends_it_failed_with_nothing_shown_unstored() 
 
 #[test]
 fn a_first_turn_that_is_cancelled_still_leaves_its_session() {
-    let server = Server::start();
+    let mut server = Server::start();
     server.create(json!({"id": "c"}));
     let id = server.send("c", json!({"message": "[[slow:30]] first"}));
     // The CLI has announced its session once the turn shows running and the fake has recorded its run.
@@ -184,10 +184,26 @@ fn a_first_turn_that_is_cancelled_still_leaves_its_session() {
         .expect("the cancelled first turn's session is kept")
         .to_string();
     assert_eq!(t["session_id"], session.as_str());
-    // The next message resumes it.
+    // The cancel interrupted the turn, not the process: the next message goes on in the same session on it.
     let next = server.send("c", json!({"message": "second"}));
-    assert_eq!(wait_ended(&server, &next, 30)["status"], "succeeded");
-    let (_, argv) = server.recorded_runs().pop().unwrap();
+    let t = wait_ended(&server, &next, 30);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["session_id"], session.as_str());
+    assert_eq!(t["response"], "echo[2]: second", "{t}");
+    assert_eq!(server.recorded_runs().len(), 1);
+    // Once that process is gone (a restart), the next message resumes the session.
+    server.stop(15);
+    server.restart();
+    let third = server.send("c", json!({"message": "third"}));
+    let t = wait_ended(&server, &third, 30);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["response"], "echo[3]: third", "{t}");
+    let runs = server.recorded_runs();
+    assert_eq!(runs.len(), 2);
+    let (_, argv) = runs
+        .into_iter()
+        .find(|(_, argv)| argv.iter().any(|a| a.starts_with("--resume")))
+        .expect("a run resumed");
     let resume = argv
         .iter()
         .position(|a| a == "--resume")

@@ -21,6 +21,13 @@ fn server_with_real_cli(test: &str, mock: &MockApi) -> Option<Server> {
     )
 }
 
+/// The process group of a process, while it runs.
+fn group_of(pid: i32) -> Option<i32> {
+    nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+        .ok()
+        .map(|g| g.as_raw())
+}
+
 /// The user texts the mock saw in a request's history, in order.
 fn user_texts(request: &Value) -> Vec<String> {
     request["messages"]
@@ -87,11 +94,23 @@ fn a_tool_call_runs_in_the_project_dir() {
     let Some(server) = server_with_real_cli("real_cli::tool", &mock) else {
         return;
     };
-    // The default allow-list lets git run through Bash without asking.
+    // New conversations ask before a tool writes (`default`); the prototype's setting is one away: with
+    // acceptEdits the default allow-list lets git, and its output into a file, run through Bash without asking.
+    let created = server.authed(
+        "POST",
+        "/api/conversations",
+        br#"{"id":"t","permission_mode":"acceptEdits"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = server.send(
+        "t",
+        json!({"message": "RUN_BASH: git --version > git-version.txt"}),
+    );
+    common::SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]).rest();
     let r = server
-        .chat(&json!({"message": "RUN_BASH: git --version > git-version.txt"}))
+        .authed("GET", &format!("/api/turns/{id}"), b"")
         .json();
-    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["status"], "succeeded", "{r}");
     // The mock's final reply quotes the tool's result (this command prints nothing).
     assert!(
         r["response"].as_str().unwrap().starts_with("Tool ran fine"),
@@ -160,7 +179,7 @@ fn cancel_during_a_bash_tool_leaves_no_process() {
     // A Python sleep: 2.1.332's Bash tool refuses a standalone `sleep N`.
     let command = "python3 -c 'import time; time.sleep(60)'";
     let id = server.send("k", json!({ "message": format!("RUN_BASH: {command}") }));
-    let marker = format!("REMOTE_AGENT_TURN_ID={id}");
+    let marker = "REMOTE_AGENT_CONVERSATION_ID=k".to_string();
     let mut stream =
         common::SseStream::open(&server, "GET", &format!("/api/turns/{id}/events"), &[]);
     while let Some(e) = stream.next() {
@@ -197,14 +216,50 @@ fn cancel_during_a_bash_tool_leaves_no_process() {
         "cancel took {:?}",
         started.elapsed()
     );
-    common::wait_for("every process of the turn to be gone", 10, || {
-        common::pids_with_env(&marker).is_empty().then_some(())
+    // The CLI answered the interrupt, so only the turn stopped: the tool's processes are gone, and what is left
+    // of the conversation is claude itself (its own process group), warm for the next message.
+    common::wait_for("the tool's processes to be gone", 10, || {
+        (!common::alive(sleeper)).then_some(())
     });
-    assert!(!common::alive(sleeper));
+    let left = common::pids_with_env(&marker);
+    let claude: Vec<i32> = left
+        .iter()
+        .copied()
+        .filter(|&pid| group_of(pid) == Some(pid))
+        .collect();
+    assert_eq!(claude.len(), 1, "claude is not alone: {left:?}");
+    common::wait_for("only claude's group to be left", 10, || {
+        common::pids_with_env(&marker)
+            .iter()
+            .all(|&pid| group_of(pid) == Some(claude[0]))
+            .then_some(())
+    });
     let turn = server
         .authed("GET", &format!("/api/turns/{id}"), b"")
         .json();
     assert_eq!(turn["status"], "cancelled");
+    // The next message is answered from the same process.
+    let next = server.send("k", json!({ "message": "after the cancel" }));
+    let rest =
+        common::SseStream::open(&server, "GET", &format!("/api/turns/{next}/events"), &[]).rest();
+    assert_eq!(
+        rest.last().unwrap().data,
+        json!({"status": "succeeded"}),
+        "{rest:?}"
+    );
+    let turn = server
+        .authed("GET", &format!("/api/turns/{next}"), b"")
+        .json();
+    assert_eq!(turn["response"], "mock reply: after the cancel", "{turn}");
+    assert!(common::alive(claude[0]));
+    assert_eq!(
+        common::pids_with_env(&marker)
+            .into_iter()
+            .filter(|&pid| group_of(pid) == Some(pid))
+            .collect::<Vec<_>>(),
+        claude,
+        "another claude took the next message"
+    );
 }
 
 #[test]
@@ -215,13 +270,13 @@ fn the_real_cli_dies_with_a_killed_serve() {
     };
     server.create(json!({"id": "d"}));
     // The mock never answers: the CLI sits waiting on the API when serve is killed.
-    let id = server.send("d", json!({"message": "HANG"}));
-    let marker = format!("REMOTE_AGENT_TURN_ID={id}");
+    server.send("d", json!({"message": "HANG"}));
+    let marker = "REMOTE_AGENT_CONVERSATION_ID=d";
     common::wait_for("the API request", 20, || {
         (!mock.requests().is_empty()).then_some(())
     });
-    let claude = common::pids_with_env(&marker);
-    assert!(!claude.is_empty(), "no claude process for the turn");
+    let claude = common::pids_with_env(marker);
+    assert!(!claude.is_empty(), "no claude process for the conversation");
     server.stop(9);
     common::wait_for("claude to die with serve", 10, || {
         claude.iter().all(|&pid| !common::alive(pid)).then_some(())

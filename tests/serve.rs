@@ -5,6 +5,7 @@ mod common;
 
 use common::{PASSWORD, Server, USER, alive, basic, wait_for};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 fn ok_chat(server: &Server, body: Value) -> Value {
     let resp = server.chat(&body);
@@ -120,6 +121,8 @@ fn a_conversation_keeps_its_session_across_messages_and_restarts() {
     let second = ok_chat(&server, json!({"message": "again", "conv_id": "work"}));
     assert_eq!(second["response"], "echo[2]: again");
     assert_eq!(second["session_id"], session.as_str());
+    // The warm process's cost is cumulative; a turn's own is the difference.
+    assert_eq!(second["cost"], 0.0021);
 
     server.stop(15);
     server.restart();
@@ -130,9 +133,10 @@ fn a_conversation_keeps_its_session_across_messages_and_restarts() {
     assert_eq!(third["response"], "echo[3]: after restart");
     assert_eq!(third["session_id"], session.as_str());
 
-    // The first run started fresh; later ones resumed the stored session.
+    // The first process started fresh and took both messages (it stayed warm); the one after the restart
+    // resumed the stored session.
     let runs = server.recorded_runs();
-    assert_eq!(runs.len(), 3);
+    assert_eq!(runs.len(), 2);
     assert!(!runs[0].1.iter().any(|a| a == "--resume"));
     for (_, argv) in &runs[1..] {
         let i = argv.iter().position(|a| a == "--resume").expect("--resume");
@@ -257,9 +261,11 @@ fn huge_and_nul_prompts_arrive_intact_on_stdin() {
     let nul = "before\u{0}after \u{1F980} --flag";
     let r = ok_chat(&server, json!({"message": nul}));
     assert_eq!(r["success"], true);
+    // Both went to the conversation's one warm process, each as its own turn.
     let runs = server.recorded_runs();
-    assert_eq!(server.recorded(&runs[0].0, "prompt"), big.as_bytes());
-    assert_eq!(server.recorded(&runs[1].0, "prompt"), nul.as_bytes());
+    assert_eq!(runs.len(), 1);
+    assert_eq!(server.recorded(&runs[0].0, "prompt.1"), big.as_bytes());
+    assert_eq!(server.recorded(&runs[0].0, "prompt.2"), nul.as_bytes());
     // Nothing of the prompt is on the command line (a 300 KiB argument would not even fit).
     assert!(
         runs.iter()
@@ -408,43 +414,60 @@ fn a_timeout_stops_the_whole_turn_and_leaves_no_process() {
         .trim()
         .parse()
         .unwrap();
-    wait_for("the claude process to be gone", 10, || {
-        (!alive(pid)).then_some(())
-    });
+    // The CLI answered the interrupt, so only the turn stopped: what its tool started is gone, and the process
+    // alone is left in its group, warm for the next message.
     wait_for("the orphaned tool process to be gone", 10, || {
         (!alive(orphan)).then_some(())
     });
-    // The group is gone too.
+    assert!(alive(pid), "the claude process was stopped with the turn");
+    let group = std::process::Command::new("pgrep")
+        .arg("-g")
+        .arg(pid.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&group.stdout).trim(),
+        pid.to_string(),
+        "group {pid} still has other processes"
+    );
+    let r = ok_chat(&server, json!({"message": "next"}));
+    assert_eq!(r["response"], "echo[2]: next", "{r}");
+    assert_eq!(server.recorded_runs().len(), 1);
+
+    // A CLI that answers no interrupt and ignores SIGINT and SIGTERM is killed by the last rung of the ladder,
+    // with its group.
+    let r = ok_chat(&server, json!({"message": "[[slow:60]] [[stubborn]]"}));
+    assert!(r["error"].as_str().unwrap().contains("timed out"), "{r}");
+    wait_for("the stubborn claude to be gone", 10, || {
+        (!alive(pid)).then_some(())
+    });
     let group = std::process::Command::new("pgrep")
         .arg("-g")
         .arg(pid.to_string())
         .output()
         .unwrap();
     assert!(group.stdout.is_empty(), "group {pid} still has processes");
-
-    // A CLI that ignores SIGINT and SIGTERM is killed by the last rung of the ladder.
-    let r = ok_chat(&server, json!({"message": "[[slow:60]] [[stubborn]]"}));
-    assert!(r["error"].as_str().unwrap().contains("timed out"), "{r}");
-    let (pid, _) = server.recorded_runs().pop().unwrap();
-    wait_for("the stubborn claude to be gone", 10, || {
-        (!alive(pid.parse().unwrap())).then_some(())
-    });
 }
 
 #[test]
-fn a_cli_that_lingers_after_its_result_is_stopped_and_the_next_turn_runs() {
+fn a_cli_that_lingers_after_its_result_answers_at_once_and_takes_the_next_turn() {
     let server = Server::start();
-    let r = ok_chat(&server, json!({"message": "[[linger:60]] stay"}));
+    let started = Instant::now();
+    let r = ok_chat(&server, json!({"message": "[[linger:3]] stay"}));
     assert_eq!(r["success"], true);
-    let (pid, _) = server.recorded_runs().pop().unwrap();
-    // The answer came with the result line, not when the CLI finally went (it is given 3 s, then stopped).
+    // The answer came with the result line, not when the CLI was done with the turn.
     assert!(
-        alive(pid.parse().unwrap()),
-        "the answer waited for the CLI to exit"
+        started.elapsed() < Duration::from_secs(3),
+        "the answer waited for the linger"
     );
+    let (pid, _) = server.recorded_runs().pop().unwrap();
+    let pid: i32 = pid.parse().unwrap();
+    assert!(alive(pid));
+    // The process is not stopped for it: it stays warm and takes the next message once it reads again.
     let r = ok_chat(&server, json!({"message": "next"}));
-    assert_eq!(r["response"], "echo[2]: next");
-    assert!(!alive(pid.parse().unwrap()));
+    assert_eq!(r["response"], "echo[2]: next", "{r}");
+    assert_eq!(server.recorded_runs().len(), 1);
+    assert!(alive(pid));
 }
 
 #[test]

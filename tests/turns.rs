@@ -348,18 +348,27 @@ fn cancel_stops_a_running_turn_and_drops_a_queued_one() {
         "cancel took {:?}",
         started.elapsed()
     );
-    wait_for("claude to be gone", 10, || (!alive(pid)).then_some(()));
+    // Only the turn stopped: its tool's process is gone, claude stays warm.
     wait_for("the tool process to be gone", 10, || {
         (!alive(orphan)).then_some(())
     });
-    assert_eq!(server.recorded_runs().len(), 1, "the queued turn ran");
+    assert!(alive(pid), "claude was stopped with the turn");
+    assert_eq!(server.recorded_runs().len(), 1);
+    let stdin = String::from_utf8_lossy(&server.recorded(&pid.to_string(), "stdin")).to_string();
+    assert!(
+        !stdin.contains("never runs"),
+        "the queued turn ran: {stdin}"
+    );
     let events = read_all(&server, &running, None);
     assert_eq!(events.last().unwrap().data, json!({"status": "cancelled"}));
     let again = server.authed("POST", &format!("/api/turns/{running}/cancel"), b"");
     assert_eq!(again.status, 409);
-    // The conversation goes on.
+    // The conversation goes on, on the same process and in the same session.
     let next = server.send("c", json!({"message": "after cancel"}));
-    assert_eq!(wait_status(&server, &next, 10)["status"], "succeeded");
+    let t = wait_status(&server, &next, 10);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["response"], "echo[2]: after cancel", "{t}");
+    assert_eq!(server.recorded_runs().len(), 1);
 }
 
 #[test]
@@ -436,9 +445,33 @@ fn a_conversations_settings_reach_the_cli() {
     assert_eq!(patched.json()["title"], "Renamed");
     let id = server.send("c", json!({"message": "again"}));
     wait_status(&server, &id, 10);
-    let (_, argv) = server.recorded_runs().pop().unwrap();
-    assert!(!argv.iter().any(|a| a.starts_with("--model")), "{argv:?}");
-    assert!(argv.iter().any(|a| a == "--permission-mode=default"));
+    // The warm process took it: the new mode and model reached it as control requests before the message.
+    let runs = server.recorded_runs();
+    assert_eq!(runs.len(), 1);
+    let stdin: Vec<serde_json::Value> = server
+        .recorded(&runs[0].0, "stdin")
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let requests: Vec<&serde_json::Value> = stdin
+        .iter()
+        .filter(|l| l["type"] == "control_request")
+        .map(|l| &l["request"])
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            &json!({"subtype": "set_permission_mode", "mode": "default"}),
+            &json!({"subtype": "set_model", "model": null})
+        ],
+        "{stdin:?}"
+    );
+    let last = stdin.last().unwrap();
+    assert_eq!(
+        (&last["type"], &last["message"]["content"]),
+        (&json!("user"), &json!("again"))
+    );
     let list = server.authed("GET", "/api/conversations", b"").json();
     let c = &list["conversations"][0];
     assert_eq!(
@@ -466,7 +499,11 @@ fn deleting_a_conversation_cancels_its_turn() {
     let (pid, _) = server.recorded_runs().pop().unwrap();
     let resp = server.authed("DELETE", "/api/conversations/c", b"");
     assert_eq!(resp.status, 204);
-    assert!(!alive(pid.parse().unwrap()));
+    // The turn was interrupted and the process kept warm; the deletion then closes it.
+    let pid: i32 = pid.parse().unwrap();
+    wait_for("the deleted conversation's claude to be gone", 10, || {
+        (!alive(pid)).then_some(())
+    });
     assert_eq!(
         server.authed("GET", "/api/conversations/c", b"").status,
         404

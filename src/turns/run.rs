@@ -188,7 +188,7 @@ pub(super) async fn run_turn(
                     let mut next = Some(event);
                     // Store what has arrived together in one transaction.
                     while let Some(event) = next.take().or_else(|| live.events.try_recv().ok()) {
-                        on_event(&mut stream, &mut live, &mut asks, &mut outcome, event);
+                        on_event(&mut stream, Parts::of(&mut live), &mut asks, &mut outcome, event);
                         if outcome.is_some() {
                             break;
                         }
@@ -217,17 +217,13 @@ pub(super) async fn run_turn(
                 why = Some(w);
                 match w {
                     // Only the turn stops: the process stays warm for the next message.
-                    Stop::Cancel | Stop::Timeout => {
-                        live.input.send(control::request_line(control::interrupt()).1);
-                        interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
-                    }
+                    Stop::Cancel | Stop::Timeout => interrupt_by = Some(interrupt(&live)),
                     Stop::Shutdown | Stop::LineTooLong => break,
                 }
             }
             () = &mut deadline, if why.is_none() => {
                 why = Some(Stop::Timeout);
-                live.input.send(control::request_line(control::interrupt()).1);
-                interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                interrupt_by = Some(interrupt(&live));
             }
             () = sleep_until(asks.next_deadline(deny_after)), if deny_after.is_some() => {
                 asks.deny_overdue(&mut stream, &live.input, deny_after.unwrap_or_default());
@@ -248,16 +244,27 @@ pub(super) async fn run_turn(
     let mut exited = None;
     if !healthy {
         // Keep reading while the ladder runs: the CLI prints its last lines (often a result) as it stops.
+        // They are the turn's (the interrupted tool's result, the CLI's own interrupt result), so they are
+        // stored and shown like the ones before; once a result is in, the rest belongs to no turn.
         {
-            let run = &mut live.run;
-            let events = &mut live.events;
+            let Live {
+                run,
+                events,
+                input,
+                cost_total,
+                session_id,
+                ..
+            } = &mut live;
             let ladder = run.stop();
             tokio::pin!(ladder);
             loop {
                 tokio::select! {
                     status = &mut ladder => { exited = status.ok(); break }
                     event = recv_or_pending(events, open) => match event {
-                        Some(Event::Result(o)) if !result_seen => outcome = Some(o),
+                        Some(event) if outcome.is_none() => {
+                            let parts = Parts { input, cost_total, session_id };
+                            on_event(&mut stream, parts, &mut asks, &mut outcome, event);
+                        }
                         Some(_) => {}
                         None => open = false,
                     },
@@ -267,14 +274,27 @@ pub(super) async fn run_turn(
         while let Ok(Some(event)) =
             tokio::time::timeout(Duration::from_millis(200), live.events.recv()).await
         {
-            if let Event::Result(o) = event
-                && !result_seen
-            {
-                outcome = Some(o);
+            if outcome.is_none() {
+                on_event(
+                    &mut stream,
+                    Parts::of(&mut live),
+                    &mut asks,
+                    &mut outcome,
+                    event,
+                );
             }
         }
     }
     asks.expire_all(&mut stream);
+    if healthy && matches!(why, Some(Stop::Cancel | Stop::Timeout)) {
+        let left = claude::kill_outside_group(&live.spec.marker, pid);
+        if left > 0 {
+            tracing::info!(
+                turn = turn_id,
+                "stopped {left} process(es) the interrupted turn left running"
+            );
+        }
+    }
     let ended = ending(why, outcome.as_ref(), exited, &live.run, timeout);
     let keep = outcome
         .as_ref()
@@ -283,14 +303,16 @@ pub(super) async fn run_turn(
     if let Some(id) = &ended.session_id {
         live.session_id = Some(id.clone());
     }
-    finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
-    // Waiters already have their answer; the conversation's next turn waits for what follows.
+    // Back to the pool before the waiters learn the end: one that then deletes or resets the conversation
+    // (`forget`) must find the process there, or it would stay warm for a conversation that is gone.
     let marker = live.spec.marker.clone();
     if healthy {
         inner.sessions.give(&s.conversation_id, live);
     } else {
         drop(live);
     }
+    finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
+    // Waiters already have their answer; the conversation's next turn waits for what follows.
     let left = claude::kill_leftovers(&marker).await;
     if left > 0 {
         tracing::info!(
@@ -329,9 +351,26 @@ async fn acquire(inner: &Inner, conversation: &str, plan: &Plan) -> Result<Live,
     })
 }
 
+/// What [`on_event`] needs of the turn's process (not its `run`, which the ladder may hold meanwhile).
+struct Parts<'a> {
+    input: &'a claude::Input,
+    cost_total: &'a mut f64,
+    session_id: &'a mut Option<String>,
+}
+
+impl<'a> Parts<'a> {
+    fn of(live: &'a mut Live) -> Parts<'a> {
+        Parts {
+            input: &live.input,
+            cost_total: &mut live.cost_total,
+            session_id: &mut live.session_id,
+        }
+    }
+}
+
 fn on_event(
     stream: &mut Stream,
-    live: &mut Live,
+    live: Parts,
     asks: &mut Asks,
     outcome: &mut Option<Outcome>,
     mut event: Event,
@@ -343,8 +382,11 @@ fn on_event(
     if let Event::Result(o) = &mut event {
         // The CLI counts cost since the process started: this turn's is the difference.
         if let Some(total) = o.cost {
-            o.cost = Some((total - live.cost_total).max(0.0));
-            live.cost_total = total;
+            // Rounded to a billionth of a cent: the difference of two sums in binary floating point is otherwise
+            // shown as 0.0021000000000000003.
+            let own = ((total - *live.cost_total).max(0.0) * 1e11).round() / 1e11;
+            o.cost = Some(own);
+            *live.cost_total = total;
         }
     }
     if let Some((kind, data)) = event.to_stream() {
@@ -359,13 +401,13 @@ fn on_event(
                 tracing::error!(turn = stream.turn_id, "could not store the session: {e}");
                 stream.failed(&e);
             }
-            live.session_id = Some(id);
+            *live.session_id = Some(id);
         }
         Event::Result(o) => *outcome = Some(o),
         Event::ControlRequest {
             request_id,
             request,
-        } => asks.asked(stream, &live.input, &request_id, &request),
+        } => asks.asked(stream, live.input, &request_id, &request),
         Event::ControlCancel { request_id } => asks.withdrawn(stream, &request_id),
         Event::ControlResponse {
             request_id,
@@ -379,6 +421,19 @@ fn on_event(
         Event::Garbage(line) => tracing::debug!(turn = stream.turn_id, "claude printed: {line}"),
         _ => {}
     }
+}
+
+/// Asks the CLI to interrupt its turn; returns when the ladder takes over if it has not ended the turn. A stopped
+/// process (SIGSTOP, a debugger) reads nothing until continued, so waiting for its answer would only add
+/// [`INTERRUPT_GRACE`] to a cancel: the ladder at once (it continues the process along with each signal).
+fn interrupt(live: &Live) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if claude::is_stopped(live.run.pid()) {
+        return now;
+    }
+    live.input
+        .send(control::request_line(control::interrupt()).1);
+    now + INTERRUPT_GRACE
 }
 
 /// Resolves with the stop reason once one is asked for.
@@ -540,7 +595,7 @@ fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
             cwd: PathBuf::from(&conv.project),
             resume: None,
             options,
-            marker: s.conversation_id.clone(),
+            marker: claude::Marker::new(&s.conversation_id, &settings.data_dir),
         },
         resume: s.resume.clone().or(conv.session_id),
         mode: conv

@@ -40,7 +40,8 @@
 //! - `[[orphan]]` spawn `sleep 300` in its own session (like the Bash tool; stdio on /dev/null) and
 //!   never wait for it, so it outlives the fake.
 //! - `[[linger:S]]` keep running S seconds after the result line (SIGINT ignored, SIGTERM exits 143).
-//! - `[[ignore-int]]` ignore SIGINT. `[[stubborn]]` ignore SIGINT and SIGTERM (only SIGKILL works).
+//! - `[[ignore-int]]` ignore SIGINT. `[[stubborn]]` ignore SIGINT and SIGTERM (only SIGKILL works); in the
+//!   long-lived mode also the `interrupt` control request (acknowledged, then nothing: a hung CLI).
 //! - `[[success-on-int]]` on SIGINT print a success result (`finished anyway`) and exit 0.
 //! - `[[stderr]]` write a few lines to stderr.
 //! - `[[huge-line:MB]]` print MB MiB of `x` on stdout with no newline (a runaway line), then go on (the rest of
@@ -66,18 +67,20 @@
 //!   joined by `"\n"`); it runs as the next turn, queued if a turn runs. A turn is a one-shot turn with every
 //!   marker above (`[[linger:S]]` only delays the next turn; `[[error]]` does not end the process), its own
 //!   `system/init` (same session id for the whole process, the model of the latest `set_model`, the current
-//!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0001 per turn; no
-//!   `result_index`). The session gets one line per prompt, so `echo[n]` counts across turns and `--resume`.
+//!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0021 per turn, a
+//!   one-shot turn's cost, so each turn's own cost is the difference; no `result_index`). The session gets one
+//!   line per prompt, so `echo[n]` counts across turns and `--resume`.
 //!   Stdin EOF: the current and queued turns finish, then rc 0 (while a permission request waits: rc 0 at once).
 //! - Control requests `{"type":"control_request","request_id":R,"request":{"subtype":…}}`, answered at once with
 //!   `{"type":"control_response","response":{"subtype":"success","request_id":R,"response":{…}}}`: `initialize`
 //!   (`{"commands":[],"models":[],"pid":PID}`), `interrupt` (`{}`), `set_permission_mode {"mode"}` (any string;
-//!   from the next tool call on), `set_model {"model"}`. Any other subtype: `{"subtype":"error","request_id":R,
-//!   "error":"Unknown request subtype: X"}`. `interrupt` stops a running turn at once (during `[[slow]]`, a
-//!   command, or a wait for a permission answer): during a tool its `tool_result` (`is_error`), then a `user` line
-//!   `[Request interrupted by user for tool use]` and a result `error_during_execution` / `aborted_tools`;
-//!   elsewhere `[Request interrupted by user]` / `aborted_streaming`. The process stays; a pending
-//!   `can_use_tool` is abandoned (a late answer is ignored, as is any `control_response` we did not ask for).
+//!   from the next tool call on), `set_model {"model"}` (`null`: the default model). Any other subtype:
+//!   `{"subtype":"error","request_id":R,"error":"Unknown request subtype: X"}`. `interrupt` stops a running turn
+//!   at once (during `[[slow]]`, a command, or a wait for a permission answer): during a tool its `tool_result`
+//!   (`is_error`), then a `user` line `[Request interrupted by user for tool use]` and a result
+//!   `error_during_execution` / `aborted_tools`; elsewhere `[Request interrupted by user]` / `aborted_streaming`.
+//!   The process stays; a pending `can_use_tool` is abandoned (a late answer is ignored, as is any
+//!   `control_response` we did not ask for).
 //! - Tool markers, run in the order they appear, after `[[tool]]`/`[[slow]]` and before the reply; each is a
 //!   `tool_use` `toolu_fakeN` (N = 2, 3, … over the process) and its `tool_result`, and adds 1 to `num_turns`:
 //!   - `[[bash:CMD]]`: Bash `{"command":CMD,"description":<first word>}`. Runs without asking when the mode is
@@ -117,9 +120,11 @@
 //!   real CLI.
 //! - `FAKE_CLAUDE_RECORD=<dir>`: before any output writes `<pid>.argv.json` (argv without argv[0]),
 //!   `<pid>.env.json`, `<pid>.cwd`, then `<pid>.prompt` (exact bytes) and, with `[[orphan]]`,
-//!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt and
-//!   `<pid>.stdin` gets every stdin line appended as it is received.
-//! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit.
+//!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt,
+//!   `<pid>.prompt.<n>` the prompt of the process's n-th turn (from 1), and `<pid>.stdin` gets every stdin
+//!   line appended as it is received.
+//! - `FAKE_CLAUDE_TIMING=<file>`: appends `start_ns end_ns` (realtime ns since the epoch) at exit; in the
+//!   long-lived mode one line per turn instead (its start, and its end once its result is out), none at exit.
 //! - `FAKE_CLAUDE_STAMPS=<file>` (live mode): appends `asked <ns>` when a permission request is printed and
 //!   `answered <ns>` when a `control_response` line is read (realtime ns since the epoch).
 //! - `CLAUDE_CODE_MAX_RETRIES`: `max_retries` in `api_retry` lines (default 10).
@@ -1163,10 +1168,21 @@ fn fail(message: &str) -> ! {
     finish(1);
 }
 
-/// Exits with `code`, appending `start_ns end_ns` to `$FAKE_CLAUDE_TIMING` first.
+/// Set in the long-lived mode, which times each turn rather than the process.
+static LIVE_MODE: AtomicBool = AtomicBool::new(false);
+
+/// Exits with `code`, appending `start_ns end_ns` to `$FAKE_CLAUDE_TIMING` first (one-shot mode).
 fn finish(code: i32) -> ! {
+    if !LIVE_MODE.load(Ordering::SeqCst) {
+        append_timing(START_NS.load(Ordering::Relaxed));
+    }
+    std::process::exit(code);
+}
+
+/// Appends `start_ns now_ns` to `$FAKE_CLAUDE_TIMING`, if set.
+fn append_timing(start_ns: u64) {
     if let Some(path) = std::env::var_os("FAKE_CLAUDE_TIMING") {
-        let line = format!("{} {}\n", START_NS.load(Ordering::Relaxed), now_ns());
+        let line = format!("{start_ns} {}\n", now_ns());
         let written = OpenOptions::new()
             .create(true)
             .append(true)
@@ -1179,7 +1195,6 @@ fn finish(code: i32) -> ! {
             );
         }
     }
-    std::process::exit(code);
 }
 
 /// Writes `<pid>.<name>` into `$FAKE_CLAUDE_RECORD`, if set.

@@ -12,8 +12,9 @@ use std::io::BufRead;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 
-/// What each turn adds to the process's `total_cost_usd`, in units of 0.0001 USD.
-const TURN_COST_UNITS: u64 = 1;
+/// What each turn adds to the process's `total_cost_usd`, in units of 0.0001 USD: a one-shot turn's cost, so
+/// that each turn's own cost (the difference) is the same in both modes.
+const TURN_COST_UNITS: u64 = 21;
 /// First words of Bash commands that never ask (read-only).
 const READ_ONLY: &[&str] = &["echo", "ls", "pwd", "cat", "true"];
 /// First words of Bash commands that `acceptEdits` lets through.
@@ -95,6 +96,8 @@ pub struct Live {
     /// The pid of the command an allowed Bash call runs (the leader of its own session).
     running: Option<i32>,
     tool_count: u64,
+    /// Turns started so far (numbers the `<pid>.prompt.<n>` records).
+    turns: u64,
     /// This turn's `permission_denials`.
     pub denials: Vec<Value>,
 }
@@ -106,6 +109,7 @@ pub fn serve(args: &Args, cwd: String) -> ! {
     {
         no_session(id, Format::StreamJson);
     }
+    LIVE_MODE.store(true, Ordering::SeqCst);
     let mut live = Box::new(Live {
         rx: spawn_reader(),
         queue: VecDeque::new(),
@@ -125,6 +129,7 @@ pub fn serve(args: &Args, cwd: String) -> ! {
         current_tool: None,
         running: None,
         tool_count: 1, // toolu_fake1 is `[[tool]]`'s
+        turns: 0,
         denials: Vec::new(),
     });
     let mut session = args.resume.clone();
@@ -161,7 +166,10 @@ fn run_turn(
     session: &mut Option<String>,
     text: &str,
 ) -> Box<Live> {
+    let started_ns = now_ns();
+    live.turns += 1;
     record("prompt", text.as_bytes());
+    record(&format!("prompt.{}", live.turns), text.as_bytes());
     let (session_id, n) = open_session(session.as_deref(), cwd, text)
         .unwrap_or_else(|id| no_session(&id, Format::StreamJson));
     *session = Some(session_id.clone());
@@ -189,6 +197,7 @@ fn run_turn(
         panic::resume_unwind(payload);
     }
     let mut live = turn.live.take().expect("the turn hands its state back");
+    append_timing(started_ns);
     live.denials.clear();
     live.current_tool = None;
     live.waiting_for = None;
@@ -277,9 +286,8 @@ impl Live {
                 json!({})
             }
             "set_model" => {
-                if let Some(model) = request["model"].as_str() {
-                    self.model = model.to_string();
-                }
+                // `null`: back to the default model.
+                self.model = request["model"].as_str().unwrap_or(MODEL).to_string();
                 json!({})
             }
             _ => {
@@ -326,7 +334,8 @@ impl Turn {
             self.state().interrupt = false;
             return;
         }
-        if std::mem::take(&mut self.state().interrupt) {
+        // `[[stubborn]]` also ignores `interrupt` (acknowledged, then nothing): a hung CLI.
+        if std::mem::take(&mut self.state().interrupt) && !self.markers.stubborn {
             self.abort(false);
         }
         let int_stops =
