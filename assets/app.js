@@ -5,6 +5,7 @@
 // renaming and deleting a conversation, the app's own dialog, and coming back online. The rest, each imported only
 // from the modules above it: compose.js (the composer and sending) → turn.js (a turn on screen, following its
 // events, the shared state) → markdown.js (the safe renderer) and api.js (the server, and being offline).
+// requests.js (what Claude asks: the cards; the mode and model dialog) is loaded from here when first needed.
 
 import { api, getJSON, HttpError, NetError, onApiEvents, setOffline } from './api.js';
 import { flushPending, loadPending, submit } from './compose.js';
@@ -122,7 +123,8 @@ function renderList() {
     if (state.conv && c.id === state.conv.id) b.setAttribute('aria-current', 'true');
     const top = el('span', 'conv-top');
     top.append(el('span', 'conv-title', convName(c)));
-    if (c.active_turn_id) top.append(el('span', 'badge', 'running'));
+    if (c.waiting > 0) top.append(el('span', 'badge waiting', 'waiting for you'));
+    else if (c.active_turn_id) top.append(el('span', 'badge', 'running'));
     b.append(top);
     // "messages" here, "steps" under a reply (the CLI's turns): two words for two things.
     const count = `${c.turn_count} message${c.turn_count === 1 ? '' : 's'}`;
@@ -246,6 +248,39 @@ function convName(c) {
 
 function setTitle() {
   $('chat-title').textContent = convName(state.conv);
+  markHeader();
+}
+
+// ---------- what Claude asks ----------
+
+// requests.js, loaded at its first use: most visits have nothing waiting. Calls run in the order made.
+let requests = null;
+function cards(f) {
+  requests = requests || import('./requests.js');
+  requests.then(f).catch((e) => flash(`Could not show what Claude asks: ${e.message}`));
+}
+
+// The header: "waiting for you" while a request of this conversation waits (the cards on screen once known, else
+// the list's count), and the mode button with the conversation's mode.
+const MODE_NAMES = { plan: 'Plan', default: 'Ask', acceptEdits: 'Edits', auto: 'Auto', dontAsk: 'No asking',
+  bypassPermissions: 'Bypass' };
+function markHeader() {
+  const c = state.conv;
+  $('chat-waiting').hidden = !(c && (state.waitingHere ?? c.waiting));
+  $('mode').hidden = !c || !c.created_at;
+  const mode = c && (c.permission_mode || (state.modes && state.modes.default));
+  $('mode').textContent = `${mode ? MODE_NAMES[mode] || mode : 'Mode'} ▾`;
+  $('mode').title = `Permission mode: ${mode || "the server's"}; model: ${(c && c.model) || "the server's"}`;
+}
+$('mode').addEventListener('click', () => cards((m) => m.openModes()));
+
+// The pending requests of the conversation just opened (a turn's replay gives them too; each shows once).
+async function loadRequests(id, gen) {
+  const { requests: all = [] } = await getJSON('/api/requests');
+  if (gen !== state.gen) return;
+  const mine = all.filter((r) => r.conversation_id === id);
+  if (mine.length) cards((m) => mine.forEach(m.showRequest));
+  else if (!state.waitingHere) { state.waitingHere = 0; markHeader(); }
 }
 
 function clearChat() {
@@ -254,6 +289,8 @@ function clearChat() {
   state.live = null;
   state.chain = Promise.resolve();
   $('messages').replaceChildren();
+  state.waitingHere = null;
+  if (requests) cards((m) => m.clearRequests());
   setStatus('');
   setTitle();
 }
@@ -309,6 +346,8 @@ async function openConv(id, refresh = false) {
     if (cached) t.view.unfinished();
     else follow(t.id, t.view);
   }
+  // What Claude asks and waits for, pinned below (a turn's replay gives it too).
+  if (!cached) loadRequests(id, gen).catch(() => {});
 }
 
 function showPending(id) {
@@ -400,7 +439,9 @@ async function start() {
 
 // The allowed projects (the first is the default); a picker only when there is a choice.
 async function loadProjects() {
-  const { projects = [] } = await (await api('GET', '/api/status')).json();
+  const { projects = [], permission_modes: modes = null } = await (await api('GET', '/api/status')).json();
+  state.modes = modes; // {allowed, default}: the mode control's choices
+  markHeader();
   const select = $('project');
   select.replaceChildren(...projects.map((p) => {
     const option = el('option', null, p.split('/').filter(Boolean).pop() || p);
@@ -413,7 +454,15 @@ async function loadProjects() {
 
 // What the modules below ask of this one (a module imports only from those below it).
 onApiEvents({ signedOut: showLogin, reconnected });
-Object.assign(above, { submit, newConv, loadList });
+Object.assign(above, {
+  submit,
+  newConv,
+  loadList,
+  markHeader,
+  request: (d) => cards((m) => m.showRequest(d)),
+  requestEnded: (d) => cards((m) => m.endRequest(d)),
+  turnEnded: (id) => { if (requests) cards((m) => m.turnEnded(id)); },
+});
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
 loadPending();

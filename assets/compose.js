@@ -4,7 +4,7 @@
 
 import { api, NetError } from './api.js';
 import { el } from './markdown.js';
-import { $, above, errorCard, follow, saveCopy, state, TurnView, userBubble } from './turn.js';
+import { $, above, errorCard, follow, saveCopy, state, steerShown, TurnView, userBubble } from './turn.js';
 
 // crypto.randomUUID exists only in secure contexts; a plain-HTTP LAN address is not one.
 function uuid() {
@@ -22,7 +22,7 @@ function grow() {
   input.style.height = 'auto'; // CSSOM writes are allowed by the CSP; style attributes in markup are not
   input.style.height = `${Math.min(input.scrollHeight + 2, window.innerHeight * 0.4)}px`;
 }
-input.addEventListener('input', grow);
+input.addEventListener('input', () => { grow(); steerShown(); });
 
 // Enter sends where there is a real keyboard and a mouse; on a phone Enter is a new line (its key says so:
 // enterkeyhint="enter") and the button sends.
@@ -33,8 +33,14 @@ input.addEventListener('keydown', (ev) => {
   }
 });
 
-$('composer').addEventListener('submit', async (ev) => {
+$('composer').addEventListener('submit', (ev) => {
   ev.preventDefault();
+  compose(false);
+});
+// While a turn runs, a message either waits behind it (Send) or stops it and runs next (Interrupt and send).
+$('steer').addEventListener('click', () => compose(true));
+
+async function compose(interrupt) {
   const text = input.value.trim();
   if (!text) return;
   if (!state.conv) {
@@ -42,13 +48,17 @@ $('composer').addEventListener('submit', async (ev) => {
   }
   input.value = '';
   grow();
-  await submit(text, state.conv.id);
-});
+  steerShown();
+  // The turn it stops reports its tool's error as a stop, as after Stop.
+  if (interrupt && state.live) state.live.view.stopping = true;
+  await submit(text, state.conv.id, interrupt);
+}
 
-// Sends a message of the open conversation (typed, or again by Retry).
-export async function submit(text, conv) {
+// Sends a message of the open conversation (typed, or again by Retry); `interrupt`: it stops the running turn.
+export async function submit(text, conv, interrupt = false) {
   // One client_id per message, kept across retries, makes a resend after a lost answer run Claude only once.
   const p = pendingItem({ conv, text, client_id: uuid() });
+  p.interrupt = interrupt; // not kept across a reload: by then the turn it meant to stop is another
   $('messages').append(p.bubble);
   $('messages').scrollTop = $('messages').scrollHeight;
   state.pending.push(p);
@@ -86,7 +96,7 @@ function send(p) {
 async function trySend(p) {
   try {
     const res = await api('POST', `/api/conversations/${encodeURIComponent(p.conv)}/messages`,
-      { message: p.text, client_id: p.client_id });
+      { message: p.text, client_id: p.client_id, ...(p.interrupt ? { interrupt: true } : {}) });
     const { turn_id: id } = await res.json();
     if (p.withdrawn) {
       // Cancelled while the send was on its way: the server has it now, so withdraw it there.

@@ -16,14 +16,21 @@ export const state = {
   live: null, // the turn being followed: {id, view, last, ctrl, done}
   pending: [], // sends not yet accepted by the server (offline): {conv, text, client_id, bubble}
   accepted: [], // sends accepted while their conversation was loading again, until it shows them: {conv, id, text}
+  waitingHere: null, // requests waiting in the open conversation, once known (else the list's `waiting` says)
+  modes: null, // the permission modes a conversation may choose, and the default: {allowed, default}
 };
 
-// What the modules above this one do for it: send a message again (Retry), start a conversation, reload the list.
-// app.js fills these in at startup, so that imports only go one way (app → compose → turn → markdown, api).
+// What the modules above this one do for it: send a message again (Retry), start a conversation, reload the list,
+// redraw the header, show a request of Claude's and end it. app.js fills these in at startup, so that imports only
+// go one way (app → compose → turn → markdown, api; requests.js, loaded by app.js, → turn).
 export const above = {
   submit: async () => {},
   newConv: async () => {},
   loadList: async () => {},
+  markHeader: () => {},
+  request: () => {},
+  requestEnded: () => {},
+  turnEnded: () => {},
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -51,14 +58,14 @@ export class TurnView {
     this.el.dataset.turn = id;
     // While the turn waits (behind another, or for a free slot) it says so and can be withdrawn.
     this.queueEl = el('div', 'turn-queue');
-    const withdraw = el('button', 'text', 'Cancel');
+    const withdraw = el('button', 'text', 'Withdraw');
     withdraw.type = 'button';
-    withdraw.setAttribute('aria-label', 'Cancel the queued message');
+    withdraw.setAttribute('aria-label', 'Withdraw the queued message');
     withdraw.addEventListener('click', async () => {
       withdraw.disabled = true;
       try {
         await api('POST', `/api/turns/${id}/cancel`);
-        withdraw.textContent = 'Cancelling…';
+        withdraw.textContent = 'Withdrawing…';
       } catch (e) { withdraw.disabled = false; if (e.status !== 409) flash(e.message); }
     });
     this.queueEl.append(el('span', null, 'Queued — runs after the message before it'), withdraw);
@@ -146,7 +153,9 @@ export class TurnView {
         this.add(card);
         break;
       }
-      case 'done': this.setStatus(d.status); break;
+      case 'request': above.request(d); break;
+      case 'request_ended': above.requestEnded(d); break;
+      case 'done': this.setStatus(d.status); above.turnEnded(this.id); break;
     }
   }
 
@@ -289,6 +298,12 @@ export function setStatus(text, kind) {
   $('status').dataset.kind = kind || '';
   const running = kind === 'queued' || kind === 'running';
   $('stop').hidden = !running;
+  steerShown();
+}
+
+// "Interrupt and send" is offered while a turn runs and there is something to send.
+export function steerShown() {
+  $('steer').hidden = $('status').dataset.kind !== 'running' || !$('input').value.trim();
 }
 
 // Follows the turns of the open conversation one after another (they run in order on the server too).

@@ -150,3 +150,27 @@ fn run_on_own_server(script: &str) {
         &[("RA_SHOTS", shots.display().to_string())],
     );
 }
+
+/// Claude asks, the phone answers: a command allowed (it runs) and one denied (it does not), two questions answered,
+/// a plan approved in plan mode set from the header, and "Interrupt and send" while Claude waits; the card's buttons
+/// 48 px tall with "Always…" apart from Allow and Deny. The screenshots' dir is printed: look at them.
+#[test]
+fn the_phone_answers_what_claude_asks() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    let server = common::Server::start();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("approvals-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    eprintln!("web::approvals: screenshots in {}", shots.display());
+    run(
+        &dir.join("approvals.test.mjs"),
+        &server,
+        &[
+            ("RA_SHOTS", shots.display().to_string()),
+            ("RA_PROJECT", server.path("project").display().to_string()),
+        ],
+    );
+}

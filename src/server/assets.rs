@@ -24,6 +24,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/compose.js"),
     ),
     (
+        "requests.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/requests.js"),
+    ),
+    (
         "turn.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/turn.js"),

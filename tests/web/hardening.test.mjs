@@ -133,7 +133,7 @@ async function main() {
   await queued.locator('.turn-queue', { hasText: 'Queued' }).waitFor();
   await page.screenshot({ path: join(SHOTS, '12-queued.png') });
   const cancelled = page.waitForResponse((r) => /\/api\/turns\/[^/]+\/cancel$/.test(r.url()));
-  await queued.locator('.turn-queue button', { hasText: 'Cancel' }).click();
+  await queued.locator('.turn-queue button', { hasText: 'Withdraw' }).click();
   check((await cancelled).status() === 202, 'the queued turn was not cancelled');
   await page.click('#stop');
   await ended(long, 'cancelled', 15000);
