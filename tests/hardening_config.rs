@@ -383,9 +383,9 @@ fn a_dotenv_outside_the_projects_cannot_widen_claudes_permissions_or_move_the_da
         .find(|e| e.file_name().to_string_lossy().ends_with(".argv.json"))
         .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
         .expect("claude ran");
-    // The default mode of a new conversation (Claude asks), not the .env's.
+    // The prototype's chat runs in the configured ceiling (acceptEdits by default), not in the .env's mode.
     assert!(
-        argv.contains(&"--permission-mode=default".to_string()),
+        argv.contains(&"--permission-mode=acceptEdits".to_string()),
         "{argv:?}"
     );
     assert!(

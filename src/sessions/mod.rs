@@ -39,6 +39,19 @@ pub struct Live {
     pub cost_total: f64,
 }
 
+/// What a turn needs of its process: how it is started (less the mode and model, which a warm one changes
+/// through control requests), the session to resume when a new one starts, the mode and the model.
+pub struct Plan {
+    /// How the process is started, without `--resume`, the mode or the model.
+    pub spec: Spec,
+    /// The session a new process resumes.
+    pub resume: Option<String>,
+    /// The permission mode the turn runs in.
+    pub mode: String,
+    /// The model the turn runs with (None: the CLI's default).
+    pub model: Option<String>,
+}
+
 enum Msg {
     Take {
         conversation: String,
@@ -74,6 +87,39 @@ impl Sessions {
             runtime.spawn(pool(rx, settings));
         }
         Sessions { tx }
+    }
+
+    /// The conversation's warm process if it fits `plan`, else a new one (resuming the conversation's session).
+    pub async fn acquire(
+        &self,
+        conversation: &str,
+        plan: &Plan,
+    ) -> Result<Live, claude::SpawnError> {
+        if let Some(live) = self.take(conversation).await {
+            let same_session = plan.resume.is_none() || plan.resume == live.session_id;
+            if live.spec == plan.spec && same_session {
+                return Ok(live);
+            }
+            // Started otherwise (the settings changed, or the prototype asked for another session): a new one.
+            close(live).await;
+        }
+        let mut spec = plan.spec.clone();
+        spec.resume = plan.resume.clone();
+        spec.options.push(("permission-mode", plan.mode.clone()));
+        if let Some(model) = &plan.model {
+            spec.options.push(("model", model.clone()));
+        }
+        let (run, events, input) = claude::spawn(&spec)?;
+        Ok(Live {
+            run,
+            events,
+            input,
+            spec: plan.spec.clone(),
+            mode: plan.mode.clone(),
+            model: plan.model.clone(),
+            session_id: plan.resume.clone(),
+            cost_total: 0.0,
+        })
     }
 
     /// Takes the conversation's warm process out of the pool, if it has one that is still alive.

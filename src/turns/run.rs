@@ -15,7 +15,7 @@ use super::hub::Hub;
 use super::{DURATION_BUCKETS, Ended, Inner, Stop, Submit, lock};
 use crate::claude::{self, Event, Outcome, SpawnError, control};
 use crate::config::Settings;
-use crate::sessions::{self, Live};
+use crate::sessions::{Live, Plan};
 use crate::store::{EventKind, Fault, Finish, Store, StreamEvent, TurnStatus};
 
 /// How long the CLI has to end a turn after our `interrupt` before the ladder stops the process.
@@ -136,7 +136,7 @@ pub(super) async fn run_turn(
         Err(e) => return finish(inner, &mut stream, failed(e), None).await,
     };
     let started = Instant::now();
-    let mut live = match acquire(inner, &s.conversation_id, &plan).await {
+    let mut live = match inner.sessions.acquire(&s.conversation_id, &plan).await {
         Ok(live) => live,
         Err(e) => {
             let mut ended = failed(e.to_string());
@@ -322,35 +322,6 @@ pub(super) async fn run_turn(
     }
 }
 
-/// The conversation's warm process if it fits this turn, else a new one (resuming the conversation's session).
-async fn acquire(inner: &Inner, conversation: &str, plan: &Plan) -> Result<Live, SpawnError> {
-    if let Some(live) = inner.sessions.take(conversation).await {
-        let same_session = plan.resume.is_none() || plan.resume == live.session_id;
-        if live.spec == plan.spec && same_session {
-            return Ok(live);
-        }
-        // Started otherwise (the settings changed, or the prototype asked for another session): a new one.
-        sessions::close(live).await;
-    }
-    let mut spec = plan.spec.clone();
-    spec.resume = plan.resume.clone();
-    spec.options.push(("permission-mode", plan.mode.clone()));
-    if let Some(model) = &plan.model {
-        spec.options.push(("model", model.clone()));
-    }
-    let (run, events, input) = claude::spawn(&spec)?;
-    Ok(Live {
-        run,
-        events,
-        input,
-        spec: plan.spec.clone(),
-        mode: plan.mode.clone(),
-        model: plan.model.clone(),
-        session_id: plan.resume.clone(),
-        cost_total: 0.0,
-    })
-}
-
 /// What [`on_event`] needs of the turn's process (not its `run`, which the ladder may hold meanwhile).
 struct Parts<'a> {
     input: &'a claude::Input,
@@ -533,15 +504,6 @@ async fn finish(
     if let Some(live) = lock(&inner.live).get(stream.turn_id) {
         live.ended.send_replace(Some(ended));
     }
-}
-
-/// What a turn needs of its process: how it is started (less the mode and model, which a warm one changes
-/// through control requests), the session to resume when a new one starts, the mode and the model.
-struct Plan {
-    spec: claude::Spec,
-    resume: Option<String>,
-    mode: String,
-    model: Option<String>,
 }
 
 /// The process a turn needs, read once the conversation is free (so it resumes the session the previous turn
