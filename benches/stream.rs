@@ -134,9 +134,10 @@ fn main() {
         server.authed("POST", &format!("/api/turns/{id}/cancel"), b"");
     }
 
-    // 5. The real CLI: POST to the first text_delta; and, interleaved with it so that neither gets a warmer
-    // machine, the same CLI run directly with the arguments the server gives it (spawn to the first text_delta on
-    // its stdout), which the first figure cannot be below.
+    // 5. The real CLI, cold (no process kept warm, `--max-warm=0`: each message starts the CLI, as a first message
+    // or one after the idle timeout does): POST to the first text_delta; and, interleaved with it so that neither
+    // gets a warmer machine, the same CLI run directly with the arguments the server gives it (spawn to the first
+    // text_delta on its stdout), which the first figure cannot be below. benches/warm_turn.rs measures the warm path.
     let Some(claude) = std::env::var_os("REMOTE_AGENT_REAL_CLAUDE") else {
         println!("real CLI: skipped (set REMOTE_AGENT_REAL_CLAUDE)");
         return;
@@ -147,6 +148,7 @@ fn main() {
         .env("ANTHROPIC_BASE_URL", mock.base_url())
         .env("ANTHROPIC_API_KEY", "bench-key")
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .arg("--max-warm=0")
         .start();
     real.create(json!({ "id": "r" }));
     let home = tempfile::tempdir().unwrap();
@@ -168,7 +170,7 @@ fn main() {
         direct.push(direct_run(&claude, &mock, home.path(), &mut session, i + 1));
     }
     summary(
-        "real CLI: POST to first text_delta (10 turns, resumed session)",
+        "real CLI, cold: POST to first text_delta (10 turns, resumed session)",
         firsts,
     );
     summary(
