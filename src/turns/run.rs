@@ -218,7 +218,12 @@ pub(super) async fn run_turn(
                 match w {
                     // Only the turn stops: the process stays warm for the next message.
                     Stop::Cancel | Stop::Timeout => interrupt_by = Some(interrupt(&live)),
-                    Stop::Shutdown | Stop::LineTooLong => break,
+                    // The process goes: what it asked expires now (as the CLI stops it may withdraw it too, and
+                    // the request should not end one way or the other by a race).
+                    Stop::Shutdown | Stop::LineTooLong => {
+                        asks.expire_all(&mut stream);
+                        break;
+                    }
                 }
             }
             () = &mut deadline, if why.is_none() => {
