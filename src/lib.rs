@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod files;
 pub mod import;
 pub mod process;
+pub mod push;
 pub mod serve;
 pub mod server;
 pub mod service;
