@@ -17,6 +17,8 @@ use crate::server::{self, App};
 use crate::store::Store;
 use crate::turns::Turns;
 
+mod address;
+
 pub use crate::server::{Listener, Via};
 
 /// `serve`'s own flags.
@@ -61,21 +63,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Arc::new(crate::store::open_private(&settings.data_dir)?);
     interrupt_unfinished(&store, &settings.data_dir)?;
-    serve_until(compose(settings, store), listeners, shutdown).await
+    serve_until(compose(settings, store).0, listeners, shutdown).await
 }
 
 /// The server's state, composed: the settings, shared so that a reload reaches every part; the store; the turns.
-fn compose(settings: Settings, store: Arc<Store>) -> Arc<App> {
+fn compose(settings: Settings, store: Arc<Store>) -> (Arc<App>, crate::push::Push) {
     let settings = Shared::new(settings);
-    Arc::new(App {
-        turns: Turns::new(store.clone(), settings.clone()),
+    // One sender: the turns tell it what happened, the routes manage its subscriptions.
+    let push = crate::push::Push::start(store.clone(), settings.clone());
+    let app = Arc::new(App {
+        turns: Turns::new(store.clone(), settings.clone(), push.clone()),
         settings,
         store,
         started: Instant::now(),
         throttle: Default::default(),
         basic_cache: Default::default(),
         requests: Default::default(),
-    })
+    });
+    (app, push)
 }
 
 /// Serves until `shutdown` resolves; then stops the turns while the connections drain, and folds the WAL back
@@ -159,7 +164,9 @@ pub async fn command(args: ServeArgs) -> anyhow::Result<()> {
     // Signals and the config watch are in place before we say we listen: a client that acts on that line (a
     // SIGTERM, an edited config file) is never missed.
     let stops = Stops::install(&settings.config_path)?;
-    let app = compose(settings, store);
+    let state_dir = settings.state_dir.clone();
+    let (app, push) = compose(settings, store);
+    let address = address::follow(state_dir, app.store.clone(), push);
     for line in &lines {
         println!("{line}");
         tracing::info!("{line}");
@@ -167,10 +174,12 @@ pub async fn command(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(project = %app.settings.get().default_project().display(), "serving");
 
-    serve_until(app.clone(), listeners, async {
+    let served = serve_until(app.clone(), listeners, async {
         stops.wait(&app, &flags).await
     })
-    .await
+    .await;
+    address.abort();
+    served
 }
 
 /// What ends or reloads `serve`: SIGINT, SIGTERM, SIGHUP and changes to the config file.

@@ -6,6 +6,7 @@ mod ask;
 mod end;
 mod hub;
 mod run;
+mod tell;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,6 +145,8 @@ struct Inner {
     shutting_down: watch::Sender<bool>,
     subscribers: Arc<AtomicUsize>,
     ended: Mutex<EndedCounts>,
+    /// Told when a turn ends and when Claude waits for an answer.
+    push: crate::push::Push,
 }
 
 /// Upper bounds, in seconds, of the turn-duration histogram.
@@ -174,8 +177,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Turns {
-    /// A manager with no turns, its cap on running turns from the settings.
-    pub fn new(store: Arc<Store>, settings: Arc<Shared>) -> Turns {
+    /// A manager with no turns, its cap on running turns from the settings; it tells `push` what a person away
+    /// from the screen should know.
+    pub fn new(store: Arc<Store>, settings: Arc<Shared>, push: crate::push::Push) -> Turns {
         let cap = settings.get().max_concurrent_turns;
         Turns {
             inner: Arc::new(Inner {
@@ -189,6 +193,7 @@ impl Turns {
                 shutting_down: watch::Sender::new(false),
                 subscribers: Arc::default(),
                 ended: Mutex::default(),
+                push,
             }),
         }
     }

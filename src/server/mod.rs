@@ -302,8 +302,9 @@ mod tests {
         let settings = crate::config::Settings::resolve(&Default::default(), &env, dir).unwrap();
         let settings = Shared::new(settings);
         let store = Arc::new(Store::open_in_memory().unwrap());
+        let push = crate::push::Push::start(store.clone(), settings.clone());
         App {
-            turns: Turns::new(store.clone(), settings.clone()),
+            turns: Turns::new(store.clone(), settings.clone(), push.clone()),
             settings,
             store,
             started: Instant::now(),

@@ -84,6 +84,40 @@ impl Supervisor {
     }
 }
 
+/// Shows a new public URL in the computer's own notifications, where there is a way to: `notify-send` (Linux),
+/// `osascript` (macOS). Best effort and in the background: a missing program, no desktop session or a hung one
+/// never holds up or fails `up`.
+pub(super) fn notify_desktop(url: &str) {
+    let (program, args): (&str, Vec<&str>) = if cfg!(target_os = "macos") {
+        // The URL is an argument of the script, never part of its text.
+        let script = [
+            "-e",
+            "on run argv",
+            "-e",
+            "display notification (item 1 of argv) with title \"remote-agent\"",
+            "-e",
+            "end run",
+        ];
+        ("osascript", script.into_iter().chain([url]).collect())
+    } else {
+        ("notify-send", vec!["--", "remote-agent", url])
+    };
+    let Some(path) = crate::process::find_executable(program) else {
+        return;
+    };
+    let mut cmd = Command::new(path);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    tokio::spawn(async move {
+        let Ok(mut child) = cmd.spawn() else { return };
+        // A desktop bus that never answers: give up (dropping the child kills it).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await;
+    });
+}
+
 /// Without a tunnel, what to tell the owner when a phone cannot open the local address: loopback is this computer
 /// alone, and "every address" names none a phone could type. None for an address a phone can reach.
 fn phone_advice(local: SocketAddr) -> Option<String> {

@@ -90,6 +90,7 @@ impl Supervisor {
             self.public_url = Some(url.clone());
             if again {
                 println!("cloudflared restarted; the public URL is now:");
+                super::console::notify_desktop(&url);
             }
             println!("  public:  {url}");
             if !again && self.kind == Some(Kind::Quick) {

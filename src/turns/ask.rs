@@ -82,6 +82,7 @@ impl Asks {
         );
         let store = stream.store;
         if stream.flush_with(|events| store.insert_request(&r, events)) {
+            super::tell::waiting(stream, &r);
             self.pending.insert(
                 cli_id.to_string(),
                 (r.id, Some(tokio::time::Instant::now())),

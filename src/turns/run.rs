@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use super::ask::{Answer, Asks};
 use super::end::{ending, failed, stopped_ending};
 use super::hub::Hub;
+use super::tell;
 use super::{DURATION_BUCKETS, Ended, Inner, Stop, Submit, lock};
 use crate::claude::{self, Event, Outcome, SpawnError, control};
 use crate::config::Settings;
@@ -32,6 +33,10 @@ pub(super) struct Stream<'a> {
     pending: Vec<Arc<StreamEvent>>,
     /// Why storing failed, once it has: the turn then stops and ends `failed` with this.
     pub(super) fault: Option<String>,
+    /// Told that the turn ended, and of each request.
+    pub(super) push: &'a crate::push::Push,
+    /// The turn left the queue and ran (a turn withdrawn from the queue before it ran is no news to anyone).
+    started: bool,
 }
 
 impl Stream<'_> {
@@ -115,6 +120,8 @@ pub(super) async fn run_turn(
         seq: 1,
         pending: Vec::new(),
         fault: None,
+        push: &inner.push,
+        started: false,
     };
     // Queued: wait for the conversation, then for a slot; a stop meanwhile just drops the turn.
     let queued = async {
@@ -129,6 +136,7 @@ pub(super) async fn run_turn(
         }
     };
     running.store(true, std::sync::atomic::Ordering::SeqCst);
+    stream.started = true;
     stream.emit(EventKind::Status, json!({ "status": TurnStatus::Running }));
 
     let plan = match plan_for(inner, s) {
@@ -506,8 +514,13 @@ async fn finish(
         status = ended.status.as_str(),
         "turn ended"
     );
+    // No notification for a turn cancelled while queued: it never ran, and the one who cancelled it knows.
+    let told = stream.started.then(|| tell::ending(&ended)).flatten();
     if let Some(live) = lock(&inner.live).get(stream.turn_id) {
         live.ended.send_replace(Some(ended));
+    }
+    if let Some(told) = told {
+        tell::turn_ended(stream, told);
     }
 }
 
