@@ -30,12 +30,13 @@ pub(super) fn follow(
             )
         })
         .ok();
+    // Read before the caller goes on to say it listens: a change after that line is one.
+    let mut address = Address::new(quick_url(&state_dir));
     tokio::spawn(async move {
         let (_watcher, mut changed) = match watched {
             Some((w, rx)) => (Some(w), Some(rx)),
             None => (None, None),
         };
-        let mut address = Address::new(quick_url(&state_dir));
         loop {
             match changed.as_mut() {
                 Some(rx) => {
