@@ -108,6 +108,37 @@ fn a_killed_cloudflared_is_restarted_and_the_new_url_printed() {
 }
 
 #[test]
+fn a_new_public_url_is_shown_in_the_desktops_notifications() {
+    // A stand-in `notify-send` first on PATH records what it was asked to show (only a change is shown: the first
+    // URL goes to the terminal that started `up`).
+    let bin = tempfile::tempdir().unwrap();
+    let shown = bin.path().join("shown");
+    let script = write(
+        &bin.path().join("notify-send"),
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n",
+            shown.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let up = Up::builder().env("PATH", path).start();
+    public_url(&up.wait_line("public:", 0, 20));
+    let seen = up.lines();
+    assert!(!shown.exists(), "the first URL is no change");
+    unsafe_kill(up.child_pid("cloudflared"), 9);
+    let second = public_url(&up.wait_line("public:", seen, 20));
+    let text = wait_for("the notification", 10, || {
+        std::fs::read_to_string(&shown).ok()
+    });
+    assert_eq!(text.trim(), format!("-- remote-agent {second}"));
+}
+
+#[test]
 fn a_killed_serve_comes_back_on_the_same_address() {
     let up = Up::builder().start();
     up.wait_line("public:", 0, 20);
