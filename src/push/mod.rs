@@ -24,6 +24,8 @@ const PRESENCE: Duration = Duration::from_secs(45);
 const MAX_CLIENTS: usize = 256;
 
 /// Something worth a notification.
+// A notice is rare and short-lived: boxing the request would only move the size elsewhere.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Notice {
     /// A turn ended (succeeded, failed, cancelled, timed out).
