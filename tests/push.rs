@@ -259,3 +259,26 @@ fn logging_out_removes_the_subscriptions_made_under_that_sign_in() {
         "one made under HTTP Basic stays"
     );
 }
+
+#[test]
+fn a_message_the_service_keeps_refusing_is_dropped_after_four_tries() {
+    let mock = PushMock::start();
+    let server = server();
+    let sub = mock.subscription();
+    assert_eq!(subscribe(&server, &sub).status, 201);
+    mock.fail_next(429, Some(1), 100);
+    assert_eq!(test_push(&server, &sub).status, 202);
+    server.wait_log("failed 4 times: message dropped", 30);
+    assert_eq!(outbox_rows(&server), 0);
+    assert_eq!(mock.attempts().len(), 4);
+    assert!(mock.messages().is_empty());
+    // The subscription stays: a busy service is not a gone browser.
+    assert_eq!(test_push(&server, &sub).status, 202);
+    let path = sub["endpoint"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert!(!server.log().contains(path));
+}

@@ -69,13 +69,15 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// The VAPID key pair, loaded or made on first use.
+    /// The VAPID key pair, loaded or made on first use (and read again when `[push] subject` changed).
     fn vapid(&self) -> anyhow::Result<Arc<vapid::Vapid>> {
+        let settings = self.settings.get();
         let mut cell = self.vapid.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = &*cell {
+        if let Some(v) = &*cell
+            && v.subject() == settings.push_subject
+        {
             return Ok(v.clone());
         }
-        let settings = self.settings.get();
         let v = Arc::new(vapid::Vapid::load_or_create(
             &settings.data_dir,
             &settings.push_subject,
