@@ -63,24 +63,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Arc::new(crate::store::open_private(&settings.data_dir)?);
     interrupt_unfinished(&store, &settings.data_dir)?;
-    serve_until(compose(settings, store).0, listeners, shutdown).await
+    serve_until(compose(settings, store), listeners, shutdown).await
 }
 
 /// The server's state, composed: the settings, shared so that a reload reaches every part; the store; the turns.
-fn compose(settings: Settings, store: Arc<Store>) -> (Arc<App>, crate::push::Push) {
+fn compose(settings: Settings, store: Arc<Store>) -> Arc<App> {
     let settings = Shared::new(settings);
     // One sender: the turns tell it what happened, the routes manage its subscriptions.
     let push = crate::push::Push::start(store.clone(), settings.clone());
-    let app = Arc::new(App {
-        turns: Turns::new(store.clone(), settings.clone(), push.clone()),
+    Arc::new(App {
+        push: push.clone(),
+        turns: Turns::new(store.clone(), settings.clone(), push),
         settings,
         store,
         started: Instant::now(),
         throttle: Default::default(),
         basic_cache: Default::default(),
         requests: Default::default(),
-    });
-    (app, push)
+    })
 }
 
 /// Serves until `shutdown` resolves; then stops the turns while the connections drain, and folds the WAL back
@@ -165,8 +165,8 @@ pub async fn command(args: ServeArgs) -> anyhow::Result<()> {
     // SIGTERM, an edited config file) is never missed.
     let stops = Stops::install(&settings.config_path)?;
     let state_dir = settings.state_dir.clone();
-    let (app, push) = compose(settings, store);
-    let address = address::follow(state_dir, app.store.clone(), push);
+    let app = compose(settings, store);
+    let address = address::follow(state_dir, app.store.clone(), app.push.clone());
     for line in &lines {
         println!("{line}");
         tracing::info!("{line}");
