@@ -1,6 +1,6 @@
 //! What the daemon tells the push sender, as a phone would get it: the real binary, the fake claude and a mock push
 //! service (tests/common/push_mock.rs) that checks each request's VAPID JWT and decrypts its payload. A turn that
-//! ends (done, failed), a pending request (with Allow/Deny for a command, without for a question), presence
+//! ends (done, failed; not one cancelled while queued), a pending request (with Allow/Deny for a command, without for a question), presence
 //! suppressing a turn's push, hidden content, and a quick tunnel's new address whose pairing token signs a browser
 //! in once.
 
@@ -143,6 +143,27 @@ fn a_pending_command_is_pushed_with_allow_and_deny_and_a_question_without() {
     assert!(
         question.get("actions").is_none_or(|a| a.is_null()),
         "a question is answered in the app: {question}"
+    );
+}
+
+#[test]
+fn a_turn_cancelled_while_queued_is_not_pushed() {
+    let mock = PushMock::start();
+    let (server, endpoint) = server_with(&mock, Server::builder(), false);
+    server.create(json!({"id": "q"}));
+    let running = server.send("q", json!({"message": "[[slow:1]] first"}));
+    let queued = server.send("q", json!({"message": "second"}));
+    let resp = server.authed("POST", &format!("/api/turns/{queued}/cancel"), b"");
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    assert_eq!(ended(&server, &queued), "cancelled");
+    let push = nth(&mock, "turn", 1);
+    assert_eq!(push["turn_id"], running.as_str(), "{push}");
+    flush(&server, &mock, &endpoint);
+    assert_eq!(
+        of_kind(&mock, "turn").len(),
+        1,
+        "{:?}",
+        of_kind(&mock, "turn")
     );
 }
 
