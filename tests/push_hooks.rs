@@ -1,9 +1,8 @@
 //! What the daemon tells the push sender, as a phone would get it: the real binary, the fake claude and a mock push
 //! service (tests/common/push_mock.rs) that checks each request's VAPID JWT and decrypts its payload. A turn that
-//! ends (done, failed; not one cancelled while queued), a pending request (with Allow/Deny for a command, without for a question), presence
-//! suppressing a turn's push, hidden content, and a quick tunnel's new address whose pairing token signs a browser
-//! in once.
-
+//! ends (done, failed; not one cancelled while queued), a pending request (with Allow/Deny for a command, without
+//! for a question), presence suppressing a turn's push, hidden content, and a quick tunnel's new address whose
+//! pairing token signs a browser in once.
 mod common;
 
 use common::push_mock::{Message, PushMock};
