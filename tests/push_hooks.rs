@@ -3,6 +3,7 @@
 //! ends (done, failed; not one cancelled while queued), a pending request (with Allow/Deny for a command, without
 //! for a question), presence suppressing a turn's push, hidden content, and a quick tunnel's new address whose
 //! pairing token signs a browser in once.
+
 mod common;
 
 use common::push_mock::{Message, PushMock};
