@@ -1,6 +1,7 @@
-//! What a turn tells the push sender: that it ended, and that Claude waits for an answer. Both only queue a
-//! notice (`Push::notify` returns at once), after what they tell is stored and shown, so a turn is never slowed
-//! by a push service.
+//! What a turn tells the push sender: that it ended, and that Claude waits for an answer, after what they tell is
+//! stored and shown. Queuing a notice writes a row per subscription, so it runs on a blocking thread of its own:
+//! neither a push service nor a hundred browsers ever hold up the turn (its next event, or the conversation's
+//! next turn).
 
 use super::Ended;
 use super::run::Stream;
@@ -24,14 +25,17 @@ pub(super) fn turn_ended(stream: &Stream, (status, text): (TurnStatus, Option<St
     let Some((title, project)) = conversation(stream) else {
         return;
     };
-    stream.push.notify(Notice::TurnEnded {
-        conversation_id: stream.conversation_id.to_string(),
-        title,
-        project,
-        turn_id: stream.turn_id.to_string(),
-        status,
-        text,
-    });
+    queue(
+        stream,
+        Notice::TurnEnded {
+            conversation_id: stream.conversation_id.to_string(),
+            title,
+            project,
+            turn_id: stream.turn_id.to_string(),
+            status,
+            text,
+        },
+    );
 }
 
 /// Queues the notice that Claude waits for an answer to `request` (stored and shown already).
@@ -39,11 +43,19 @@ pub(super) fn waiting(stream: &Stream, request: &PendingRequest) {
     let Some((title, project)) = conversation(stream) else {
         return;
     };
-    stream.push.notify(Notice::Waiting {
-        title,
-        project,
-        request: request.clone(),
-    });
+    queue(
+        stream,
+        Notice::Waiting {
+            title,
+            project,
+            request: request.clone(),
+        },
+    );
+}
+
+fn queue(stream: &Stream, notice: Notice) {
+    let push = stream.push.clone();
+    tokio::task::spawn_blocking(move || push.notify(notice));
 }
 
 /// The conversation's title and project; None when it cannot be read (deleted meanwhile, or storage failing:
