@@ -3,8 +3,10 @@
 //!
 //! 1. turn end → push request at the mock: from the fake CLI printing its result line (`FAKE_CLAUDE_TIMING`, realtime
 //!    ns) to the mock having accepted the push (polled every 0.2 ms), over 30 warm turns; p50 and p90 in ms;
-//! 2. a turn's time (message sent → `done` read from its stream) with no subscription against 100 (the API caps a
-//!    server at 20 browsers; the others are stored directly, as 100 browsers would be), 30 turns each, medians;
+//! 2. a turn's time (message sent → its `done` event read from its stream) with no subscription against 100 (the
+//!    API caps a server at 20 browsers; the others are stored directly, as 100 browsers would be), 30 turns each,
+//!    medians: each turn 200 ms after the previous one's pushes are delivered (the turn alone), then 30 back to back
+//!    (sharing the two cores with the delivery of the turns before);
 //! 3. CPU per send: serve's utime + stime over those 30 turns with 100 subscriptions, less the same with none,
 //!    divided by the 3,000 pushes sent.
 //!
@@ -74,9 +76,15 @@ fn subscribe(server: &Server, mock: &PushMock) {
 fn turn(server: &Server, text: &str) -> Duration {
     let started = Instant::now();
     let turn = server.send("bench", json!({ "message": text }));
-    let events = SseStream::open(server, "GET", &format!("/api/turns/{turn}/events"), &[]).rest();
+    let mut events = SseStream::open(server, "GET", &format!("/api/turns/{turn}/events"), &[]);
+    let done = loop {
+        let e = events.next().expect("the turn's done event");
+        if e.event == "done" {
+            break e;
+        }
+    };
     let took = started.elapsed();
-    assert_eq!(events.last().unwrap().data["status"], "succeeded");
+    assert_eq!(done.data["status"], "succeeded");
     took
 }
 
@@ -125,19 +133,38 @@ fn main() {
     let timing = dir.path().join("timing-2");
     let mut many = server(&timing);
     turn(&many, "warm up");
-    let series = |server: &Server, mock: &PushMock, expect: usize| {
+    // Each turn once the previous one's pushes are delivered and settled (the turn alone), then back to back (its
+    // pushes sent while the next turns run, on this machine's two cores shared with the mock and the fake).
+    let series = |server: &Server, mock: &PushMock, per_turn: usize| {
         let pid = server.pid();
         let cpu = cpu_ticks(pid);
-        let mut took: Vec<f64> = (0..ROUNDS)
-            .map(|i| turn(server, &format!("turn {i}")).as_secs_f64() * 1e3)
+        let mut alone: Vec<f64> = (0..ROUNDS)
+            .map(|i| {
+                let before = mock.messages().len();
+                let took = turn(server, &format!("turn {i}")).as_secs_f64() * 1e3;
+                wait_for("the turn's pushes", 60, || {
+                    (mock.messages().len() >= before + per_turn).then_some(())
+                });
+                // The sender's last bookkeeping (deleting the rows it delivered) done too.
+                std::thread::sleep(Duration::from_millis(200));
+                took
+            })
             .collect();
-        wait_for("every push", 60, || {
-            (mock.messages().len() >= expect).then_some(())
-        });
         let cpu = (cpu_ticks(pid) - cpu) as f64 / ticks_per_sec();
-        (percentile(&mut took, 0.5), cpu)
+        let before = mock.messages().len();
+        let mut packed: Vec<f64> = (0..ROUNDS)
+            .map(|i| turn(server, &format!("packed {i}")).as_secs_f64() * 1e3)
+            .collect();
+        wait_for("every push", 120, || {
+            (mock.messages().len() >= before + per_turn * ROUNDS).then_some(())
+        });
+        (
+            percentile(&mut alone, 0.5),
+            percentile(&mut packed, 0.5),
+            cpu,
+        )
     };
-    let (none_ms, none_cpu) = series(&many, &mock, 0);
+    let (none_ms, none_packed, none_cpu) = series(&many, &mock, 0);
     // 100 browsers: stored while serve is stopped, as the API would store them (it allows 20 per server).
     many.stop(15);
     {
@@ -162,10 +189,11 @@ fn main() {
     wait_for("the warm-up's pushes", 60, || {
         (mock.messages().len() >= MANY).then_some(())
     });
-    let (many_ms, many_cpu) = series(&many, &mock, MANY * (ROUNDS + 1));
+    let (many_ms, many_packed, many_cpu) = series(&many, &mock, MANY);
     println!(
         "a turn's time, median of {ROUNDS}: {none_ms:.1} ms with no subscription, {many_ms:.1} ms with {MANY} \
-         ({:+.1} %)",
+         ({:+.1} %); back to back, while the pushes of the turns before are sent: {none_packed:.1} against \
+         {many_packed:.1} ms",
         (many_ms / none_ms - 1.0) * 100.0
     );
     let sends = (MANY * ROUNDS) as f64;
