@@ -83,8 +83,8 @@ fn changes<'t>(a: &[&'t str], b: &[&'t str]) -> Result<Vec<Block>, TooLarge> {
         let next = ids.len() as u32;
         *ids.entry(l).or_insert(next)
     };
-    let x: Vec<u32> = a_mid.iter().map(|l| id(*l)).collect();
-    let y: Vec<u32> = b_mid.iter().map(|l| id(*l)).collect();
+    let x: Vec<u32> = a_mid.iter().map(|l| id(l)).collect();
+    let y: Vec<u32> = b_mid.iter().map(|l| id(l)).collect();
     let ops = myers(&x, &y)?;
     // Consecutive removals and additions make one block.
     let mut blocks: Vec<Block> = Vec::new();
