@@ -243,6 +243,8 @@ mod tests {
             tool_use_id: None,
             created_at: String::new(),
             state: RequestState::Pending,
+            diff: None,
+            diff_note: None,
         }
     }
 

@@ -125,6 +125,11 @@ CREATE INDEX requests_by_conversation ON requests(conversation_id);
 CREATE INDEX requests_by_turn ON requests(turn_id);
 CREATE INDEX requests_pending ON requests(created_at) WHERE state = 'pending';
 "#,
+    r#"
+-- For an edit Claude asks to make: the unified diff it would make to the file, or why there is none.
+ALTER TABLE requests ADD COLUMN diff TEXT;
+ALTER TABLE requests ADD COLUMN diff_note TEXT;
+"#,
 ];
 
 /// The WAL is cut back to this size when it is reset, and truncated by the checkpointer once it has grown past it.

@@ -173,7 +173,7 @@ pub(super) async fn run_turn(
     let timeout = inner.settings.get().turn_timeout;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut asks = Asks::default();
+    let mut asks = Asks::in_project(plan.spec.cwd.clone());
     let deny_after = inner.settings.get().deny_unanswered_after;
     let mut outcome: Option<Outcome> = None;
     let mut why: Option<Stop> = None;
