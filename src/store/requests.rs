@@ -188,41 +188,37 @@ impl Store {
     }
 
     /// Moves a request to `state` (withdrawn or expired; answered goes through [`Store::claim_request`]) and
-    /// appends `events` to its turn's stream, in one transaction. A pending request moves; so does an answered one
-    /// to expired (its answer never reached the CLI: the turn that asked was gone). Any other request is left as
-    /// it is and `events` are not appended, so a request ends once.
+    /// appends `events` to its turn's stream, in one transaction; true if it moved. A pending request moves; so does
+    /// an answered one whose answer never reached the CLI (the CLI withdrew it first, or the turn that asked was
+    /// gone). Any other request is left as it is and `events` are not appended, so a request ends once.
     pub fn end_request(
         &self,
         id: &str,
         state: RequestState,
         events: &[Arc<StreamEvent>],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         debug_assert!(
             matches!(state, RequestState::Withdrawn | RequestState::Expired),
             "end_request to {state}"
         );
-        let (pending, answered, expired) = (
-            RequestState::Pending,
-            RequestState::Answered,
-            RequestState::Expired,
-        );
+        let (pending, answered) = (RequestState::Pending, RequestState::Answered);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let turn_id: Option<String> = tx
             .query_row(
                 &format!(
-                    "UPDATE requests SET state = ?2 WHERE id = ?1
-                     AND (state = '{pending}' OR (state = '{answered}' AND ?2 = '{expired}'))
+                    "UPDATE requests SET state = ?2 WHERE id = ?1 AND state IN ('{pending}', '{answered}')
                      RETURNING turn_id"
                 ),
                 params![id, state],
                 |r| r.get(0),
             )
             .optional()?;
-        if let Some(turn_id) = turn_id {
-            insert_events(&tx, &turn_id, events)?;
+        if let Some(turn_id) = &turn_id {
+            insert_events(&tx, turn_id, events)?;
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(turn_id.is_some())
     }
 
     /// Marks a pending request answered with `answer` (what goes back to the CLI), atomically: of two answers at
@@ -439,21 +435,25 @@ mod tests {
             s.claim_request("r1", &json!({})),
             Err(ClaimError::Gone(RequestState::Withdrawn))
         ));
-        // An answer that could not be delivered: the answered request expires.
+        // An answer that could not be delivered: the answered request expires (the turn was gone)…
         s.insert_request(&asked("r2", "Bash"), &[]).unwrap();
         s.claim_request("r2", &json!({})).unwrap();
-        s.end_request("r2", RequestState::Withdrawn, &[]).unwrap();
-        assert_eq!(
-            s.request("r2").unwrap().unwrap().state,
-            RequestState::Answered
-        );
-        s.end_request("r2", RequestState::Expired, &[]).unwrap();
+        assert!(s.end_request("r2", RequestState::Expired, &[]).unwrap());
         assert_eq!(
             s.request("r2").unwrap().unwrap().state,
             RequestState::Expired
         );
+        // …or is withdrawn (the CLI took it back before the answer reached it), once.
+        s.insert_request(&asked("r3", "Bash"), &[]).unwrap();
+        s.claim_request("r3", &json!({})).unwrap();
+        assert!(s.end_request("r3", RequestState::Withdrawn, &[]).unwrap());
+        assert!(!s.end_request("r3", RequestState::Expired, &[]).unwrap());
+        assert_eq!(
+            s.request("r3").unwrap().unwrap().state,
+            RequestState::Withdrawn
+        );
         // Unknown: nothing happens.
-        s.end_request("nope", RequestState::Expired, &[]).unwrap();
+        assert!(!s.end_request("nope", RequestState::Expired, &[]).unwrap());
     }
 
     #[test]

@@ -14,8 +14,9 @@ use crate::claude::{Input, control};
 use crate::diff;
 use crate::store::{EventKind, PendingRequest, RequestKind, RequestState};
 
-/// An answer for the turn that asked: the request (claimed in the store) and the CLI's response to it.
-pub type Answer = (PendingRequest, Value);
+/// An answer for the turn that asked: the request (claimed in the store), the CLI's response to it, and where to
+/// say whether it reached the CLI (false: the CLI withdrew the request first, or the turn ended).
+pub type Answer = (PendingRequest, Value, tokio::sync::oneshot::Sender<bool>);
 
 /// The largest file an edit's diff is shown for, before and after the edit.
 const MAX_FILE: u64 = 1 << 20;
@@ -118,6 +119,11 @@ impl Asks {
         }
     }
 
+    /// Whether the CLI still waits for this request of its.
+    pub(super) fn is_waiting(&self, cli_id: &str) -> bool {
+        self.pending.contains_key(cli_id)
+    }
+
     /// The CLI took a request back: it must not be answered.
     pub(super) fn withdrawn(&mut self, stream: &mut Stream, cli_id: &str) {
         if let Some((id, _)) = self.pending.remove(cli_id) {
@@ -211,7 +217,7 @@ fn end(stream: &mut Stream, id: &str, state: RequestState, decision: Option<&str
     }
     stream.emit(EventKind::RequestEnded, data);
     let store = stream.store;
-    stream.flush_with(|events| store.end_request(id, state, events));
+    stream.flush_if(|events| store.end_request(id, state, events));
 }
 
 /// For an Edit, MultiEdit or Write: the unified diff it would make to its file, or why none is shown. The file is
