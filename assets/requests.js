@@ -246,13 +246,19 @@ function toolCard(ctx) {
     case 'Bash':
       card.append(pre(i.command || ''));
       break;
-    case 'Edit': case 'MultiEdit':
-      card.append(el('div', 'req-path', i.file_path || ''));
-      card.append(diff(i.edits || [i]));
-      break;
-    case 'Write':
-      card.append(el('div', 'req-path', `${i.file_path || ''} (new content, ${lines(i.content)} lines)`));
-      card.append(pre(i.content || ''));
+    case 'Edit': case 'MultiEdit': case 'Write':
+      if (req.diff) {
+        card.append(el('div', 'req-path', i.file_path || ''), fileDiff(req.diff));
+        break;
+      }
+      if (req.tool_name === 'Write') {
+        card.append(el('div', 'req-path', `${i.file_path || ''} (new content, ${lines(i.content)} lines)`));
+        card.append(pre(i.content || ''));
+      } else {
+        card.append(el('div', 'req-path', i.file_path || ''));
+        card.append(diff(i.edits || [i]));
+      }
+      if (req.diff_note) card.append(el('p', 'req-why', `No diff of the file: ${req.diff_note}`));
       break;
     case 'WebFetch':
       card.append(pre(i.url || '', 'req-code req-url'));
@@ -262,7 +268,8 @@ function toolCard(ctx) {
       card.append(pre(JSON.stringify(i, null, 2)));
   }
   if (desc && desc !== i.command) card.append(el('p', 'req-desc', desc));
-  const why = [req.decision_reason, req.blocked_path && `Path: ${req.blocked_path}`].filter(Boolean).join(' · ');
+  const path = req.blocked_path !== i.file_path && req.blocked_path; // not twice
+  const why = [req.decision_reason, path && `Path: ${path}`].filter(Boolean).join(' · ');
   if (why) card.append(el('p', 'req-why', why));
   const note = noteField('Note for Claude with Deny');
   const input = () => (edited && edited.value !== i.command ? { input: { ...i, command: edited.value } } : {});
@@ -335,6 +342,28 @@ function diff(edits) {
       out.append(el('span', sign === '-' ? 'd-del' : sign === '+' ? 'd-add' : 'd-ctx', `${sign} ${text}`));
     }
   });
+  return out;
+}
+
+// The server's unified diff of the file: one column, each line with its number (the new file's, the old one's for a
+// removed line, counted from the hunk headers); the ---/+++ headers left out (the path is above).
+function fileDiff(text) {
+  const out = el('pre', 'req-code req-diff req-filediff');
+  let [o, n, hunks] = [0, 0, false];
+  const line = (cls, num, t) => {
+    const l = el('span', cls);
+    l.append(el('span', 'd-num', num ? String(num) : ''), el('span', 'd-text', t));
+    out.append(l);
+  };
+  for (const t of String(text).replace(/\n$/, '').split('\n')) {
+    const h = /^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(t);
+    if (h) { [o, n, hunks] = [Number(h[1]), Number(h[2]), true]; line('d-hunk', 0, t); }
+    else if (!hunks) continue; // the ---/+++ headers
+    else if (t.startsWith('-')) line('d-del', o++, t);
+    else if (t.startsWith('+')) line('d-add', n++, t);
+    else if (t.startsWith('\\')) line('d-hunk', 0, t);
+    else { line('d-ctx', n++, t); o++; }
+  }
   return out;
 }
 

@@ -25,6 +25,9 @@ use self::stream::{Line, read_line};
 pub const MARKER: &str = "REMOTE_AGENT_CONVERSATION_ID";
 /// See [`MARKER`].
 pub const SERVER_MARKER: &str = "REMOTE_AGENT_DATA_DIR_OF";
+/// Marks one process of a conversation and what it starts, so that closing an old process of the conversation
+/// never sweeps what a newer one started.
+pub const PROCESS_MARKER: &str = "REMOTE_AGENT_PROCESS";
 
 /// What marks a conversation's processes (see [`MARKER`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +36,8 @@ pub struct Marker {
     pub conversation: String,
     /// The server's data directory, as configured.
     pub server: String,
+    /// One process of the conversation (set when it is started); None: any of them.
+    pub process: Option<String>,
 }
 
 impl Marker {
@@ -41,6 +46,7 @@ impl Marker {
         Marker {
             conversation: conversation.to_string(),
             server: data_dir.display().to_string(),
+            process: None,
         }
     }
 }
@@ -131,6 +137,8 @@ pub struct Run {
     status: Option<ExitStatus>,
     /// Set when stdout gave a line longer than [`MAX_LINE`]; the events end there.
     too_long: Arc<AtomicBool>,
+    /// What marks this process and its descendants, down to the process.
+    marker: Marker,
 }
 
 /// Lines for a live process's stdin, written in order by a task of its own (a line can be larger than a pipe
@@ -151,6 +159,10 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events, Input), SpawnError> {
     let Some(bin) = crate::process::find_executable(&spec.bin) else {
         return Err(SpawnError::NotFound(spec.bin.clone()));
     };
+    let marker = Marker {
+        process: Some(uuid::Uuid::new_v4().to_string()),
+        ..spec.marker.clone()
+    };
     let mut cmd = Command::new(&bin);
     cmd.args(args(spec))
         .current_dir(&spec.cwd)
@@ -158,8 +170,12 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events, Input), SpawnError> {
         .envs(
             std::env::vars_os().filter(|(k, _)| !k.to_str().is_some_and(crate::config::is_own_env)),
         )
-        .env(MARKER, &spec.marker.conversation)
-        .env(SERVER_MARKER, &spec.marker.server)
+        .env(MARKER, &marker.conversation)
+        .env(SERVER_MARKER, &marker.server)
+        .env(
+            PROCESS_MARKER,
+            marker.process.as_deref().unwrap_or_default(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -256,6 +272,7 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events, Input), SpawnError> {
             stderr,
             status: None,
             too_long,
+            marker,
         },
         events,
         Input(input),
@@ -266,6 +283,11 @@ impl Run {
     /// The child's pid (also its process group id).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// What marks this process and its descendants (its own, not its conversation's other processes).
+    pub fn marker(&self) -> &Marker {
+        &self.marker
     }
 
     /// Whether stdout gave a line longer than [`MAX_LINE`] (the events then end early).
@@ -469,9 +491,13 @@ pub fn is_stopped(pid: u32) -> bool {
 fn has_marker(pid: u32, marker: &Marker) -> bool {
     let conversation = format!("{MARKER}={}", marker.conversation);
     let server = format!("{SERVER_MARKER}={}", marker.server);
+    let process = marker
+        .process
+        .as_ref()
+        .map(|p| format!("{PROCESS_MARKER}={p}"));
     std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
         let has = |needle: &str| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes());
-        has(&conversation) && has(&server)
+        has(&conversation) && has(&server) && process.as_deref().is_none_or(has)
     })
 }
 

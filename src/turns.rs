@@ -300,17 +300,25 @@ impl Turns {
     }
 
     /// Hands the answer to a pending request (already claimed in the store) to the turn that asked, which writes
-    /// `response` to its CLI as the `control_response` and tells the turn's readers. False when that turn is not
-    /// live here any more (the caller then marks the request expired).
-    pub fn answer(
+    /// `response` to its CLI as the `control_response` and tells the turn's readers. False when it did not reach
+    /// the CLI: the turn is not live here any more, or the CLI withdrew the request first (the caller then ends
+    /// the request, unless the turn has).
+    pub async fn answer(
         &self,
         request: &crate::store::PendingRequest,
         response: serde_json::Value,
     ) -> bool {
-        lock(&self.inner.live)
+        let (delivered, taken) = tokio::sync::oneshot::channel();
+        let sent = lock(&self.inner.live)
             .get(&request.turn_id)
             .filter(|live| live.ended.borrow().is_none())
-            .is_some_and(|live| live.answers.send((request.clone(), response)).is_ok())
+            .is_some_and(|live| {
+                live.answers
+                    .send((request.clone(), response, delivered))
+                    .is_ok()
+            });
+        // The turn says once it has written the answer to the CLI; a turn that ends first drops the sender.
+        sent && taken.await.unwrap_or(false)
     }
 
     /// Interrupts the conversation's running turn, if one runs (its queued ones wait on): the process stays warm

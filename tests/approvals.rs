@@ -602,3 +602,75 @@ fn another_servers_conversation_of_the_same_id_is_left_alone() {
     );
     assert_eq!(final_status(&a_stream.rest()), "cancelled");
 }
+
+#[test]
+fn always_with_a_mode_stays_under_the_ceiling_and_the_conversation_shows_the_mode() {
+    // A ceiling of `default`: the CLI's "accept edits for the session" suggestion is refused.
+    let strict = Server::builder().arg("--permission-mode=default").start();
+    strict.create(json!({"id": "c"}));
+    let turn = strict.send("c", json!({"message": "[[bash:touch a.txt]]"}));
+    let mut s = stream(&strict, &turn);
+    let req = until(&mut s, "request").data;
+    assert_eq!(req["suggestions"][1]["mode"], "acceptEdits");
+    let id = req["id"].as_str().unwrap();
+    let resp = answer(
+        &strict,
+        id,
+        json!({"decision": "allow_always", "suggestion": 1}),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        answer(&strict, id, json!({"decision": "allow"})).status,
+        200
+    );
+    assert_eq!(final_status(&s.rest()), "succeeded");
+
+    // Under the default ceiling it is taken, the conversation says so, and a later change of mode holds.
+    let server = Server::start();
+    server.create(json!({"id": "m"}));
+    let turn = server.send("m", json!({"message": "[[bash:touch b.txt]]"}));
+    let mut s = stream(&server, &turn);
+    let id = until(&mut s, "request").data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = answer(
+        &server,
+        &id,
+        json!({"decision": "allow_always", "suggestion": 1}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(final_status(&s.rest()), "succeeded");
+    let conv = server.authed("GET", "/api/conversations/m", b"").json();
+    assert_eq!(conv["permission_mode"], "acceptEdits");
+    let quiet = server.send("m", json!({"message": "[[bash:touch c.txt]]"}));
+    assert!(
+        !stream(&server, &quiet)
+            .rest()
+            .iter()
+            .any(|e| e.event == "request")
+    );
+    let patch = json!({"permission_mode": "default"});
+    assert_eq!(
+        server
+            .authed(
+                "PATCH",
+                "/api/conversations/m",
+                patch.to_string().as_bytes()
+            )
+            .status,
+        200
+    );
+    let asks = server.send("m", json!({"message": "[[bash:touch d.txt]]"}));
+    let mut s = stream(&server, &asks);
+    let id = until(&mut s, "request").data["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        answer(&server, &id, json!({"decision": "deny"})).status,
+        200
+    );
+    assert_eq!(final_status(&s.rest()), "succeeded");
+    assert_eq!(processes(&server).len(), 1, "all on one warm process");
+}

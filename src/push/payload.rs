@@ -234,6 +234,8 @@ mod tests {
             tool_use_id: None,
             created_at: "2026-01-01T00:00:00Z".into(),
             state: crate::store::RequestState::Pending,
+            diff: None,
+            diff_note: None,
         }
     }
 

@@ -162,7 +162,10 @@ async fn try_deliver(store: &Store, core: &Core, row: &Outgoing) -> Result<Outco
     };
     let body = super::ece::encrypt(&p256dh, &auth, row.payload.as_bytes())
         .map_err(|e| Failure::Drop(format!("{e:#}")))?;
-    let mut req = Request::post(uri.clone())
+    // The origin form (path and query) with a Host header, as a client speaking to the server itself does; the
+    // absolute form is for proxies, and push services need not take it.
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = Request::post(target)
         .header(
             hyper::header::HOST,
             uri.authority().map(|a| a.as_str()).unwrap_or(""),

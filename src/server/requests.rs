@@ -93,10 +93,25 @@ impl Reply {
     }
 
     /// Checks a body against the request it answers; the error is what a 400 says.
-    pub(super) fn of(request: &PendingRequest, body: AnswerBody) -> Result<Reply, String> {
+    pub(super) fn of(
+        request: &PendingRequest,
+        body: AnswerBody,
+        settings: &crate::config::Settings,
+    ) -> Result<Reply, String> {
         let decision = Decision::parse(body.decision.as_deref())?;
         if body.input.as_ref().is_some_and(|i| !i.is_object()) {
             return Err("input must be an object (the tool's input as edited)".into());
+        }
+        // An edit changes the values of what Claude asked, never adds to it: a key the tool did not send (say, a
+        // flag that widens what it may do) would run beyond what the person saw.
+        if let (Some(edited), Some(asked)) = (
+            body.input.as_ref().and_then(Value::as_object),
+            request.input.as_object(),
+        ) && let Some(extra) = edited.keys().find(|k| !asked.contains_key(*k))
+        {
+            return Err(format!(
+                "input may only change the fields Claude sent; {extra:?} is not one of them"
+            ));
         }
         if body.answers.is_some() && request.kind != RequestKind::Question {
             return Err(format!(
@@ -111,6 +126,19 @@ impl Reply {
                 "answers must map each question's text to the chosen label (a string)".into(),
             );
         }
+        if let Some(answers) = &body.answers {
+            let asked: Vec<&str> = request.input["questions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|q| q["question"].as_str())
+                .collect();
+            if let Some(unknown) = answers.keys().find(|k| !asked.contains(&k.as_str())) {
+                return Err(format!(
+                    "{unknown:?} is not one of the questions Claude asked"
+                ));
+            }
+        }
         let suggestions = request.suggestions.as_array().map_or(&[][..], |s| s);
         let permission = match (decision, body.suggestion) {
             (_, Some(i)) if i >= suggestions.len() => {
@@ -119,7 +147,27 @@ impl Reply {
                     suggestions.len()
                 ));
             }
-            (Decision::AllowAlways, Some(i)) => Some(suggestions[i].clone()),
+            (Decision::AllowAlways, Some(i)) => {
+                let s = &suggestions[i];
+                // "Always" stays within what the server allows: a mode above the ceiling is refused, and a rule
+                // is kept to this project or this session, never the user's settings for every project.
+                if let Some(mode) = s["mode"].as_str()
+                    && let Some(refused) = settings.refuse_mode(mode)
+                {
+                    return Err(refused);
+                }
+                if !matches!(
+                    s["destination"].as_str(),
+                    Some("session" | "localSettings") | None
+                ) {
+                    return Err(format!(
+                        "suggestion {i} would change {} settings; only this project's or this session's can be \
+                         changed from the phone",
+                        s["destination"].as_str().unwrap_or("other")
+                    ));
+                }
+                Some(s.clone())
+            }
             (Decision::AllowAlways, None) => {
                 return Err(
                     "allow_always needs suggestion: the index of one of the request's suggestions"
@@ -192,7 +240,7 @@ pub(super) async fn answer(app: &App, id: &str, body: AnswerBody) -> Response<Bo
         Ok(None) => return missing(),
         Err(e) => return internal(e),
     };
-    let reply = match Reply::of(&request, body) {
+    let reply = match Reply::of(&request, body, &app.settings.get()) {
         Ok(r) => r,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -204,17 +252,51 @@ pub(super) async fn answer(app: &App, id: &str, body: AnswerBody) -> Response<Bo
         Err(ClaimError::Gone(state)) => return gone(state),
         Err(ClaimError::Store(e)) => return internal(e),
     };
-    if !app.turns.answer(&claimed, response) {
-        // The turn that asked is not live here any more: nobody can take the answer.
-        return match app.store.end_request(id, RequestState::Expired, &[]) {
-            Ok(()) => gone(RequestState::Expired),
+    if !app.turns.answer(&claimed, response).await {
+        // The answer did not reach the CLI: the turn that asked is gone (the request expires), or the CLI took
+        // the request back first (the turn has ended it withdrawn).
+        if let Err(e) = app.store.end_request(id, RequestState::Expired, &[]) {
+            return internal(e);
+        }
+        return match app.store.request(id) {
+            Ok(Some(r)) => gone(r.state),
+            Ok(None) => missing(),
             Err(e) => internal(e),
         };
+    }
+    // The conversation's mode follows what the answer did to the CLI's, so the phone shows it and the next turn
+    // keeps it (a warm process is set to the conversation's mode before each turn): "always" with a mode for the
+    // session, or an approved plan, which leaves plan mode.
+    if let Some(mode) = mode_after(&claimed, &reply)
+        && app.settings.get().refuse_mode(&mode).is_none()
+    {
+        let patch = crate::store::ConversationPatch {
+            permission_mode: Some(Some(mode)),
+            ..Default::default()
+        };
+        if let Err(e) = app
+            .store
+            .update_conversation(&claimed.conversation_id, &patch)
+        {
+            tracing::warn!("could not store the conversation's new mode: {e}");
+        }
     }
     json(
         StatusCode::OK,
         &json!({"id": id, "state": RequestState::Answered, "decision": reply.decision().as_str()}),
     )
+}
+
+/// The permission mode the CLI is in after this answer, when it changes it.
+fn mode_after(request: &PendingRequest, reply: &Reply) -> Option<String> {
+    match reply {
+        Reply::Allow {
+            permission: Some(p),
+            ..
+        } if p["type"] == "setMode" => p["mode"].as_str().map(String::from),
+        Reply::Allow { .. } if request.kind == RequestKind::Plan => Some("default".into()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +325,8 @@ mod tests {
             tool_use_id: None,
             created_at: String::new(),
             state: RequestState::Pending,
+            diff: None,
+            diff_note: None,
         }
     }
 
@@ -250,9 +334,15 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// The default settings (ceiling acceptEdits).
+    fn settings() -> crate::config::Settings {
+        let dir = tempfile::tempdir().unwrap();
+        (*super::super::tests::app(dir.path()).settings.get()).clone()
+    }
+
     /// The CLI response for a body, or the 400's message.
     fn respond(request: &PendingRequest, v: Value) -> Result<(Decision, Value), String> {
-        Reply::of(request, body(v)).map(|r| (r.decision(), r.cli_response()))
+        Reply::of(request, body(v), &settings()).map(|r| (r.decision(), r.cli_response()))
     }
 
     #[test]
@@ -293,6 +383,47 @@ mod tests {
             response,
             json!({"behavior": "allow", "updatedInput": {
                 "questions": question.input["questions"], "answers": {"Which?": "A, B"}}})
+        );
+    }
+
+    #[test]
+    fn an_answer_cannot_ask_for_more_than_claude_did_or_the_server_allows() {
+        let mut bash = asked("Bash", json!({"command": "ls"}));
+        let refused = |r: Result<(Decision, Value), String>, says: &str| {
+            let e = r.unwrap_err();
+            assert!(e.contains(says), "{e}");
+        };
+        refused(
+            respond(
+                &bash,
+                json!({"decision": "allow", "input": {"command": "ls", "dangerouslyDisableSandbox": true}}),
+            ),
+            "dangerouslyDisableSandbox",
+        );
+        bash.suggestions = json!([
+            {"type": "setMode", "mode": "bypassPermissions", "destination": "session"},
+            {"type": "addRules", "rules": [{"toolName": "Bash"}], "behavior": "allow", "destination": "userSettings"},
+            {"type": "setMode", "mode": "acceptEdits", "destination": "session"},
+        ]);
+        refused(
+            respond(&bash, json!({"decision": "allow_always", "suggestion": 0})),
+            "bypassPermissions",
+        );
+        refused(
+            respond(&bash, json!({"decision": "allow_always", "suggestion": 1})),
+            "userSettings",
+        );
+        assert!(respond(&bash, json!({"decision": "allow_always", "suggestion": 2})).is_ok());
+        let question = asked(
+            "AskUserQuestion",
+            json!({"questions": [{"question": "Which?", "options": [{"label": "A"}]}]}),
+        );
+        refused(
+            respond(
+                &question,
+                json!({"decision": "allow", "answers": {"Other?": "A"}}),
+            ),
+            "not one of the questions",
         );
     }
 

@@ -37,6 +37,50 @@ pub struct Live {
     /// The last `total_cost_usd` it reported: the CLI counts cost since the process started, so a turn's own
     /// cost is the difference.
     pub cost_total: f64,
+    /// The turns it has run.
+    pub turns: u32,
+}
+
+/// How long a warm process has to confirm its mode and model before a turn.
+const CONFIGURE_GRACE: Duration = Duration::from_secs(5);
+
+/// Sets a warm process to the turn's permission mode (always: an "always" answer or an approved plan changes the
+/// CLI's mode without us) and model (when the conversation changed it), and waits until the CLI has confirmed
+/// each, so the message never runs in a mode the person did not choose. Err says what went wrong.
+pub async fn configure(live: &mut Live, plan: &Plan) -> Result<(), String> {
+    use crate::claude::{Event, control};
+    let mut waiting = Vec::new();
+    let (id, line) = control::request_line(control::set_permission_mode(&plan.mode));
+    live.input.send(line);
+    waiting.push(id);
+    if live.model != plan.model {
+        let (id, line) = control::request_line(control::set_model(plan.model.as_deref()));
+        live.input.send(line);
+        waiting.push(id);
+    }
+    let deadline = Instant::now() + CONFIGURE_GRACE;
+    while !waiting.is_empty() {
+        match tokio::time::timeout_at(deadline, live.events.recv()).await {
+            Ok(Some(Event::ControlResponse {
+                request_id,
+                ok,
+                response,
+            })) => {
+                if let Some(i) = waiting.iter().position(|w| *w == request_id) {
+                    waiting.remove(i);
+                    if !ok {
+                        return Err(format!("refused the mode or model: {response}"));
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("exited".into()),
+            Err(_) => return Err("did not confirm the mode in time".into()),
+        }
+    }
+    live.mode = plan.mode.clone();
+    live.model = plan.model.clone();
+    Ok(())
 }
 
 /// What a turn needs of its process: how it is started (less the mode and model, which a warm one changes
@@ -119,6 +163,7 @@ impl Sessions {
             model: plan.model.clone(),
             session_id: plan.resume.clone(),
             cost_total: 0.0,
+            turns: 0,
         })
     }
 
@@ -283,9 +328,9 @@ pub async fn close(live: Live) {
         mut run,
         input,
         mut events,
-        spec,
         ..
     } = live;
+    let marker = run.marker().clone();
     drop(input);
     let drained = async { while events.recv().await.is_some() {} };
     let exited = tokio::time::timeout(EXIT_GRACE, async {
@@ -297,7 +342,7 @@ pub async fn close(live: Live) {
         let _ = run.stop().await;
     }
     drop(run);
-    claude::kill_leftovers(&spec.marker).await;
+    claude::kill_leftovers(&marker).await;
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -128,6 +128,11 @@ CREATE INDEX requests_by_turn ON requests(turn_id);
 CREATE INDEX requests_pending ON requests(created_at) WHERE state = 'pending';
 "#,
     r#"
+-- For an edit Claude asks to make: the unified diff it would make to the file, or why there is none.
+ALTER TABLE requests ADD COLUMN diff TEXT;
+ALTER TABLE requests ADD COLUMN diff_note TEXT;
+"#,
+    r#"
 -- Web Push (docs/architecture.md): the browsers' subscriptions (the endpoint is a capability URL, a secret) and the
 -- messages still to send to them. A subscription made under a cookie sign-in goes with that sign-in.
 CREATE TABLE push_subscriptions (

@@ -41,6 +41,13 @@ pub struct PendingRequest {
     pub description: Option<String>,
     /// The tool call it is about.
     pub tool_use_id: Option<String>,
+    /// For an Edit, MultiEdit or Write: the unified diff it would make to the file (`a/…`, `b/…` headers, paths
+    /// relative to the project); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// For an Edit, MultiEdit or Write without a diff: why (outside the project, binary, too large to show, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff_note: Option<String>,
     /// When it was asked.
     pub created_at: String,
     /// Pending, answered, withdrawn or expired.
@@ -65,7 +72,7 @@ pub enum ClaimError {
 }
 
 const REQUEST_COLUMNS: &str = "id, conversation_id, turn_id, cli_request_id, kind, tool_name, input, suggestions,
-    blocked_path, decision_reason, title, display_name, description, tool_use_id, created_at, state";
+    blocked_path, decision_reason, title, display_name, description, tool_use_id, created_at, state, diff, diff_note";
 
 /// A JSON text column read back as a value.
 fn json_column(r: &Row, i: usize) -> Result<Value> {
@@ -93,6 +100,8 @@ fn request_row(r: &Row) -> Result<PendingRequest> {
         tool_use_id: r.get(13)?,
         created_at: r.get(14)?,
         state: r.get(15)?,
+        diff: r.get(16)?,
+        diff_note: r.get(17)?,
     })
 }
 
@@ -149,9 +158,9 @@ impl Store {
             &format!(
                 "INSERT INTO requests (id, conversation_id, turn_id, cli_request_id, kind, tool_name, input,
                  suggestions, blocked_path, decision_reason, title, display_name, description, tool_use_id,
-                 created_at, state)
+                 created_at, state, diff, diff_note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, coalesce(nullif(?15, ''), {NOW}),
-                 '{}')",
+                 '{}', ?16, ?17)",
                 RequestState::Pending
             ),
             params![
@@ -170,6 +179,8 @@ impl Store {
                 r.description,
                 r.tool_use_id,
                 r.created_at,
+                r.diff,
+                r.diff_note,
             ],
         )?;
         insert_events(&tx, &r.turn_id, events)?;
@@ -177,41 +188,37 @@ impl Store {
     }
 
     /// Moves a request to `state` (withdrawn or expired; answered goes through [`Store::claim_request`]) and
-    /// appends `events` to its turn's stream, in one transaction. A pending request moves; so does an answered one
-    /// to expired (its answer never reached the CLI: the turn that asked was gone). Any other request is left as
-    /// it is and `events` are not appended, so a request ends once.
+    /// appends `events` to its turn's stream, in one transaction; true if it moved. A pending request moves; so does
+    /// an answered one whose answer never reached the CLI (the CLI withdrew it first, or the turn that asked was
+    /// gone). Any other request is left as it is and `events` are not appended, so a request ends once.
     pub fn end_request(
         &self,
         id: &str,
         state: RequestState,
         events: &[Arc<StreamEvent>],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         debug_assert!(
             matches!(state, RequestState::Withdrawn | RequestState::Expired),
             "end_request to {state}"
         );
-        let (pending, answered, expired) = (
-            RequestState::Pending,
-            RequestState::Answered,
-            RequestState::Expired,
-        );
+        let (pending, answered) = (RequestState::Pending, RequestState::Answered);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let turn_id: Option<String> = tx
             .query_row(
                 &format!(
-                    "UPDATE requests SET state = ?2 WHERE id = ?1
-                     AND (state = '{pending}' OR (state = '{answered}' AND ?2 = '{expired}'))
+                    "UPDATE requests SET state = ?2 WHERE id = ?1 AND state IN ('{pending}', '{answered}')
                      RETURNING turn_id"
                 ),
                 params![id, state],
                 |r| r.get(0),
             )
             .optional()?;
-        if let Some(turn_id) = turn_id {
-            insert_events(&tx, &turn_id, events)?;
+        if let Some(turn_id) = &turn_id {
+            insert_events(&tx, turn_id, events)?;
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(turn_id.is_some())
     }
 
     /// Marks a pending request answered with `answer` (what goes back to the CLI), atomically: of two answers at
@@ -302,6 +309,8 @@ mod tests {
             tool_use_id: Some("toolu_1".into()),
             created_at: String::new(),
             state: RequestState::Pending,
+            diff: None,
+            diff_note: None,
         }
     }
 
@@ -316,9 +325,13 @@ mod tests {
     #[test]
     fn a_request_is_stored_listed_and_its_event_appended() {
         let (_dir, s) = store();
-        let r = asked("r1", "Bash");
+        let r = PendingRequest {
+            diff: Some("--- a/x\n+++ b/x\n".into()),
+            ..asked("r1", "Edit")
+        };
         s.insert_request(&r, &[ev(3, "request", "{}")]).unwrap();
         let mut later = asked("r2", "AskUserQuestion");
+        later.diff_note = Some("not an edit, but kept".into());
         later.created_at = "2999-01-01T00:00:00.000Z".into();
         s.insert_request(&later, &[ev(4, "request", "{}")]).unwrap();
         let listed = s.pending_requests().unwrap();
@@ -353,6 +366,12 @@ mod tests {
         assert_eq!(v["state"], "pending");
         assert_eq!(v["kind"], "tool");
         assert!(v.get("cli_request_id").is_none());
+        // The diff (or why there is none) only when there is one.
+        assert_eq!(v["diff"], "--- a/x\n+++ b/x\n");
+        assert!(v.get("diff_note").is_none());
+        let v2 = serde_json::to_value(&listed[1]).unwrap();
+        assert_eq!(v2["diff_note"], "not an edit, but kept");
+        assert!(v2.get("diff").is_none());
         assert_eq!(s.conversation("c").unwrap().unwrap().waiting, 2);
     }
 
@@ -416,21 +435,25 @@ mod tests {
             s.claim_request("r1", &json!({})),
             Err(ClaimError::Gone(RequestState::Withdrawn))
         ));
-        // An answer that could not be delivered: the answered request expires.
+        // An answer that could not be delivered: the answered request expires (the turn was gone)…
         s.insert_request(&asked("r2", "Bash"), &[]).unwrap();
         s.claim_request("r2", &json!({})).unwrap();
-        s.end_request("r2", RequestState::Withdrawn, &[]).unwrap();
-        assert_eq!(
-            s.request("r2").unwrap().unwrap().state,
-            RequestState::Answered
-        );
-        s.end_request("r2", RequestState::Expired, &[]).unwrap();
+        assert!(s.end_request("r2", RequestState::Expired, &[]).unwrap());
         assert_eq!(
             s.request("r2").unwrap().unwrap().state,
             RequestState::Expired
         );
+        // …or is withdrawn (the CLI took it back before the answer reached it), once.
+        s.insert_request(&asked("r3", "Bash"), &[]).unwrap();
+        s.claim_request("r3", &json!({})).unwrap();
+        assert!(s.end_request("r3", RequestState::Withdrawn, &[]).unwrap());
+        assert!(!s.end_request("r3", RequestState::Expired, &[]).unwrap());
+        assert_eq!(
+            s.request("r3").unwrap().unwrap().state,
+            RequestState::Withdrawn
+        );
         // Unknown: nothing happens.
-        s.end_request("nope", RequestState::Expired, &[]).unwrap();
+        assert!(!s.end_request("nope", RequestState::Expired, &[]).unwrap());
     }
 
     #[test]

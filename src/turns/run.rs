@@ -16,7 +16,7 @@ use super::tell;
 use super::{DURATION_BUCKETS, Ended, Inner, Stop, Submit, lock};
 use crate::claude::{self, Event, Outcome, SpawnError, control};
 use crate::config::Settings;
-use crate::sessions::{Live, Plan};
+use crate::sessions::{self, Live, Plan};
 use crate::store::{EventKind, Fault, Finish, Store, StreamEvent, TurnStatus};
 
 /// How long the CLI has to end a turn after our `interrupt` before the ladder stops the process.
@@ -56,10 +56,25 @@ impl Stream<'_> {
         &mut self,
         write: impl FnOnce(&[Arc<StreamEvent>]) -> rusqlite::Result<()>,
     ) -> bool {
+        self.flush_if(|events| write(events).map(|()| true))
+    }
+
+    /// Like [`Stream::flush_with`], for a write that may decline to store the events (it returns false): they are
+    /// then shown to nobody, and numbering goes on from before them.
+    pub(super) fn flush_if(
+        &mut self,
+        write: impl FnOnce(&[Arc<StreamEvent>]) -> rusqlite::Result<bool>,
+    ) -> bool {
         let stored = match write(&self.pending) {
-            Ok(()) => {
+            Ok(true) => {
                 self.hub.publish(&self.pending);
                 true
+            }
+            Ok(false) => {
+                if let Some(first) = self.pending.first() {
+                    self.seq = first.seq - 1;
+                }
+                false
             }
             Err(e) => {
                 tracing::error!(turn = self.turn_id, "could not store events: {e}");
@@ -144,7 +159,24 @@ pub(super) async fn run_turn(
         Err(e) => return finish(inner, &mut stream, failed(e), None).await,
     };
     let started = Instant::now();
-    let mut live = match inner.sessions.acquire(&s.conversation_id, &plan).await {
+    let live = match inner.sessions.acquire(&s.conversation_id, &plan).await {
+        Ok(live) if live.turns == 0 => Ok(live),
+        // A warm process is set to the turn's mode and model first. A process that refuses is replaced by a new
+        // one started with them (which then says what is wrong, if anything is).
+        Ok(mut live) => match sessions::configure(&mut live, &plan).await {
+            Ok(()) => Ok(live),
+            Err(e) => {
+                tracing::warn!(
+                    turn = turn_id,
+                    "a warm claude process {e}; starting a new one"
+                );
+                sessions::close(live).await;
+                inner.sessions.acquire(&s.conversation_id, &plan).await
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let mut live = match live {
         Ok(live) => live,
         Err(e) => {
             let mut ended = failed(e.to_string());
@@ -165,23 +197,12 @@ pub(super) async fn run_turn(
         pid,
         "turn started"
     );
-    // A warm process changes mode and model between turns; the message follows on the same stdin, in order.
-    if live.mode != plan.mode {
-        live.input
-            .send(control::request_line(control::set_permission_mode(&plan.mode)).1);
-        live.mode = plan.mode.clone();
-    }
-    if live.model != plan.model {
-        live.input
-            .send(control::request_line(control::set_model(plan.model.as_deref())).1);
-        live.model = plan.model.clone();
-    }
     live.input.send(control::user_line(&s.prompt));
 
     let timeout = inner.settings.get().turn_timeout;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut asks = Asks::default();
+    let mut asks = Asks::in_project(plan.spec.cwd.clone());
     let deny_after = inner.settings.get().deny_unanswered_after;
     let mut outcome: Option<Outcome> = None;
     let mut why: Option<Stop> = None;
@@ -214,9 +235,12 @@ pub(super) async fn run_turn(
                     break;
                 }
             },
-            Some((request, response)) = answers.recv() => {
+            Some((request, response, delivered)) = answers.recv() => {
+                let taken = asks.is_waiting(&request.cli_request_id);
+                let stops = asks.answer(&mut stream, &live.input, &request, &response);
+                let _ = delivered.send(taken);
                 // "Deny and stop" ends the turn as a stop of ours would: cancelled, the process kept.
-                if asks.answer(&mut stream, &live.input, &request, &response) && why.is_none() {
+                if stops && why.is_none() {
                     why = Some(Stop::Cancel);
                     interrupt_by = Some(tokio::time::Instant::now() + INTERRUPT_GRACE);
                 }
@@ -300,7 +324,7 @@ pub(super) async fn run_turn(
     }
     asks.expire_all(&mut stream);
     if healthy && matches!(why, Some(Stop::Cancel | Stop::Timeout)) {
-        let left = claude::kill_outside_group(&live.spec.marker, pid);
+        let left = claude::kill_outside_group(live.run.marker(), pid);
         if left > 0 {
             tracing::info!(
                 turn = turn_id,
@@ -318,8 +342,9 @@ pub(super) async fn run_turn(
     }
     // Back to the pool before the waiters learn the end: one that then deletes or resets the conversation
     // (`forget`) must find the process there, or it would stay warm for a conversation that is gone.
-    let marker = live.spec.marker.clone();
+    let marker = live.run.marker().clone();
     if healthy {
+        live.turns += 1;
         inner.sessions.give(&s.conversation_id, live);
     } else {
         drop(live);

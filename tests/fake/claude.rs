@@ -99,6 +99,11 @@
 //!   - `[[plan]]`: ExitPlanMode `{"plan":"# Plan…"}`. Outside plan mode `You are not in plan mode…` (`is_error`)
 //!     without asking; in plan mode asks, and allow gives `User has approved your plan. You can now start
 //!     coding.` and mode `default`.
+//!   - `[[edit:PATH:OLD=>NEW]]`: Edit `{"file_path":<cwd>/PATH (PATH if absolute),"old_string":OLD,
+//!     "new_string":NEW}` (`\n` in OLD and NEW is a newline; PATH has no `:`). Runs without asking in
+//!     `acceptEdits` and `bypassPermissions`; else asks (`tool_name` Edit, a setMode acceptEdits suggestion,
+//!     `blocked_path` the file). Allowed, it replaces the first OLD in the file (`The file P has been updated.`),
+//!     or fails (`String to replace not found in file.`, `is_error`).
 //!   - `[[withdraw]]`: 300 ms after asking, `{"type":"control_cancel_request","request_id":R}`, then as a deny
 //!     with message `withdrawn`.
 //!

@@ -38,11 +38,14 @@ pub enum Tool {
     Question,
     /// `[[plan]]`
     Plan,
+    /// `[[edit:PATH:OLD=>NEW]]`: the path as given, the old and the new text (`\n` in them is a newline).
+    Edit(String, String, String),
 }
 
 /// The tool markers of `text`, in the order they appear.
 pub fn tools(text: &str) -> Vec<Tool> {
     const BASH: &str = "[[bash:";
+    const EDIT: &str = "[[edit:";
     let mut found: Vec<(usize, Tool)> = Vec::new();
     let mut from = 0;
     while let Some(at) = text[from..].find(BASH) {
@@ -54,6 +57,24 @@ pub fn tools(text: &str) -> Vec<Tool> {
             from + at,
             Tool::Bash(text[start..start + len].trim().to_string()),
         ));
+        from = start + len;
+    }
+    from = 0;
+    while let Some(at) = text[from..].find(EDIT) {
+        let start = from + at + EDIT.len();
+        let Some(len) = text[start..].find("]]") else {
+            break;
+        };
+        let body = &text[start..start + len];
+        if let Some((path, rest)) = body.split_once(':')
+            && let Some((old, new)) = rest.split_once("=>")
+        {
+            let unescape = |s: &str| s.replace("\\n", "\n");
+            found.push((
+                from + at,
+                Tool::Edit(path.to_string(), unescape(old), unescape(new)),
+            ));
+        }
         from = start + len;
     }
     for (marker, tool) in [("[[question]]", Tool::Question), ("[[plan]]", Tool::Plan)] {
@@ -425,6 +446,17 @@ impl Turn {
                 ),
                 Tool::Question => ("AskUserQuestion", questions()),
                 Tool::Plan => ("ExitPlanMode", json!({"plan": PLAN})),
+                Tool::Edit(path, old, new) => {
+                    let path = if path.starts_with('/') {
+                        path.clone()
+                    } else {
+                        format!("{}/{path}", self.cwd)
+                    };
+                    (
+                        "Edit",
+                        json!({"file_path": path, "old_string": old, "new_string": new}),
+                    )
+                }
             };
             let block = Block::ToolUse {
                 id: id.clone(),
@@ -437,6 +469,7 @@ impl Turn {
                 Tool::Bash(cmd) => self.bash(&id, &cmd, input),
                 Tool::Question => self.question(&id, input),
                 Tool::Plan => self.plan(&id, input),
+                Tool::Edit(..) => self.edit(&id, input),
             };
             let message = self.tool_result(&id, &content, is_error);
             self.emit(message);
@@ -510,6 +543,43 @@ impl Turn {
                 (PLAN_APPROVED.to_string(), false)
             }
             Err(text) => (text, true),
+        }
+    }
+
+    /// `[[edit:…]]`: asks unless the mode is acceptEdits or bypassPermissions; allowed, replaces the first
+    /// occurrence of `old_string` in the file (with the answer's `updatedInput`).
+    fn edit(&mut self, id: &str, input: Value) -> (String, bool) {
+        let mode = self.state().mode.clone();
+        let input = if mode == "acceptEdits" || mode == "bypassPermissions" {
+            input
+        } else {
+            let request = json!({
+                "subtype": "can_use_tool", "tool_name": "Edit", "display_name": "Edit", "input": input,
+                "permission_suggestions": [{"type": "setMode", "mode": "acceptEdits", "destination": "session"}],
+                "blocked_path": input["file_path"], "tool_use_id": id,
+            });
+            match self.ask("Edit", id, &input, request) {
+                Ok(updated) => updated,
+                Err(text) => return (text, true),
+            }
+        };
+        let (path, old, new) = (
+            input["file_path"].as_str().unwrap_or_default(),
+            input["old_string"].as_str().unwrap_or_default(),
+            input["new_string"].as_str().unwrap_or_default(),
+        );
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.contains(old) => {
+                match std::fs::write(path, text.replacen(old, new, 1)) {
+                    Ok(()) => (format!("The file {path} has been updated."), false),
+                    Err(e) => (format!("<tool_use_error>{e}</tool_use_error>"), true),
+                }
+            }
+            Ok(_) => (
+                "<tool_use_error>String to replace not found in file.</tool_use_error>".into(),
+                true,
+            ),
+            Err(e) => (format!("<tool_use_error>{e}</tool_use_error>"), true),
         }
     }
 

@@ -1,10 +1,11 @@
 // Browser test of "Claude asks, the phone answers", at a phone's size against the real server and the fake claude's
 // live mode (`[[bash:CMD]]` asks to run CMD, `[[question]]` asks two questions, `[[plan]]` shows a plan in plan
 // mode): the card pinned below the conversation with 48 px buttons and "Always…" apart from Allow and Deny, the
-// "waiting for you" marks, Allow (the file exists), Deny with a note (it does not), a question answered, the mode set
+// "waiting for you" marks, Allow (the file exists), Deny with a note (it does not), an edit shown as a diff of its
+// file (`[[edit:PATH:OLD=>NEW]]`), a question answered, the mode set
 // to plan from the header and a plan approved, and "Interrupt and send" while Claude waits.
 //   RA_URL=… RA_USER=… RA_PASS=… RA_PROJECT=<the server's project dir> RA_SHOTS=<dir> node tests/web/approvals.test.mjs
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
 
@@ -115,6 +116,28 @@ async function main() {
   check(/Denied: touch denied\.txt/.test(await second.innerText()), 'no record of the denial in the turn');
   check(!existsSync(join(PROJECT, 'denied.txt')), 'denied.txt was created');
   step('Deny: the command did not run');
+
+  // 2b. An edit of a file: the card shows the server's diff of the file, with line numbers; Allow makes the edit.
+  writeFileSync(join(PROJECT, 'notes.txt'), Array.from({ length: 10 }, (_, k) => `line ${k + 1}\n`).join(''));
+  const edit = await send(page, '[[edit:notes.txt:line 5=>five, a much longer line that has to wrap inside the card '
+    + 'rather than push it sideways]]');
+  await card.waitFor();
+  const fileDiff = card.locator('.req-filediff');
+  await fileDiff.waitFor();
+  const del = fileDiff.locator('.d-del');
+  const add = fileDiff.locator('.d-add');
+  check(await del.count() === 1 && (await del.innerText()).includes('line 5'), 'the diff does not remove line 5');
+  check(await add.count() === 1 && (await add.innerText()).includes('five'), 'the diff does not add the new line');
+  check((await del.locator('.d-num').innerText()).trim() === '5', 'the removed line is not numbered 5');
+  check(await fileDiff.locator('.d-ctx').count() === 6, 'the diff does not have 3 lines of context each side');
+  check(await noSideways(page), 'the diff scrolls sideways');
+  await page.screenshot({ path: join(SHOTS, 'approvals-03b-diff.png') });
+  post = answered(page);
+  await card.locator('button', { hasText: /^Allow$/ }).click();
+  check((await post).postDataJSON().decision === 'allow', 'Allow did not send allow');
+  await ended(edit, 'succeeded');
+  check(readFileSync(join(PROJECT, 'notes.txt'), 'utf8').includes('five, a much'), 'the edit was not made');
+  step('an edit shown as a diff of the file, allowed');
 
   // 3. Two questions: one answer each (the multi-select one two), sent as answers keyed by the question.
   const third = await send(page, '[[question]]');
