@@ -1,10 +1,12 @@
 //! The turn manager: one background task per turn, FIFO per conversation, a global cap on running turns,
 //! events persisted as they arrive, and stops (cancel, timeout, shutdown) through the claude stop ladder. Here:
-//! submitting, stopping and subscribing; `run` runs one turn, `hub` hands its events to readers.
+//! submitting, stopping and subscribing; `run` runs one turn (on the process `plan` says), `hub` hands its events
+//! to readers, `tell` tells the push sender that a turn ended or that Claude waits.
 
 mod ask;
 mod end;
 mod hub;
+mod plan;
 mod run;
 mod tell;
 

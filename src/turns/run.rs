@@ -2,7 +2,6 @@
 //! turn's stored and published events, stopping it (cancel, timeout, shutdown, a line too long) through the
 //! ladder, and storing how it ended.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,11 +11,11 @@ use tokio::sync::{mpsc, watch};
 use super::ask::{Answer, Asks};
 use super::end::{ending, failed, stopped_ending};
 use super::hub::Hub;
+use super::plan::plan_for;
 use super::tell;
 use super::{DURATION_BUCKETS, Ended, Inner, Stop, Submit, lock};
 use crate::claude::{self, Event, Outcome, SpawnError, control};
-use crate::config::Settings;
-use crate::sessions::{self, Live, Plan};
+use crate::sessions::{self, Live};
 use crate::store::{EventKind, Fault, Finish, Store, StreamEvent, TurnStatus};
 
 /// How long the CLI has to end a turn after our `interrupt` before the ladder stops the process.
@@ -547,66 +546,4 @@ async fn finish(
     if let Some(told) = told {
         tell::turn_ended(stream, told);
     }
-}
-
-/// The process a turn needs, read once the conversation is free (so it resumes the session the previous turn
-/// left).
-///
-/// The conversation's project must still be an allowed one (the list can change, and a conversation can come from an
-/// import): Claude never runs anywhere else.
-fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
-    let conv = inner
-        .store
-        .conversation_settings(&s.conversation_id)
-        .map_err(|e| format!("storage: {e}"))?
-        .ok_or("the conversation is gone")?;
-    let settings: Arc<Settings> = inner.settings.get();
-    let allowed = std::path::Path::new(&conv.project)
-        .canonicalize()
-        .is_ok_and(|p| settings.projects.contains(&p));
-    if !allowed {
-        return Err(format!(
-            "the conversation's project {} is not an allowed project directory (allowed: {}); start a new \
-             conversation, or add it to [projects] allow",
-            conv.project,
-            settings
-                .projects
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    // A stored mode is checked again: the settings may have lowered the ceiling since it was chosen.
-    if let Some(refused) = conv
-        .permission_mode
-        .as_deref()
-        .and_then(|m| settings.refuse_mode(m))
-    {
-        return Err(format!(
-            "{refused}; change the conversation's permission_mode"
-        ));
-    }
-    let mut options: Vec<(&'static str, String)> = Vec::new();
-    for rule in &settings.allowed_tools {
-        options.push(("allowedTools", rule.clone()));
-    }
-    if let Some(budget) = conv.max_budget_usd {
-        options.push(("max-budget-usd", budget.to_string()));
-    }
-    Ok(Plan {
-        spec: claude::Spec {
-            bin: settings.claude_bin.clone(),
-            cwd: PathBuf::from(&conv.project),
-            resume: None,
-            options,
-            marker: claude::Marker::new(&s.conversation_id, &settings.data_dir),
-        },
-        resume: s.resume.clone().or(conv.session_id),
-        mode: conv
-            .permission_mode
-            .clone()
-            .unwrap_or_else(|| settings.default_permission_mode.clone()),
-        model: conv.model.clone(),
-    })
 }
