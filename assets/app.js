@@ -66,7 +66,9 @@ function showLogin() {
   resumeLive();
   $('shell').hidden = true;
   $('login').hidden = false;
-  presence();
+  // Signed out, there is no one to be present: the server forgets it by itself (and would answer 401).
+  presentIn = null;
+  clearInterval(presenceTimer);
   $('login-user').focus();
 }
 
