@@ -192,6 +192,24 @@ async function main() {
     step('an iPhone\'s Safari is told to add the app to the Home Screen');
   }
 
+  // 2. A browser that refuses the permission (headless Chromium does, unasked): "Turn on" ends in "blocked", said
+  //    plainly, with where to allow it.
+  {
+    const { context, page, errors } = await phonePage(browser, {}, () => false);
+    await signIn(page);
+    await openSheet(page);
+    check(await sheetState(page) === 'off', `a new browser shows state ${await sheetState(page)}`);
+    await page.click('#push-on');
+    await until(async () => await sheetState(page) === 'blocked', 'the sheet says "blocked"');
+    await page.locator('#settings-said', { hasText: 'not allowed' }).waitFor();
+    check(/settings/.test(await page.locator('#settings-body').innerText()), 'blocked, without where to allow it');
+    await checkSheet(page);
+    await page.screenshot({ path: join(SHOTS, 'push-00-blocked.png') });
+    check(!errors.length, errors.join('\n'));
+    await context.close();
+    step('permission refused: "blocked", and where to allow it');
+  }
+
   const { context, page, errors } = await phonePage(browser, {}, () => false);
   await context.grantPermissions(['notifications'], { origin: RA_URL });
   await context.addInitScript(fakePush, subscriptionJson);
@@ -201,7 +219,7 @@ async function main() {
   });
   await signIn(page);
 
-  // 2. The sheet: off; one tap turns it on (the server's key, the subscription posted); on.
+  // 3. The sheet: off; one tap turns it on (the server's key, the subscription posted); on.
   await openSheet(page);
   check(await sheetState(page) === 'off', `a new browser shows state ${await sheetState(page)}`);
   await checkSheet(page);
@@ -218,7 +236,7 @@ async function main() {
   await page.screenshot({ path: join(SHOTS, 'push-02-on.png') });
   step('turned on: subscribed with the server\'s key, the server has it');
 
-  // 3. "Send a test": the server pushes it, the worker shows it.
+  // 4. "Send a test": the server pushes it, the worker shows it.
   const cdp = await context.newCDPSession(page);
   const regs = [];
   cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => regs.push(...e.registrations));
@@ -240,7 +258,7 @@ async function main() {
   check(n0.title === 'remote-agent' && n0.body === 'Notifications work.', `the test notification: ${JSON.stringify(n0)}`);
   step('"Send a test": pushed by the server, shown by the worker');
 
-  // 4. Hiding message text re-posts the subscription with hide_content.
+  // 5. Hiding message text re-posts the subscription with hide_content.
   for (const want of [true, false]) {
     const again = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/push/subscriptions'));
     await page.click('#push-hide');
@@ -250,7 +268,7 @@ async function main() {
   step('"Hide message text" re-posts the subscription');
   await page.click('#settings-close');
 
-  // 5. Claude asks in a conversation not on screen (started from another device): the notification has Allow and
+  // 6. Claude asks in a conversation not on screen (started from another device): the notification has Allow and
   //    Deny, and Allow answers it (the command runs).
   check(await page.locator('#list-view').isVisible(), 'the list is not on screen');
   const conv = await call('POST', '/api/conversations', {});
@@ -271,7 +289,7 @@ async function main() {
     'the notification stays after its answer');
   step('a request\'s notification: Allow answers it, the command ran');
 
-  // 6. The turn ends: its notification opens the conversation (?c=), and the app tells the server it is there.
+  // 7. The turn ends: its notification opens the conversation (?c=), and the app tells the server it is there.
   const ended = await pushed((p) => p.kind === 'turn' && p.conversation_id === conv.id, 'the turn\'s end');
   check(ended.url === `/?c=${conv.id}`, `the turn's url: ${ended.url}`);
   await deliver(ended);
@@ -288,7 +306,7 @@ async function main() {
   await until(() => presence.includes(conv.id), `the app tells the server it is in the conversation (${presence})`);
   step('the turn\'s notification opens its conversation; presence posted');
 
-  // 7. Leaving it for the list says so; a hidden page too.
+  // 8. Leaving it for the list says so; a hidden page too.
   await page.click('#back');
   await until(() => presence.at(-1) === null, `leaving the conversation posts null (${presence})`);
   await page.locator('#conv-list .conv').first().click();
@@ -305,7 +323,7 @@ async function main() {
   await until(() => presence.at(-1) === conv.id, `visible again (${presence})`);
   step('presence follows the conversation on screen and the page\'s visibility');
 
-  // 8. The worker shows nothing about the conversation a focused window has on screen (the second line behind the
+  // 9. The worker shows nothing about the conversation a focused window has on screen (the second line behind the
   //    server's presence), but does about another.
   await deliver({ ...ended, tag: 'on-screen' });
   await deliver({ ...test, tag: 'elsewhere' });
@@ -314,7 +332,7 @@ async function main() {
     'a notification about the conversation on screen');
   step('nothing shown about the conversation on screen');
 
-  // 9. A request's notification tapped (not its buttons): the conversation opens with that card brought into view.
+  // 10. A request's notification tapped (not its buttons): the conversation opens with that card brought into view.
   await page.click('#back');
   await until(() => presence.at(-1) === null, 'left for the list');
   await call('POST', `/api/conversations/${conv.id}/messages`, { message: '[[bash:touch later.txt]]' });
@@ -334,7 +352,7 @@ async function main() {
   await page.screenshot({ path: join(SHOTS, 'push-03-request-opened.png') });
   step('a request\'s notification opens its conversation with the card marked');
 
-  // 10. Deny from a notification: the request ends (its card goes), the command does not run.
+  // 11. Deny from a notification: the request ends (its card goes), the command does not run.
   await deliver(asked2);
   await shown(`request-${req2.id}`);
   await sw.evaluate(async (tag) => {
@@ -346,7 +364,7 @@ async function main() {
   check(!existsSync(join(PROJECT, 'later.txt')), 'the denied command ran');
   step('Deny from a notification');
 
-  // 11. "Turn off": the server forgets it, the browser unsubscribes.
+  // 12. "Turn off": the server forgets it, the browser unsubscribes.
   await openSheet(page);
   const deleted = page.waitForRequest((r) => r.method() === 'DELETE' && r.url().endsWith('/api/push/subscriptions'));
   await page.click('#push-off');
