@@ -68,6 +68,7 @@ pub async fn run(
 fn compose(settings: Settings, store: Arc<Store>) -> Arc<App> {
     let settings = Shared::new(settings);
     Arc::new(App {
+        push: crate::push::Push::start(store.clone(), settings.clone()),
         turns: Turns::new(store.clone(), settings.clone()),
         settings,
         store,

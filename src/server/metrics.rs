@@ -60,6 +60,10 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         ["api", "turns", _, "cancel"] => "/api/turns/{id}/cancel",
         ["api", "requests"] => "/api/requests",
         ["api", "requests", _] => "/api/requests/{id}",
+        ["api", "push", "key"] => "/api/push/key",
+        ["api", "push", "subscriptions"] => "/api/push/subscriptions",
+        ["api", "push", "test"] => "/api/push/test",
+        ["api", "presence"] => "/api/presence",
         [name] if ASSETS.iter().any(|(n, _, _)| n == name) => "/{asset}",
         _ => "other",
     }

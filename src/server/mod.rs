@@ -24,6 +24,7 @@ mod gate;
 mod listen;
 mod metrics;
 mod prototype;
+mod push;
 mod requests;
 mod respond;
 mod signin;
@@ -61,6 +62,8 @@ pub struct App {
     pub basic_cache: auth::BasicCache,
     /// Requests answered, by route and status, for `/metrics`.
     pub requests: metrics::Requests,
+    /// The Web Push sender.
+    pub push: crate::push::Push,
 }
 
 /// Who is asking and through which door.
@@ -244,6 +247,25 @@ async fn route(
         }
         (&M::GET, ["api", "turns", id, "events.json"]) => events::events_poll(app, &req, id).await,
         (&M::POST, ["api", "turns", id, "cancel"]) => conversations::cancel_turn(app, id),
+        (&M::GET, ["api", "push", "key"]) => push::key(app),
+        (&M::POST, ["api", "push", "subscriptions"]) => {
+            with_body(req, |b| async { push::subscribe(app, &signed, b) }).await
+        }
+        (&M::DELETE, ["api", "push", "subscriptions"]) => {
+            with_body(req, |b| async { push::unsubscribe(app, b) }).await
+        }
+        (&M::POST, ["api", "push", "test"]) => {
+            with_body(req, |b| async { push::test(app, b) }).await
+        }
+        (&M::POST, ["api", "presence"]) => {
+            with_body(req, |b| async {
+                push::presence(app, &signed, ctx.client, b)
+            })
+            .await
+        }
+        (_, ["api", "push", "key"]) => method_not_allowed("GET"),
+        (_, ["api", "push", "subscriptions"]) => method_not_allowed("POST, DELETE"),
+        (_, ["api", "push", "test"] | ["api", "presence"]) => method_not_allowed("POST"),
         (&M::GET, ["api", "requests"]) => requests::list(app),
         (&M::POST, ["api", "requests", id]) => {
             with_body(req, |b| requests::answer(app, id, b)).await
@@ -303,6 +325,7 @@ mod tests {
         let settings = Shared::new(settings);
         let store = Arc::new(Store::open_in_memory().unwrap());
         App {
+            push: crate::push::Push::start(store.clone(), settings.clone()),
             turns: Turns::new(store.clone(), settings.clone()),
             settings,
             store,

@@ -7,6 +7,7 @@ mod events;
 mod import;
 mod kinds;
 mod open;
+mod push;
 mod requests;
 mod turns;
 
@@ -16,6 +17,7 @@ pub use events::StreamEvent;
 pub use import::Imported;
 pub use kinds::{EventKind, RequestKind, RequestState, TurnStatus, UnknownWord};
 pub use open::{FILE_NAME, open_existing, open_private};
+pub use push::{MAX_PUSH_SUBSCRIPTIONS, Outgoing, PushSubscription, Subscribed};
 pub use requests::{ClaimError, PendingRequest};
 pub use turns::{Finish, Orphan, Turn};
 
@@ -124,6 +126,42 @@ CREATE TABLE requests (
 CREATE INDEX requests_by_conversation ON requests(conversation_id);
 CREATE INDEX requests_by_turn ON requests(turn_id);
 CREATE INDEX requests_pending ON requests(created_at) WHERE state = 'pending';
+"#,
+    r#"
+-- Web Push (docs/architecture.md): the browsers' subscriptions (the endpoint is a capability URL, a secret) and the
+-- messages still to send to them. A subscription made under a cookie sign-in goes with that sign-in.
+CREATE TABLE push_subscriptions (
+    id           TEXT PRIMARY KEY,
+    endpoint     TEXT NOT NULL UNIQUE,
+    p256dh       TEXT NOT NULL,
+    auth         TEXT NOT NULL,
+    hide_content INTEGER NOT NULL DEFAULT 0,
+    session_hash TEXT,
+    created_at   INTEGER NOT NULL,
+    failures     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX push_subscriptions_by_session ON push_subscriptions(session_hash);
+CREATE TABLE push_outbox (
+    id              INTEGER PRIMARY KEY,
+    subscription_id TEXT NOT NULL REFERENCES push_subscriptions(id) ON DELETE CASCADE,
+    payload         TEXT NOT NULL,
+    urgency         TEXT NOT NULL,
+    ttl             INTEGER NOT NULL,
+    topic           TEXT,
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_at         INTEGER NOT NULL
+);
+CREATE INDEX push_outbox_due ON push_outbox(next_at);
+CREATE INDEX push_outbox_by_subscription ON push_outbox(subscription_id);
+CREATE TRIGGER push_subscriptions_revoked AFTER UPDATE OF revoked ON auth_sessions WHEN NEW.revoked <> 0
+BEGIN
+    DELETE FROM push_subscriptions WHERE session_hash = NEW.token_hash;
+END;
+CREATE TRIGGER push_subscriptions_session_deleted AFTER DELETE ON auth_sessions
+BEGIN
+    DELETE FROM push_subscriptions WHERE session_hash = OLD.token_hash;
+END;
 "#,
 ];
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mock_api;
+pub mod push_mock;
 pub mod up;
 
 use std::io::{BufRead, BufReader, Read, Write};
