@@ -73,7 +73,7 @@ const mock = createServer((req, res) => {
   req.on('data', (c) => parts.push(c));
   req.on('end', () => {
     try {
-      check(req.method === 'POST' && req.url === '/push/phone', `${req.method} ${req.url}`);
+      check(req.method === 'POST' && new URL(req.url, 'http://x').pathname === '/push/phone', `${req.method} ${req.url}`);
       check(/^vapid t=[\w-]+\.[\w-]+\.[\w-]+, k=[\w-]+$/.test(req.headers.authorization || ''), 'no VAPID Authorization');
       check(req.headers['content-encoding'] === 'aes128gcm', 'not aes128gcm');
       check(/^\d+$/.test(req.headers.ttl || ''), 'no TTL');
