@@ -352,16 +352,28 @@ async function main() {
   await page.screenshot({ path: join(SHOTS, 'push-03-request-opened.png') });
   step('a request\'s notification opens its conversation with the card marked');
 
-  // 11. Deny from a notification: the request ends (its card goes), the command does not run.
+  // 11. Deny from a notification (the app on the list, not in the conversation): the request ends, the command does
+  //     not run, and the conversation shows no card for it.
+  await page.click('#back');
+  await until(() => presence.at(-1) === null, 'left for the list');
   await deliver(asked2);
   await shown(`request-${req2.id}`);
   await sw.evaluate(async (tag) => {
     const [n] = await self.registration.getNotifications({ tag });
     await clicked(n, 'deny'); // eslint-disable-line no-undef
   }, `request-${req2.id}`);
-  await card.waitFor({ state: 'detached' });
-  await until(async () => !(await call('GET', '/api/requests')).requests.some((r) => r.id === req2.id), 'the request ends');
+  // The turn's own record: the request answered "deny" (the worker's fetch is not among the page's requests).
+  const decision = await until(async () => {
+    const { events = [] } = await call('GET', `/api/turns/${req2.turn_id}/events.json?after=0&wait=0`);
+    const e = events.find((x) => x.event === 'request_ended' && x.data.id === req2.id);
+    return e && e.data.decision;
+  }, 'the request ends');
+  check(decision === 'deny', `the request ended with ${decision}`);
+  await until(async () => !(await call('GET', `/api/conversations/${conv.id}`)).active_turn_id, 'the turn ends');
   check(!existsSync(join(PROJECT, 'later.txt')), 'the denied command ran');
+  await page.locator('#conv-list .conv').first().click();
+  await page.locator('#messages .turn').nth(1).waitFor();
+  check(!(await page.locator('#requests .req-card').count()), 'a card for the denied request');
   step('Deny from a notification');
 
   // 12. "Turn off": the server forgets it, the browser unsubscribes.
