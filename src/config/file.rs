@@ -71,6 +71,7 @@ pub(super) struct FileConfig {
     pub(super) server: FileServer,
     pub(super) claude: FileClaude,
     pub(super) projects: FileProjects,
+    pub(super) push: FilePush,
     /// Read by `up` (the tunnel supervisor); one file serves both.
     pub(super) tunnel: Option<toml::Table>,
 }
@@ -104,6 +105,12 @@ pub(super) struct FileClaude {
     pub(super) idle_secs: Option<u64>,
     pub(super) default_permission_mode: Option<String>,
     pub(super) deny_unanswered_after_mins: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct FilePush {
+    pub(super) subject: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -90,6 +90,8 @@ pub struct Settings {
     pub projects: Vec<PathBuf>,
     /// Silence after which an event stream sends a keepalive event.
     pub sse_keepalive: Duration,
+    /// The contact in Web Push's VAPID JWT (`sub`): `mailto:…` or `https://…`.
+    pub push_subject: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -290,6 +292,19 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        let push_subject = file
+            .push
+            .subject
+            .unwrap_or_else(|| "mailto:remote-agent@localhost".into());
+        if !(push_subject.starts_with("mailto:") && push_subject.len() > 7
+            || push_subject.starts_with("https://") && push_subject.len() > 8)
+            || push_subject.chars().any(|c| c.is_control() || c == '"')
+        {
+            return Err(ConfigError::Invalid {
+                name: "[push] subject",
+                message: "must be a mailto: or https:// URL".into(),
+            });
+        }
         let permission_mode = flags
             .permission_mode
             .clone()
@@ -400,6 +415,7 @@ impl Settings {
             allowed_tools,
             projects,
             sse_keepalive: Duration::from_secs(sse_keepalive),
+            push_subject,
         })
     }
 
@@ -535,6 +551,23 @@ mod tests {
         };
         let s = resolve_with(&flags, &[("PORT", "9100")], Some(file)).unwrap();
         assert_eq!(s.port, 9200);
+    }
+
+    #[test]
+    fn push_subject_is_a_mailto_or_https_url() {
+        let s = resolve_with(&Flags::default(), CREDS, None).unwrap();
+        assert_eq!(s.push_subject, "mailto:remote-agent@localhost");
+        let s = resolve_with(
+            &Flags::default(),
+            CREDS,
+            Some("[push]\nsubject = \"https://me.example\"\n"),
+        );
+        assert_eq!(s.unwrap().push_subject, "https://me.example");
+        for bad in ["me@example.com", "mailto:", "http://me.example"] {
+            let file = format!("[push]\nsubject = \"{bad}\"\n");
+            let err = resolve_with(&Flags::default(), CREDS, Some(&file)).unwrap_err();
+            assert!(err.to_string().contains("[push] subject"), "{err}");
+        }
     }
 
     #[test]

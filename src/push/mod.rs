@@ -16,8 +16,6 @@ use crate::store::{PendingRequest, Store, TurnStatus};
 
 pub use send::{ALLOW_LOOPBACK, check_endpoint};
 
-/// The JWT's `sub` (RFC 8292): a contact the push services may use.
-const SUBJECT: &str = "mailto:remote-agent@localhost";
 /// A presence report holds this long (the app reports every 30 s).
 const PRESENCE: Duration = Duration::from_secs(45);
 /// Presence reports kept at most (one per client; the oldest go first).
@@ -71,15 +69,18 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// The VAPID key pair, loaded or made on first use.
+    /// The VAPID key pair, loaded or made on first use (and read again when `[push] subject` changed).
     fn vapid(&self) -> anyhow::Result<Arc<vapid::Vapid>> {
+        let settings = self.settings.get();
         let mut cell = self.vapid.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(v) = &*cell {
+        if let Some(v) = &*cell
+            && v.subject() == settings.push_subject
+        {
             return Ok(v.clone());
         }
         let v = Arc::new(vapid::Vapid::load_or_create(
-            &self.settings.get().data_dir,
-            SUBJECT,
+            &settings.data_dir,
+            &settings.push_subject,
         )?);
         *cell = Some(v.clone());
         Ok(v)

@@ -69,6 +69,11 @@ impl Vapid {
         }
     }
 
+    /// The JWT's `sub`.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
     /// The public key: base64url of the uncompressed point.
     pub fn public_key(&self) -> &str {
         &self.public
@@ -81,6 +86,7 @@ impl Vapid {
         let token = match jwts.get(audience).filter(fresh) {
             Some((token, _)) => token.clone(),
             None => {
+                jwts.retain(|_, (_, exp)| *exp > now);
                 let exp = now + LIFETIME;
                 let token = self.jwt(audience, exp);
                 jwts.insert(audience.to_string(), (token.clone(), exp));
