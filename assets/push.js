@@ -18,9 +18,7 @@ const installed = () => navigator.standalone === true || matchMedia('(display-mo
 // What this browser can do: 'ios' (only the installed app can), 'none' (no push at all), or true.
 function support() {
   if (ios() && !installed()) return 'ios';
-  if (!('serviceWorker' in navigator) || !('PushManager' in window) || !('Notification' in window)) {
-    return ios() ? 'ios' : 'none';
-  }
+  if (!('serviceWorker' in navigator) || !('PushManager' in window) || !('Notification' in window)) return 'none';
   return true;
 }
 
@@ -109,7 +107,8 @@ async function render() {
         + 'sign in, and turn notifications on here.'));
   } else if (state === 'none') {
     parts.push(line('sheet-state', 'Not supported'),
-      line(null, 'This browser cannot receive notifications from a web app.'));
+      line(null, ios() ? 'Notifications from a web app need iOS 16.4 or later.'
+        : 'This browser cannot receive notifications from a web app.'));
   } else if (state === 'blocked') {
     parts.push(line('sheet-state', 'Blocked'),
       line(null, 'Notifications are blocked for this site. Allow them in the browser’s settings for this site, '

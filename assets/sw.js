@@ -75,7 +75,7 @@ async function save(path, res) {
   await caches.open(API).then((c) => c.put(path, copy));
 }
 
-// ---------- notifications (docs/api.md, "Notifications") ----------
+// ---------- notifications (docs/api.md, "Push": the payload) ----------
 
 // A push: the server's JSON {kind, title, body, url, tag, conversation_id?, request_id?, actions?}. Shown unless a
 // window of the app shows that very conversation, focused and visible (the server already holds back notices for a
