@@ -5,7 +5,8 @@
 // renaming and deleting a conversation, the app's own dialog, and coming back online. The rest, each imported only
 // from the modules above it: compose.js (the composer and sending) → turn.js (a turn on screen, following its
 // events, the shared state) → markdown.js (the safe renderer) and api.js (the server, and being offline).
-// requests.js (what Claude asks: the cards; the mode and model dialog) is loaded from here when first needed.
+// requests.js (what Claude asks: the cards; the mode and model dialog) and push.js (the settings sheet:
+// notifications) are loaded from here when first needed.
 
 import { api, getJSON, HttpError, NetError, onApiEvents, setOffline } from './api.js';
 import { flushPending, loadPending, submit } from './compose.js';
@@ -45,6 +46,7 @@ function reconnected() {
 window.addEventListener('offline', () => { setOffline(true); resumeLive(); });
 window.addEventListener('online', () => setOffline(false));
 document.addEventListener('visibilitychange', () => {
+  presence();
   if (document.visibilityState !== 'visible') return;
   resumeLive();
   flushPending();
@@ -64,6 +66,9 @@ function showLogin() {
   resumeLive();
   $('shell').hidden = true;
   $('login').hidden = false;
+  // Signed out, there is no one to be present: the server forgets it by itself (and would answer 401).
+  presentIn = null;
+  clearInterval(presenceTimer);
   $('login-user').focus();
 }
 
@@ -138,6 +143,7 @@ function renderList() {
 
 function showView(which) {
   document.body.classList.toggle('show-list', which === 'list');
+  presence();
 }
 $('back').addEventListener('click', () => { showView('list'); loadList().catch(() => {}); });
 
@@ -151,6 +157,11 @@ $('new-conv').addEventListener('click', () => {
   $('input').focus();
 });
 
+// The bell: the settings sheet (push.js), notifications on this device.
+$('settings-open').addEventListener('click', () => {
+  import('./push.js').then((m) => m.openSettings()).catch((e) => flash(`Could not open the settings: ${e.message}`));
+});
+
 // A new conversation opens at once from the POST's answer: there is no history to fetch.
 async function newConv() {
   try {
@@ -161,6 +172,7 @@ async function newConv() {
     state.conv = c;
     setTitle();
     showView('chat');
+    presence();
     state.convs.unshift(c);
     renderList();
     loadList().catch(() => {});
@@ -279,8 +291,16 @@ async function loadRequests(id, gen) {
   const { requests: all = [] } = await getJSON('/api/requests');
   if (gen !== state.gen) return;
   const mine = all.filter((r) => r.conversation_id === id);
-  if (mine.length) cards((m) => mine.forEach(m.showRequest));
-  else if (!state.waitingHere) { state.waitingHere = 0; markHeader(); }
+  // Opened from a notification about a request (?r=): its card is brought into view, or we say it is gone.
+  const wanted = state.focusRequest;
+  state.focusRequest = null;
+  if (wanted && !mine.some((r) => r.id === wanted)) flash('That request is no longer waiting: it was answered or ended.');
+  if (mine.length) {
+    cards((m) => {
+      mine.forEach(m.showRequest);
+      if (wanted) m.focusRequest(wanted);
+    });
+  } else if (!state.waitingHere) { state.waitingHere = 0; markHeader(); }
 }
 
 function clearChat() {
@@ -293,6 +313,7 @@ function clearChat() {
   if (requests) cards((m) => m.clearRequests());
   setStatus('');
   setTitle();
+  presence();
 }
 
 // `refresh`: the same conversation again (its copy was stale), without leaving the list if that is on screen.
@@ -302,6 +323,7 @@ async function openConv(id, refresh = false) {
   state.conv = state.convs.find((c) => c.id === id) || { id };
   setTitle();
   if (!refresh) showView('chat');
+  presence();
   const gen = state.gen;
   let data;
   let res;
@@ -412,7 +434,48 @@ if (window.visualViewport) {
   new ResizeObserver(() => { if (pinned) box.scrollTop = box.scrollHeight; }).observe(box);
 }
 
+// ---------- presence ----------
+
+// While a conversation is on screen and the page visible, the server hears so at once and every 30 s, and holds
+// back notifications about it (docs/api.md, POST /api/presence); hidden or left, it hears null. The service worker
+// hears it too, and shows nothing about the conversation a focused window shows.
+let presentIn = null;
+let presenceTimer = null;
+function presence() {
+  const onScreen = document.visibilityState === 'visible' && !$('shell').hidden
+    && (!document.body.classList.contains('show-list') || matchMedia('(min-width: 800px)').matches);
+  const id = (onScreen && state.conv && state.conv.id) || null;
+  if (id === presentIn) return;
+  presentIn = id;
+  clearInterval(presenceTimer);
+  presenceTimer = id ? setInterval(() => tellPresence(id), 30000) : null;
+  tellPresence(id);
+}
+function tellPresence(id) {
+  if (navigator.serviceWorker && navigator.serviceWorker.controller) {
+    navigator.serviceWorker.controller.postMessage({ present: id });
+  }
+  // Best effort, and kept alive through the page going away; a failure is the next call's to mend.
+  fetch('/api/presence', {
+    method: 'POST', credentials: 'same-origin', keepalive: true,
+    headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'remote-agent' },
+    body: JSON.stringify({ conversation_id: id }),
+  }).catch(() => {});
+}
+window.addEventListener('pagehide', () => { if (presentIn) { presentIn = null; clearInterval(presenceTimer); tellPresence(null); } });
+window.addEventListener('pageshow', (e) => { if (e.persisted) presence(); });
+
 // ---------- start ----------
+
+// Opened from a notification: ?c=<conversation id> opens it, and &r=<request id> brings that request's card into
+// view. The address bar goes back to "/", so that a reload opens the most recent conversation as usual.
+const opened = (() => {
+  const q = new URLSearchParams(location.search);
+  const ok = (v) => (v && /^[A-Za-z0-9_-]{1,64}$/.test(v) ? v : null);
+  const found = { conv: ok(q.get('c')), request: ok(q.get('r')) };
+  if (location.search) history.replaceState(history.state, '', '/');
+  return found;
+})();
 
 async function start() {
   // Asked first, so that a signed-out browser goes to the login screen without a 401. Offline, the service
@@ -432,7 +495,10 @@ async function start() {
   // The most recent conversation opens by default, or the one with a message not sent yet (typed offline before a
   // reload: it shows there, with its Cancel); with none yet, the first send starts one.
   const waiting = state.pending.length && state.convs.find((c) => c.id === state.pending[0].conv);
-  if (state.convs.length) await openConv((waiting || state.convs[0]).id);
+  const asked = opened.conv && state.convs.find((c) => c.id === opened.conv);
+  if (asked) state.focusRequest = opened.request;
+  opened.conv = null;
+  if (state.convs.length) await openConv((asked || waiting || state.convs[0]).id);
   else { clearChat(); showView('chat'); }
   flushPending();
 }

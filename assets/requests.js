@@ -37,6 +37,15 @@ export function showRequest(req) {
   above.loadList().catch(() => {});
 }
 
+// Opened from a notification about request `id`: its card is scrolled into view and marked for a moment.
+export function focusRequest(id) {
+  const entry = cards.get(id);
+  if (!entry) return;
+  entry.card.scrollIntoView({ block: 'nearest' });
+  entry.card.classList.add('req-focus');
+  setTimeout(() => entry.card.classList.remove('req-focus'), 4000);
+}
+
 // A `request_ended` event: {id, state, decision?}.
 export function endRequest(d) {
   const entry = cards.get(d.id);

@@ -174,3 +174,31 @@ fn the_phone_answers_what_claude_asks() {
         ],
     );
 }
+
+/// Notifications: the settings sheet from the list's bell (turn on, a test, hiding message text, turn off; an
+/// iPhone's Safari told to install the app), presence, and the service worker's push and notificationclick against a
+/// mock push service in the script (headless Chromium reaches no real one): a request's Allow and Deny, a tap that
+/// opens the conversation (and the request's card). The screenshots' dir is printed: look at them.
+#[test]
+fn the_phone_turns_on_notifications_and_answers_from_them() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    // The script's mock push service is on loopback, over http.
+    let server = common::Server::builder()
+        .env("REMOTE_AGENT_PUSH_ALLOW_LOOPBACK", "1")
+        .start();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("push-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    eprintln!("web::push: screenshots in {}", shots.display());
+    run(
+        &dir.join("push.test.mjs"),
+        &server,
+        &[
+            ("RA_SHOTS", shots.display().to_string()),
+            ("RA_PROJECT", server.path("project").display().to_string()),
+        ],
+    );
+}

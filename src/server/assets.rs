@@ -29,6 +29,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/requests.js"),
     ),
     (
+        "push.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/push.js"),
+    ),
+    (
         "turn.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/turn.js"),
