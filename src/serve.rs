@@ -166,7 +166,7 @@ pub async fn command(args: ServeArgs) -> anyhow::Result<()> {
     let stops = Stops::install(&settings.config_path)?;
     let state_dir = settings.state_dir.clone();
     let app = compose(settings, store);
-    let address = address::follow(state_dir, app.store.clone(), app.push.clone());
+    let address = address::follow(state_dir, app.push.clone());
     for line in &lines {
         println!("{line}");
         tracing::info!("{line}");

@@ -231,9 +231,18 @@ fn a_new_quick_tunnel_address_is_pushed_with_a_pairing_token_good_once() {
         std::fs::write(&tmp, record.to_string()).unwrap();
         std::fs::rename(&tmp, state.join("state.json")).unwrap();
     };
+    // A second browser: each gets a token of its own, so both can sign in.
+    let second = server.authed(
+        "POST",
+        "/api/push/subscriptions",
+        mock.subscription().to_string().as_bytes(),
+    );
+    assert_eq!(second.status, 201, "{}", second.text());
     write(None);
     write(Some("https://y.trycloudflare.com"));
     let push = nth(&mock, "address", 1);
+    let other = nth(&mock, "address", 2);
+    assert_ne!(push["url"], other["url"], "one token for both browsers");
     let url = push["url"].as_str().unwrap();
     let token = url
         .strip_prefix("https://y.trycloudflare.com/pair/")
@@ -257,9 +266,20 @@ fn a_new_quick_tunnel_address_is_pushed_with_a_pairing_token_good_once() {
     let again = server.request("POST", &path, &[("Origin", &base)], b"");
     assert_eq!(again.status, 410);
     assert!(again.header("set-cookie").is_none());
+    let other_path = other["url"]
+        .as_str()
+        .unwrap()
+        .replace("https://y.trycloudflare.com", "");
+    let signed = server.request("POST", &other_path, &[("Origin", &base)], b"");
+    assert_eq!(
+        signed.status,
+        303,
+        "the second browser's token: {}",
+        signed.text()
+    );
 
     // The same address written again is no news.
     write(Some("https://y.trycloudflare.com"));
     flush(&server, &mock, &endpoint);
-    assert_eq!(of_kind(&mock, "address").len(), 1);
+    assert_eq!(of_kind(&mock, "address").len(), 2);
 }

@@ -50,12 +50,10 @@ pub enum Notice {
         /// What Claude asks.
         request: PendingRequest,
     },
-    /// The public address changed: the new URL and a fresh one-time pairing token for it.
+    /// The public address changed: every browser gets the new URL with a one-time pairing token of its own.
     AddressChanged {
         /// The new public URL (`https://…`).
         url: String,
-        /// A pairing token (already stored, valid 10 minutes, single use).
-        pairing_token: String,
     },
 }
 
@@ -139,6 +137,23 @@ impl Push {
             Ok(subs) => subs,
             Err(e) => return tracing::warn!("push subscriptions unreadable: {e}"),
         };
+        if let Notice::AddressChanged { url } = &notice {
+            // A pairing token for each browser (stored as a hash, 10 minutes, one use, as `remote-agent pair`
+            // makes them): each signs itself in at the new address. The tokens are never logged.
+            for sub in subs {
+                let token = crate::auth::random_token();
+                let hash = crate::auth::sha256_hex(token.as_bytes());
+                match self
+                    .store
+                    .create_pairing(&hash, crate::auth::PAIRING_TTL_SECS)
+                {
+                    Ok(()) => self.enqueue(&sub.id, &payload::address(url, Some(&token))),
+                    Err(e) => tracing::warn!("no pairing token for the new address: {e}"),
+                }
+            }
+            self.core.wake.notify_one();
+            return;
+        }
         let mut messages: [Option<payload::Message>; 2] = [None, None];
         for sub in subs {
             let message = messages[sub.hide_content as usize]

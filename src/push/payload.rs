@@ -172,15 +172,26 @@ pub fn build(notice: &Notice, hide: bool) -> Message {
                 topic: topic(&request.id),
             }
         }
-        Notice::AddressChanged { url, pairing_token } => Message {
-            payload: json!({
-                "kind": "address", "title": "remote-agent has a new address", "body": "Tap to open it and sign in",
-                "url": format!("{}/pair/{pairing_token}", url.trim_end_matches('/')), "tag": "address",
-            }),
-            urgency: "high",
-            ttl: 600,
-            topic: None,
-        },
+        // Each subscription gets a pairing link of its own (`address`); without one, the new address itself.
+        Notice::AddressChanged { url } => address(url, None),
+    }
+}
+
+/// The new public address, with a one-time pairing link for one subscription when there is a token.
+pub(super) fn address(url: &str, pairing_token: Option<&str>) -> Message {
+    let url = url.trim_end_matches('/');
+    Message {
+        payload: json!({
+            "kind": "address", "title": "remote-agent has a new address", "body": "Tap to open it and sign in",
+            "url": match pairing_token {
+                Some(token) => format!("{url}/pair/{token}"),
+                None => format!("{url}/"),
+            },
+            "tag": "address",
+        }),
+        urgency: "high",
+        ttl: 600,
+        topic: None,
     }
 }
 
@@ -308,13 +319,7 @@ mod tests {
         assert!(text.len() <= MAX_PLAINTEXT, "{}", text.len());
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["url"], "/?c=c1");
-        let address = build(
-            &Notice::AddressChanged {
-                url: "https://a.trycloudflare.com".into(),
-                pairing_token: "tok".into(),
-            },
-            true,
-        );
+        let address = address("https://a.trycloudflare.com", Some("tok"));
         assert_eq!(
             address.payload["url"],
             "https://a.trycloudflare.com/pair/tok"

@@ -3,23 +3,17 @@
 //! browser the new one with a fresh one-time pairing token, so that a phone away from the desk can follow.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::push::{Notice, Push};
 use crate::state::{self, TunnelKind};
-use crate::store::Store;
 
 /// How often the file is read where it cannot be watched.
 const POLL: Duration = Duration::from_secs(2);
 
 /// Follows the state file in `state_dir` until the returned task is aborted (or the runtime ends). The URL seen
 /// first is the one the browsers already know: only a later, different one is news.
-pub(super) fn follow(
-    state_dir: PathBuf,
-    store: Arc<Store>,
-    push: Push,
-) -> tokio::task::JoinHandle<()> {
+pub(super) fn follow(state_dir: PathBuf, push: Push) -> tokio::task::JoinHandle<()> {
     let file = state::path(&state_dir);
     let watched = crate::config::watch(&file)
         .inspect_err(|e| {
@@ -47,7 +41,7 @@ pub(super) fn follow(
                 None => tokio::time::sleep(POLL).await,
             }
             if let Some(url) = address.seen(quick_url(&state_dir)) {
-                announce(&store, &push, url);
+                announce(&push, url);
             }
         }
     })
@@ -83,24 +77,10 @@ impl Address {
     }
 }
 
-/// Makes a pairing token for the new address (as `remote-agent pair` does: stored as a hash, 10 minutes, one use)
-/// and queues the notice. The token itself is never logged.
-fn announce(store: &Store, push: &Push, url: String) {
-    let token = crate::auth::random_token();
-    if let Err(e) = store.create_pairing(
-        &crate::auth::sha256_hex(token.as_bytes()),
-        crate::auth::PAIRING_TTL_SECS,
-    ) {
-        tracing::error!(
-            "the public address changed to {url}, but no pairing token could be stored: {e}"
-        );
-        return;
-    }
+/// Queues the notice: the push engine gives each browser a pairing token of its own for the new address.
+fn announce(push: &Push, url: String) {
     tracing::info!("the public address changed to {url}: telling subscribed browsers");
-    push.notify(Notice::AddressChanged {
-        url,
-        pairing_token: token,
-    });
+    push.notify(Notice::AddressChanged { url });
 }
 
 #[cfg(test)]
