@@ -39,7 +39,17 @@ pub fn now() -> u64 {
 pub fn check_endpoint(endpoint: &str) -> Result<Uri, &'static str> {
     let uri: Uri = endpoint.parse().map_err(|_| "endpoint is not a URL")?;
     let host = uri.host().ok_or("endpoint is not a URL")?;
+    // A push service is a public name: an address or a bare name (localhost, a machine on the LAN) is refused,
+    // so that a subscription cannot point the server at a service on this computer or its network.
+    let literal = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    let bare = !host.contains('.') || host.eq_ignore_ascii_case("localhost");
     match uri.scheme_str() {
+        Some("https") if literal || bare => {
+            Err("endpoint must be a push service's https:// URL (a public host name)")
+        }
         Some("https") => Ok(uri),
         Some("http")
             if matches!(host, "127.0.0.1" | "[::1]")
@@ -272,6 +282,15 @@ mod tests {
         assert!(check_endpoint("http://push.example/x").is_err());
         assert!(check_endpoint("ftp://push.example/x").is_err());
         assert!(check_endpoint("not a url").is_err());
+        for inside in [
+            "https://127.0.0.1/x",
+            "https://[::1]:8443/x",
+            "https://192.168.1.10/x",
+            "https://localhost/x",
+            "https://nas/x",
+        ] {
+            assert!(check_endpoint(inside).is_err(), "{inside}");
+        }
         assert_eq!(
             audience(&check_endpoint("https://push.example:8443/a/b?c").unwrap()).unwrap(),
             "https://push.example:8443"
