@@ -142,7 +142,7 @@ struct Inner {
     /// The permits `slots` was last sized to (settings can change the cap while running).
     cap: Mutex<usize>,
     /// One lock per conversation with turns in flight; tokio's mutex is fair, so its queue is the FIFO.
-    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    lanes: Mutex<HashMap<String, Lane>>,
     live: Mutex<HashMap<String, Live>>,
     shutting_down: watch::Sender<bool>,
     subscribers: Arc<AtomicUsize>,
@@ -205,14 +205,15 @@ impl Turns {
     pub fn submit(&self, s: Submit) -> Result<(Turn, Option<Waiter>), SubmitError> {
         self.ready()?;
         let inner = &self.inner;
-        // The lane is taken before anything is stored: its holders are the conversation's turns in flight, so
-        // counting them and joining is one step under the lock, and no burst gets past the cap.
-        let lane = {
+        // The place in line is taken before anything is stored, under the lock: counting the conversation's turns
+        // in flight and joining is one step, so no burst gets past the cap, and the line is the order in which
+        // messages were accepted.
+        let place = {
             let mut lanes = lock(&inner.lanes);
             let lane = lanes.entry(s.conversation_id.clone()).or_default();
-            (Arc::strong_count(lane) <= MAX_QUEUED_PER_CONVERSATION + 1).then(|| lane.clone())
+            (lane.len <= MAX_QUEUED_PER_CONVERSATION).then(|| lane.join())
         };
-        let Some(lane) = lane else {
+        let Some(place) = place else {
             // A retried send of a message already queued still gets its turn back.
             if let Some(turn) = s
                 .client_id
@@ -238,7 +239,7 @@ impl Turns {
         ) {
             Ok(turn) => turn,
             Err(e) => {
-                drop(lane);
+                place.pass();
                 release_lane(inner, &s.conversation_id);
                 if is_unique_violation(&e)
                     && let Some(turn) = s
@@ -276,7 +277,7 @@ impl Turns {
                 answers: answers_rx,
                 running,
             };
-            run::run_turn(&inner, &id, &s, lane, turn).await;
+            run::run_turn(&inner, &id, &s, place, turn).await;
             lock(&inner.live).remove(&id);
             release_lane(&inner, &s.conversation_id);
         });
@@ -452,14 +453,62 @@ impl Turns {
     }
 }
 
-/// Drops a conversation's lane once no turn of it holds or waits for it (call after dropping one's own clone).
+/// Counts a turn of the conversation out of its line, and drops the line once no turn of it is in flight.
 fn release_lane(inner: &Inner, conversation_id: &str) {
     let mut lanes = lock(&inner.lanes);
-    if lanes
-        .get(conversation_id)
-        .is_some_and(|l| Arc::strong_count(l) == 1)
-    {
-        lanes.remove(conversation_id);
+    if let Some(lane) = lanes.get_mut(conversation_id) {
+        lane.len -= 1;
+        if lane.len == 0 {
+            lanes.remove(conversation_id);
+        }
+    }
+}
+
+/// A conversation's line of turns: how many are in flight, and the signal the last one gives when it is done.
+#[derive(Default)]
+struct Lane {
+    len: usize,
+    tail: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Lane {
+    /// A place at the end of the line.
+    fn join(&mut self) -> Place {
+        self.len += 1;
+        let (done, next) = tokio::sync::oneshot::channel();
+        Place {
+            before: self.tail.replace(next),
+            done,
+        }
+    }
+}
+
+/// A turn's place in its conversation's line: it runs once the turn before it is done, and the turn after it
+/// runs once this place is dropped (or passed on).
+pub(super) struct Place {
+    before: Option<tokio::sync::oneshot::Receiver<()>>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Place {
+    /// Waits until the turn before is done.
+    pub(super) async fn wait(&mut self) {
+        if let Some(before) = &mut self.before {
+            // An error is the sender dropped: that is how a turn says it is done.
+            let _ = before.await;
+        }
+        self.before = None;
+    }
+
+    /// Leaves the line without running: the turn after still waits for the one before this (in the background).
+    pub(super) fn pass(self) {
+        let Place { before, done } = self;
+        if let Some(before) = before {
+            tokio::spawn(async move {
+                let _ = before.await;
+                drop(done);
+            });
+        }
     }
 }
 

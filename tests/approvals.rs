@@ -674,3 +674,21 @@ fn always_with_a_mode_stays_under_the_ceiling_and_the_conversation_shows_the_mod
     assert_eq!(final_status(&s.rest()), "succeeded");
     assert_eq!(processes(&server).len(), 1, "all on one warm process");
 }
+
+#[test]
+fn messages_sent_back_to_back_run_in_the_order_they_were_accepted() {
+    let server = Server::start();
+    server.create(json!({"id": "order"}));
+    let turns: Vec<String> = (0..8)
+        .map(|i| server.send("order", json!({"message": format!("message {i}")})))
+        .collect();
+    for (i, turn) in turns.iter().enumerate() {
+        let rest = stream(&server, turn).rest();
+        let reply = rest.iter().find(|e| e.event == "result").unwrap();
+        assert_eq!(
+            reply.data["response"],
+            format!("echo[{}]: message {i}", i + 1),
+            "turn {i} ran out of order"
+        );
+    }
+}

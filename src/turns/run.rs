@@ -117,7 +117,7 @@ pub(super) async fn run_turn(
     inner: &Inner,
     turn_id: &str,
     s: &Submit,
-    lane: Arc<tokio::sync::Mutex<()>>,
+    mut place: super::Place,
     handles: Handles,
 ) {
     let Handles {
@@ -137,16 +137,27 @@ pub(super) async fn run_turn(
         push: &inner.push,
         started: false,
     };
-    // Queued: wait for the conversation, then for a slot; a stop meanwhile just drops the turn.
+    // Queued: wait for the conversation's turns before this one, then for a slot; a stop meanwhile drops the
+    // turn, and the one after it waits for those before instead. The place is held to the end of the turn.
     let queued = async {
-        let lane = lane.lock_owned().await;
-        let slot = inner.slots.acquire().await.expect("never closed");
-        (lane, slot)
+        place.wait().await;
+        inner.slots.acquire().await.expect("never closed")
     };
-    let (_lane, _slot) = tokio::select! {
-        held = queued => held,
-        why = stopped(stop.clone()) => {
-            return finish(inner, &mut stream, stopped_ending(why, None, inner.settings.get().turn_timeout), None).await;
+    let waited = tokio::select! {
+        slot = queued => Ok(slot),
+        why = stopped(stop.clone()) => Err(why),
+    };
+    let _slot = match waited {
+        Ok(slot) => slot,
+        Err(why) => {
+            place.pass();
+            return finish(
+                inner,
+                &mut stream,
+                stopped_ending(why, None, inner.settings.get().turn_timeout),
+                None,
+            )
+            .await;
         }
     };
     running.store(true, std::sync::atomic::Ordering::SeqCst);
