@@ -322,7 +322,7 @@ async fn pool(mut rx: mpsc::UnboundedReceiver<Msg>, settings: Arc<Shared>) {
 }
 
 /// Closes a live process: stdin's end (an idle CLI exits at once), then the ladder if it has not exited within
-/// [`EXIT_GRACE`]; then whatever it left behind.
+/// two seconds (`EXIT_GRACE`); then whatever it left behind.
 pub async fn close(live: Live) {
     let Live {
         mut run,
