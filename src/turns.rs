@@ -73,6 +73,8 @@ pub struct Submit {
     pub prompt: String,
     /// Resume this session instead of the conversation's own (the prototype's `session_id`).
     pub resume: Option<String>,
+    /// Start a fresh session: resume none, not even the conversation's own (the prototype's `new`).
+    pub fresh: bool,
     /// The client's own id for the message, so that a retried send runs it once.
     pub client_id: Option<String>,
 }

@@ -411,6 +411,7 @@ pub(super) async fn post_message(
         conversation_id: conversation.id.clone(),
         prompt: message,
         resume: None,
+        fresh: false,
         client_id: body.client_id,
     }) {
         Ok((turn, waiter)) => {

@@ -1,7 +1,7 @@
 //! The HTTP server: the state every handler shares ([`App`]), how one request is handled ([`handle`]: the
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
-//! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `events` (a turn's event streams),
+//! (bodies, JSON, errors), and the routes: `prototype`, `tasks` (the prototype's asynchronous API), `conversations`, `events` (a turn's event streams),
 //! `requests` (approvals and questions), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
@@ -28,6 +28,7 @@ mod push;
 mod requests;
 mod respond;
 mod signin;
+mod tasks;
 
 pub use self::listen::{
     Door, Listener, MAX_CONNECTIONS, MAX_LOCAL_CONNECTIONS, Via, run, tls_acceptor,
@@ -35,6 +36,7 @@ pub use self::listen::{
 pub use self::respond::{
     Body, MAX_BODY, error, full, is_uuid, json, query_param, valid_conversation_id,
 };
+pub use self::tasks::Tasks;
 
 use self::assets::asset;
 use self::respond::{decode_segment, method_not_allowed, read_json, with_type};
@@ -64,6 +66,8 @@ pub struct App {
     pub requests: metrics::Requests,
     /// The Web Push sender.
     pub push: crate::push::Push,
+    /// The prototype's asynchronous tasks: which turn was asked of which session.
+    pub tasks: Tasks,
 }
 
 /// Who is asking and through which door.
@@ -217,6 +221,16 @@ async fn route(
             Err(resp) => resp,
         },
         (&M::GET, ["api", "sessions"]) => prototype::sessions(app),
+        (&M::POST, ["api", "sessions", session, "chat"]) => {
+            with_body(req, |b| async { tasks::chat(app, session, b) }).await
+        }
+        (&M::GET, ["api", "sessions", session, "tasks", task]) => tasks::get(app, session, task),
+        (&M::DELETE, ["api", "sessions", session, "tasks", task]) => {
+            tasks::delete(app, session, task)
+        }
+        (&M::GET, ["api", "config"]) => tasks::config(app),
+        (_, ["api", "sessions", _, "chat"]) => method_not_allowed("POST"),
+        (_, ["api", "sessions", _, "tasks", _]) => method_not_allowed("GET, DELETE"),
         (&M::GET, ["api", "status"]) => conversations::status(app),
         (&M::GET, ["metrics"]) => metrics::metrics(app),
         (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),
@@ -278,7 +292,7 @@ async fn route(
         (_, ["api", "turns", _, "cancel"]) => method_not_allowed("POST"),
         (
             _,
-            ["api", "sessions" | "status"]
+            ["api", "sessions" | "status" | "config"]
             | ["api", "turns", _]
             | ["api", "turns", _, "events.json"],
         ) => method_not_allowed("GET"),
@@ -334,6 +348,7 @@ mod tests {
             throttle: Default::default(),
             basic_cache: Default::default(),
             requests: Default::default(),
+            tasks: Default::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub(super) async fn chat(app: &App, body: ChatRequest) -> Response<Body> {
         conversation_id: conv_id,
         prompt: message,
         resume: body.session_id,
+        fresh: false,
         client_id: None,
     }) {
         Ok((_, Some(waiter))) => waiter,

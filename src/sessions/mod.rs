@@ -90,6 +90,8 @@ pub struct Plan {
     pub spec: Spec,
     /// The session a new process resumes.
     pub resume: Option<String>,
+    /// A fresh session was asked for: a warm process, which holds one already, does not do.
+    pub fresh: bool,
     /// The permission mode the turn runs in.
     pub mode: String,
     /// The model the turn runs with (None: the CLI's default).
@@ -140,7 +142,8 @@ impl Sessions {
         plan: &Plan,
     ) -> Result<Live, claude::SpawnError> {
         if let Some(live) = self.take(conversation).await {
-            let same_session = plan.resume.is_none() || plan.resume == live.session_id;
+            let same_session =
+                !plan.fresh && (plan.resume.is_none() || plan.resume == live.session_id);
             if live.spec == plan.spec && same_session {
                 return Ok(live);
             }

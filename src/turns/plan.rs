@@ -62,7 +62,11 @@ pub(super) fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
             options,
             marker: claude::Marker::new(&s.conversation_id, &settings.data_dir),
         },
-        resume: s.resume.clone().or(conv.session_id),
+        resume: match s.fresh {
+            true => None,
+            false => s.resume.clone().or(conv.session_id),
+        },
+        fresh: s.fresh,
         mode: conv
             .permission_mode
             .clone()
