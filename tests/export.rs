@@ -138,6 +138,7 @@ fn a_conversation_exports_as_markdown_and_json() {
     );
     assert_eq!(turns[2]["status"], "failed");
     assert!(turns[2]["error"].as_str().unwrap().contains("API Error"));
+    assert!(turns[2].get("error_kind").is_some());
 }
 
 #[test]

@@ -87,6 +87,8 @@ async fn pump(
                         chunk.push(',');
                     }
                     let mut t = json!(turn);
+                    t["error_kind"] =
+                        json!(turn.error.as_deref().and_then(crate::claude::error_kind));
                     t["events"] = Value::Array(messages.clone());
                     chunk.push_str(&t.to_string());
                 }
