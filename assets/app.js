@@ -198,6 +198,13 @@ $('rename').addEventListener('click', async () => {
   } catch (e) { flash(`Could not rename: ${e.message}`); }
 });
 
+$('export-open').addEventListener('click', () => {
+  const conv = state.conv;
+  if (!conv) return;
+  import('./export.js').then((m) => m.openExport(conv, conv.title || plain(conv.first_message) || 'this conversation'))
+    .catch((e) => flash(`Could not open the export: ${e.message}`));
+});
+
 $('delete').addEventListener('click', async () => {
   const conv = state.conv;
   if (!conv) return;
@@ -390,6 +397,7 @@ function savedCopy(res) {
     : `Offline — ${res === null ? 'no saved copy' : `saved copy${when ? ` from ${when}` : ''}`}; waiting for the server…`;
   $('rename').disabled = state.stale;
   $('delete').disabled = state.stale;
+  $('export-open').disabled = state.stale;
 }
 
 // "Load earlier" pages the transcript back by turns.

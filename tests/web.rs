@@ -133,6 +133,12 @@ fn the_web_app_holds_up_in_a_new_users_trial() {
     run_on_own_server("trial.test.mjs");
 }
 
+/// Exporting from the phone: the header's Export sheet, a Markdown download, the JSON link answering 200.
+#[test]
+fn the_phone_exports_a_conversation() {
+    run_on_own_server("export.test.mjs");
+}
+
 /// Runs a browser script against a server of its own, its screenshots under target/screenshots; skips (or, under
 /// CI, fails) where the browser is missing.
 fn run_on_own_server(script: &str) {

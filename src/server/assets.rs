@@ -44,6 +44,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/markdown.js"),
     ),
     (
+        "export.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/export.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/api.js"),

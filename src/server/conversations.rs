@@ -233,23 +233,9 @@ fn transcript(
             "type": "user", "turn_id": turn.id, "text": turn.prompt, "created_at": turn.created_at,
         }));
         for event in by_turn.get(turn.id.as_str()).into_iter().flatten() {
-            let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-            let message = match event.kind {
-                EventKind::Message => json!({"type": "assistant", "text": data["text"]}),
-                // Thinking deltas stream live; the transcript keeps the complete blocks.
-                EventKind::Thinking if data["complete"] == true => {
-                    json!({"type": "thinking", "text": data["text"]})
-                }
-                EventKind::ToolUse => json!({
-                    "type": "tool_use", "id": data["id"], "name": data["name"], "input": data["input"],
-                }),
-                EventKind::ToolResult => json!({
-                    "type": "tool_result", "tool_use_id": data["tool_use_id"],
-                    "content": data["content"], "is_error": data["is_error"],
-                }),
-                _ => continue,
+            let Some(mut message) = event_message(event) else {
+                continue;
             };
-            let mut message = message;
             message["turn_id"] = json!(turn.id);
             messages.push(message);
         }
@@ -271,6 +257,27 @@ fn transcript(
         }));
     }
     Ok((messages, has_more))
+}
+
+/// What a transcript shows of a stored event: assistant text, a complete thinking block, a tool call or its
+/// result; None for the rest.
+pub(super) fn event_message(event: &StreamEvent) -> Option<Value> {
+    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+    Some(match event.kind {
+        EventKind::Message => json!({"type": "assistant", "text": data["text"]}),
+        // Thinking deltas stream live; the transcript keeps the complete blocks.
+        EventKind::Thinking if data["complete"] == true => {
+            json!({"type": "thinking", "text": data["text"]})
+        }
+        EventKind::ToolUse => json!({
+            "type": "tool_use", "id": data["id"], "name": data["name"], "input": data["input"],
+        }),
+        EventKind::ToolResult => json!({
+            "type": "tool_result", "tool_use_id": data["tool_use_id"],
+            "content": data["content"], "is_error": data["is_error"],
+        }),
+        _ => return None,
+    })
 }
 
 /// The conversation `id` names, or the 404 to send. The router asks before it reads a body, so that an unknown

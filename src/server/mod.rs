@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 mod assets;
 mod conversations;
 mod events;
+mod export;
 mod gate;
 mod listen;
 mod metrics;
@@ -255,6 +256,7 @@ async fn route(
                 Err(resp) => resp,
             }
         }
+        (&M::GET, ["api", "conversations", id, "export"]) => export::export(app, &req, id),
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),
         (&M::GET | &M::POST, ["api", "turns", id, "events"]) => {
             events::events_stream(app, &req, id)

@@ -262,6 +262,24 @@ impl Store {
         Ok((turns, more))
     }
 
+    /// Up to `limit` of a conversation's turns in order, after `after` (a turn id; from the first when None): an
+    /// export reads a long conversation this way, a page at a time.
+    pub fn turns_after(
+        &self,
+        conversation_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Turn>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TURN_COLUMNS} FROM turns WHERE conversation_id = ?1
+             AND rowid > coalesce((SELECT rowid FROM turns WHERE id = ?2 AND conversation_id = ?1), 0)
+             ORDER BY rowid LIMIT ?3"
+        ))?;
+        stmt.query_map(params![conversation_id, after, limit as i64], turn_row)?
+            .collect()
+    }
+
     /// At start-up: every turn a previous run left queued or running is marked `interrupted`, and every pending
     /// request expired; returns the processes those turns had recorded, to be stopped.
     pub fn interrupt_unfinished(&self) -> Result<Vec<Orphan>> {
