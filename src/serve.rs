@@ -80,6 +80,7 @@ fn compose(settings: Settings, store: Arc<Store>) -> Arc<App> {
         throttle: Default::default(),
         basic_cache: Default::default(),
         requests: Default::default(),
+        history: Default::default(),
     })
 }
 

@@ -2,7 +2,7 @@
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
 //! (bodies, JSON, errors), and the routes: `prototype`, `conversations`, `events` (a turn's event streams),
-//! `requests` (approvals and questions), `signin`, `metrics`, `assets`.
+//! `requests` (approvals and questions), `claude_sessions` (the CLI's own sessions), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -18,6 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 mod assets;
+mod claude_sessions;
 mod conversations;
 mod events;
 mod gate;
@@ -64,6 +65,8 @@ pub struct App {
     pub requests: metrics::Requests,
     /// The Web Push sender.
     pub push: crate::push::Push,
+    /// The CLI's own session files, summarized and cached.
+    pub history: Arc<crate::history::History>,
 }
 
 /// Who is asking and through which door.
@@ -217,6 +220,7 @@ async fn route(
             Err(resp) => resp,
         },
         (&M::GET, ["api", "sessions"]) => prototype::sessions(app),
+        (&M::GET, ["api", "claude-sessions"]) => claude_sessions::list(app, &req).await,
         (&M::GET, ["api", "status"]) => conversations::status(app),
         (&M::GET, ["metrics"]) => metrics::metrics(app),
         (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),
@@ -278,7 +282,7 @@ async fn route(
         (_, ["api", "turns", _, "cancel"]) => method_not_allowed("POST"),
         (
             _,
-            ["api", "sessions" | "status"]
+            ["api", "sessions" | "status" | "claude-sessions"]
             | ["api", "turns", _]
             | ["api", "turns", _, "events.json"],
         ) => method_not_allowed("GET"),
@@ -334,6 +338,7 @@ mod tests {
             throttle: Default::default(),
             basic_cache: Default::default(),
             requests: Default::default(),
+            history: Default::default(),
         }
     }
 }
