@@ -4,7 +4,7 @@
 
 mod read;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -90,35 +90,33 @@ impl History {
                 }
             }
         }
+        let stale: Vec<&(PathBuf, u64, SystemTime)> = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget files that are gone.
+            let present: HashSet<&PathBuf> = found.iter().map(|(p, ..)| p).collect();
+            cache.retain(|p, _| present.contains(p));
+            found
+                .iter()
+                .filter(|(path, size, mtime)| {
+                    !cache
+                        .get(path)
+                        .is_some_and(|c| c.size == *size && c.mtime == *mtime)
+                })
+                .collect()
+        };
+        // Read outside the lock, several files at once: a cold listing waits on the disk, not the CPU.
+        let read = read_all(&stale);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget files that are gone.
-        let present: std::collections::HashSet<&PathBuf> = found.iter().map(|(p, ..)| p).collect();
-        cache.retain(|p, _| present.contains(p));
+        for ((path, size, mtime), summary) in stale.into_iter().zip(read) {
+            let cached = Cached {
+                size: *size,
+                mtime: *mtime,
+                summary,
+            };
+            cache.insert(path.clone(), cached);
+        }
         let mut listed = Vec::new();
-        for (path, size, mtime) in &found {
-            let fresh = cache
-                .get(path)
-                .is_some_and(|c| c.size == *size && c.mtime == *mtime);
-            if !fresh {
-                let summary = match summarize(path, *size, *mtime) {
-                    Ok(s) => s.map(|summary| {
-                        let real_cwd = real_cwd(&summary.cwd);
-                        Arc::new(Listed { summary, real_cwd })
-                    }),
-                    Err(e) => {
-                        tracing::debug!("reading {}: {e}", path.display());
-                        None
-                    }
-                };
-                cache.insert(
-                    path.clone(),
-                    Cached {
-                        size: *size,
-                        mtime: *mtime,
-                        summary,
-                    },
-                );
-            }
+        for (path, ..) in &found {
             if let Some(l) = cache.get(path).and_then(|c| c.summary.as_ref())
                 && l.real_cwd
                     .as_deref()
@@ -133,10 +131,46 @@ impl History {
                 .cmp(&(a.summary.last_activity_ms, &a.summary.id))
         });
         // The same session id in two folders (a copied file): keep the newest.
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         listed.retain(|l| seen.insert(l.summary.id.clone()));
         listed
     }
+}
+
+/// Threads reading files at once on a cold listing.
+const READERS: usize = 8;
+
+/// The summaries of `files`, in order, read by up to [`READERS`] threads.
+fn read_all(files: &[&(PathBuf, u64, SystemTime)]) -> Vec<Option<Arc<Listed>>> {
+    let one =
+        |(path, size, mtime): &(PathBuf, u64, SystemTime)| match summarize(path, *size, *mtime) {
+            Ok(s) => s.map(|summary| {
+                let real_cwd = real_cwd(&summary.cwd);
+                Arc::new(Listed { summary, real_cwd })
+            }),
+            Err(e) => {
+                tracing::debug!("reading {}: {e}", path.display());
+                None
+            }
+        };
+    if files.len() < 16 {
+        return files.iter().map(|f| one(f)).collect();
+    }
+    let chunk = files.len().div_ceil(READERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let h = scope.spawn(move || part.iter().map(|f| one(f)).collect::<Vec<_>>());
+                (part.len(), h)
+            })
+            .collect();
+        // A reader that panicked leaves its files unlisted until they change, never the others out of step.
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| h.join().unwrap_or_else(|_| vec![None; len]))
+            .collect()
+    })
 }
 
 /// A position in a listing: after the session with this last activity and id.

@@ -152,16 +152,97 @@ fn read_at(file: &mut File, at: u64, len: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The complete lines of a buffer; `partial_start` drops the first (it began before the buffer). A last line
+/// The complete lines of a buffer, raw; `partial_start` drops the first (it began before the buffer). A last line
 /// without its newline is offered too: it fails to parse if it was cut.
-fn lines(buf: &[u8], partial_start: bool) -> impl Iterator<Item = Line> + '_ {
+fn raw_lines(buf: &[u8], partial_start: bool) -> Vec<&str> {
     let mut parts = buf.split(|&b| b == b'\n');
     if partial_start {
         parts.next();
     }
+    // JSON is UTF-8; a line that is not (cut inside a character) is no line of ours.
     parts
         .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
+        .filter_map(|l| std::str::from_utf8(l).ok())
+        .collect()
+}
+
+/// What a line's text says of its top-level type, before parsing it: most lines (request blobs, bookkeeping) are
+/// of no interest, and parsing every byte of them would cost more than reading them. The CLI writes compact JSON,
+/// in which a string's quotes are escaped, so these spellings appear only as a key and its value; the parse that
+/// follows confirms the type is the top-level one.
+const INTERESTING: [&str; 5] = [
+    "\"type\":\"user\"",
+    "\"type\":\"assistant\"",
+    "\"type\":\"custom-title\"",
+    "\"type\":\"ai-title\"",
+    "\"type\":\"summary\"",
+];
+
+/// Only the top-level type, every other field skipped without being kept.
+#[derive(Deserialize)]
+struct KindOnly {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Only the timestamp.
+#[derive(Deserialize)]
+struct Stamp {
+    timestamp: Option<String>,
+}
+
+/// What the lines read say, gathered line by line.
+#[derive(Default)]
+struct Gathered {
+    cwd: Option<PathBuf>,
+    first_prompt: Option<String>,
+    titles: Titles,
+    messages: u64,
+}
+
+impl Gathered {
+    fn see(&mut self, text: &str, head: bool) {
+        let want_cwd = head && self.cwd.is_none() && text.contains("\"cwd\":\"");
+        if !want_cwd && !INTERESTING.iter().any(|k| text.contains(k)) {
+            return;
+        }
+        let user_or_assistant = text.contains(INTERESTING[0]) || text.contains(INTERESTING[1]);
+        // A message line once the cwd and the first prompt are known: only its type is needed.
+        if !want_cwd && user_or_assistant && (!head || self.first_prompt.is_some()) {
+            if let Ok(k) = serde_json::from_str::<KindOnly>(text) {
+                self.messages += u64::from(matches!(k.kind.as_deref(), Some("user" | "assistant")));
+            }
+            return;
+        }
+        let Ok(line) = serde_json::from_str::<Line>(text) else {
+            return;
+        };
+        if self.cwd.is_none()
+            && let Some(c) = line.cwd.as_deref().filter(|c| !c.is_empty())
+        {
+            self.cwd = Some(PathBuf::from(c));
+        }
+        if head && self.first_prompt.is_none() {
+            self.first_prompt = prompt(&line);
+        }
+        self.titles.see(&line);
+        self.messages += u64::from(is_message(&line));
+    }
+}
+
+/// The time of the last of `lines` that has a timestamp (and parses: a cut line does not count).
+fn last_time(lines: &[&str]) -> Option<i64> {
+    lines
+        .iter()
+        .rev()
+        .filter(|l| l.contains("\"timestamp\":\""))
+        .find_map(|l| {
+            serde_json::from_str::<Stamp>(l)
+                .ok()?
+                .timestamp
+                .as_deref()
+                .and_then(parse_time)
+        })
 }
 
 /// Reads the summary of the session file at `path` (of `size` bytes, modified at `mtime`), or `None` when it is
@@ -174,61 +255,53 @@ pub fn summarize(path: &Path, size: u64, mtime: SystemTime) -> std::io::Result<O
         return Ok(None);
     }
     let mut file = File::open(path)?;
+    // Two short reads far apart: the kernel's read-ahead would only fetch pages nobody reads.
+    let _ = nix::fcntl::posix_fadvise(
+        &file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
+    );
     // The file may have grown since it was stat'ed: read what the stat said, never past it.
     let whole = size <= HEAD + TAIL;
     let head = read_at(&mut file, 0, if whole { size } else { HEAD })?;
-    let (mut cwd, mut first_prompt, mut titles, mut last_ts) =
-        (None, None, Titles::default(), None);
-    let mut counted = 0u64;
     // In the head, only complete lines count unless the head is the whole file.
     let head_end = if whole {
         head.len()
     } else {
         head.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
     };
-    for line in lines(&head[..head_end], false) {
-        if cwd.is_none()
-            && let Some(c) = line.cwd.as_deref().filter(|c| !c.is_empty())
-        {
-            cwd = Some(PathBuf::from(c));
-        }
-        if first_prompt.is_none() {
-            first_prompt = prompt(&line);
-        }
-        titles.see(&line);
-        if line.timestamp.is_some() {
-            last_ts = line.timestamp.clone();
-        }
-        counted += u64::from(is_message(&line));
+    let head_lines = raw_lines(&head[..head_end], false);
+    let mut got = Gathered::default();
+    for text in &head_lines {
+        got.see(text, true);
     }
-    let Some(cwd) = cwd else { return Ok(None) };
-    let (messages, messages_exact) = if whole {
-        (counted, true)
+    if got.cwd.is_none() {
+        return Ok(None);
+    }
+    let (last, messages, messages_exact) = if whole {
+        (last_time(&head_lines), got.messages, true)
     } else {
         let tail_at = size.saturating_sub(TAIL).max(head_end as u64);
         let tail = read_at(&mut file, tail_at, size - tail_at)?;
-        let mut tail_counted = 0u64;
-        for line in lines(&tail, tail_at != head_end as u64) {
-            titles.see(&line);
-            if line.timestamp.is_some() {
-                last_ts = line.timestamp.clone();
-            }
-            tail_counted += u64::from(is_message(&line));
+        let tail_lines = raw_lines(&tail, tail_at != head_end as u64);
+        for text in &tail_lines {
+            got.see(text, false);
         }
-        // Lines per byte in what was read, over the whole file.
+        // Message lines per byte in what was read, over the whole file.
         let read = head_end as u64 + tail.len() as u64;
-        let total = counted + tail_counted;
-        let estimate = (total as f64 * size as f64 / read.max(1) as f64).round() as u64;
-        (estimate.max(total), false)
+        let estimate = (got.messages as f64 * size as f64 / read.max(1) as f64).round() as u64;
+        let last = last_time(&tail_lines).or_else(|| last_time(&head_lines));
+        (last, estimate.max(got.messages), false)
     };
     let mtime_ms = mtime
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     Ok(Some(Summary {
         id: id.to_string(),
-        cwd,
-        title: titles.best().or(first_prompt),
-        last_activity_ms: last_ts.as_deref().and_then(parse_time).unwrap_or(mtime_ms),
+        cwd: got.cwd.unwrap_or_default(),
+        title: got.titles.best().or(got.first_prompt),
+        last_activity_ms: last.unwrap_or(mtime_ms),
         messages,
         messages_exact,
         size,
