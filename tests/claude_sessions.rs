@@ -1,6 +1,7 @@
 //! `GET /api/claude-sessions`: the CLI's own session files, listed from a fixture tree in a temporary
 //! `CLAUDE_CONFIG_DIR` handed to the server: files in 2.1.197's and 2.1.332's shapes, a truncated last line, title
-//! lines, sessions outside every project (directly and through a symlink), paging, and a file that grows.
+//! lines, sessions outside every project (directly and through a symlink), paging, a file that grows, and a file
+//! written by the real CLI against the mock Messages API (skipped without the CLI).
 
 mod common;
 
@@ -300,4 +301,40 @@ fn without_a_config_dir_the_list_is_empty() {
     // HOME is the test's empty home: no ~/.claude at all.
     let v = list(&server, "");
     assert_eq!(v, json!({"sessions": [], "next": null}));
+}
+
+/// A session file written by the real CLI (against the mock Messages API), listed with its cwd and first prompt.
+#[test]
+fn a_session_the_real_cli_wrote_is_listed() {
+    let Some(claude) = common::real_claude("claude_sessions::real_cli") else {
+        return;
+    };
+    let mock = common::mock_api::MockApi::start();
+    let config = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .claude(claude)
+        .env("CLAUDE_CONFIG_DIR", config.path().display().to_string())
+        .env("ANTHROPIC_BASE_URL", mock.base_url())
+        .env("ANTHROPIC_API_KEY", "test-key")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .arg("--turn-timeout")
+        .arg("60")
+        .start();
+    let reply = server.chat(&json!({"message": "list me later", "conv_id": "real"}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reply = reply.json();
+    assert_eq!(reply["success"], true, "{reply}\n{}", server.log());
+    let session = reply["session_id"].as_str().unwrap().to_string();
+    let project = std::fs::canonicalize(server.path("project")).unwrap();
+    // The CLI may finish writing its file just after it prints its result.
+    let listed = common::wait_for("the session listed", 10, || {
+        let listed = list(&server, "");
+        ids(&listed).contains(&session).then_some(listed)
+    });
+    let s = find(&listed, &session);
+    assert_eq!(s["cwd"], project.to_str().unwrap(), "{s}");
+    assert!(s["messages"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["size"].as_u64().unwrap() > 0);
+    // The first prompt, unless the CLI titled the session itself.
+    assert!(s["title"].is_string(), "{s}");
 }
