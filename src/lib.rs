@@ -13,6 +13,7 @@ pub mod config;
 pub mod diff;
 pub mod doctor;
 pub mod files;
+pub mod history;
 pub mod import;
 pub mod process;
 pub mod push;

@@ -81,6 +81,7 @@ fn compose(settings: Settings, store: Arc<Store>) -> Arc<App> {
         basic_cache: Default::default(),
         requests: Default::default(),
         tasks: Default::default(),
+        history: Default::default(),
     })
 }
 

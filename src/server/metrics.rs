@@ -47,6 +47,7 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         ["api", "chat"] => "/api/chat",
         ["api", "reset"] => "/api/reset",
         ["api", "sessions"] => "/api/sessions",
+        ["api", "claude-sessions"] => "/api/claude-sessions",
         ["api", "status"] => "/api/status",
         ["api", "config"] => "/api/config",
         ["api", "sessions", _, "chat"] => "/api/sessions/{id}/chat",

@@ -1,8 +1,9 @@
 //! The HTTP server: the state every handler shares ([`App`]), how one request is handled ([`handle`]: the
 //! checks, then the one `match` that routes it, then the security headers and the log line), and the modules it
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
-//! (bodies, JSON, errors), and the routes: `prototype`, `tasks` (the prototype's asynchronous API), `conversations`, `events` (a turn's event streams),
-//! `requests` (approvals and questions), `signin`, `metrics`, `assets`.
+//! (bodies, JSON, errors), and the routes: `prototype`, `tasks` (the prototype's asynchronous API),
+//! `conversations`, `events` (a turn's event streams), `requests` (approvals and questions), `claude_sessions` (the
+//! CLI's own sessions), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -18,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 mod assets;
+mod claude_sessions;
 mod conversations;
 mod events;
 mod export;
@@ -69,6 +71,8 @@ pub struct App {
     pub push: crate::push::Push,
     /// The prototype's asynchronous tasks: which turn was asked of which session.
     pub tasks: Tasks,
+    /// The CLI's own session files, summarized and cached.
+    pub history: Arc<crate::history::History>,
 }
 
 /// Who is asking and through which door.
@@ -232,6 +236,7 @@ async fn route(
         (&M::GET, ["api", "config"]) => tasks::config(app),
         (_, ["api", "sessions", _, "chat"]) => method_not_allowed("POST"),
         (_, ["api", "sessions", _, "tasks", _]) => method_not_allowed("GET, DELETE"),
+        (&M::GET, ["api", "claude-sessions"]) => claude_sessions::list(app, &req).await,
         (&M::GET, ["api", "status"]) => conversations::status(app),
         (&M::GET, ["metrics"]) => metrics::metrics(app),
         (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),
@@ -294,7 +299,7 @@ async fn route(
         (_, ["api", "turns", _, "cancel"]) => method_not_allowed("POST"),
         (
             _,
-            ["api", "sessions" | "status" | "config"]
+            ["api", "sessions" | "status" | "config" | "claude-sessions"]
             | ["api", "turns", _]
             | ["api", "turns", _, "events.json"],
         ) => method_not_allowed("GET"),
@@ -351,6 +356,7 @@ mod tests {
             basic_cache: Default::default(),
             requests: Default::default(),
             tasks: Default::default(),
+            history: Default::default(),
         }
     }
 }

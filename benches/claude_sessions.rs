@@ -1,0 +1,185 @@
+//! Listing the CLI's own sessions (`GET /api/claude-sessions`) over 1,000 session files totalling 2 GiB:
+//!
+//! 1. cold: the first listing (nothing cached by the server, and the files' pages evicted from the page cache with
+//!    `posix_fadvise(DONTNEED)` after an fsync, so the head and tail of each file come from the disk);
+//! 2. warm: the listings after it (the files unchanged: a directory walk and a stat per file), median of 20;
+//! 3. the first listing of a restarted server, the files now in the page cache (the reading and parsing alone);
+//! 4. the server's RSS (VmRSS) before the first listing and after the last.
+//!
+//! Each file is 2 MiB: 96 KiB of lines in 2.1.332's shape at each end (a prompt, request blobs, bookkeeping, an AI
+//! title, `cost-state` last) around a sparse middle, which a listing never reads.
+//!
+//! `cargo build --release --bins --examples`, then `cargo bench --bench claude_sessions`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Server, status_kb};
+use serde_json::json;
+
+const SESSIONS: usize = 1000;
+const SIZE: u64 = 2 * 1024 * 1024;
+const END: usize = 96 * 1024;
+
+/// Lines in 2.1.332's shape until `bytes` are written.
+fn lines(cwd: &Path, id: &str, minute: usize, bytes: usize, last: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let ts = format!(
+        "2026-11-{:02}T{:02}:{:02}:00.000Z",
+        1 + minute / 1440,
+        minute / 60 % 24,
+        minute % 60
+    );
+    if !last {
+        let first = json!({"type": "user", "message": {"role": "user", "content": format!("task number {minute}")},
+                           "timestamp": ts, "cwd": cwd, "sessionId": id, "version": "2.1.332"});
+        writeln!(out, "{first}").unwrap();
+    }
+    let blob = "b".repeat(6000);
+    let mut i = 0;
+    while out.len() < bytes {
+        let lines = [
+            json!({"type": "api-request-blob", "message": {"role": "user", "content": blob}, "sessionId": id}),
+            json!({"type": "api-request", "requestId": format!("req_{i}"), "sessionId": id}),
+            json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "working on it"}]},
+                   "timestamp": ts, "cwd": cwd, "sessionId": id}),
+            json!({"type": "tools-used", "tools": ["Read", "Edit"], "sessionId": id}),
+            json!({"type": "atis-latch", "sessionId": id}),
+        ];
+        for l in lines {
+            writeln!(out, "{l}").unwrap();
+        }
+        i += 1;
+    }
+    if last {
+        writeln!(
+            out,
+            "{}",
+            json!({"type": "ai-title", "aiTitle": format!("Session {minute}"), "sessionId": id})
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "{}",
+            json!({"type": "cost-state", "total_cost_usd": 0.5, "sessionId": id})
+        )
+        .unwrap();
+    }
+    out
+}
+
+fn build(config: &Path, project: &Path) -> u64 {
+    let mut total = 0;
+    for n in 0..SESSIONS {
+        let cwd = project.join(format!("app{}", n % 20));
+        std::fs::create_dir_all(&cwd).unwrap();
+        let folder: String = cwd
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let dir = config.join("projects").join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = uuid::Uuid::new_v4().to_string();
+        let path = dir.join(format!("{id}.jsonl"));
+        let head = lines(&cwd, &id, n, END, false);
+        let tail = lines(&cwd, &id, n, END, true);
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&head).unwrap();
+        // The sparse middle ends in a newline, so that the tail starts on a line.
+        f.set_len(SIZE - tail.len() as u64 - 1).unwrap();
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::End(0)).unwrap();
+        f.write_all(b"\n").unwrap();
+        f.write_all(&tail).unwrap();
+        f.sync_all().unwrap();
+        nix::fcntl::posix_fadvise(
+            &f,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .unwrap();
+        total += f.metadata().unwrap().len();
+    }
+    total
+}
+
+fn list(server: &Server) -> (Duration, usize) {
+    let started = Instant::now();
+    let mut count = 0;
+    let mut cursor = String::new();
+    // The first page is what the phone asks for; the whole list is walked once to check it is all there.
+    let resp = server.authed(
+        "GET",
+        &format!("/api/claude-sessions?limit=50{cursor}"),
+        b"",
+    );
+    let took = started.elapsed();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let mut page = resp.json();
+    loop {
+        count += page["sessions"].as_array().unwrap().len();
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+        page = server
+            .authed(
+                "GET",
+                &format!("/api/claude-sessions?limit=200{cursor}"),
+                b"",
+            )
+            .json();
+    }
+    (took, count)
+}
+
+fn main() {
+    let config = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .env("CLAUDE_CONFIG_DIR", config.path().display().to_string())
+        .start();
+    let project = std::fs::canonicalize(server.path("project")).unwrap();
+    let started = Instant::now();
+    let total = build(config.path(), &project);
+    eprintln!(
+        "{SESSIONS} sessions, {:.2} GiB apparent, written in {:.1} s",
+        total as f64 / (1u64 << 30) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    let pid = server.pid();
+    let rss_before = status_kb(pid, "VmRSS");
+    let (cold, count) = list(&server);
+    assert_eq!(count, SESSIONS);
+    let mut warm: Vec<Duration> = (0..20).map(|_| list(&server).0).collect();
+    warm.sort();
+    let rss_after = status_kb(pid, "VmRSS");
+    let hwm = status_kb(pid, "VmHWM");
+    println!(
+        "cold (first listing, first page of 50; files not in the page cache): {:.1} ms",
+        cold.as_secs_f64() * 1000.0
+    );
+    println!(
+        "warm (median of 20; min {:.1}, max {:.1}): {:.1} ms",
+        warm[0].as_secs_f64() * 1000.0,
+        warm[19].as_secs_f64() * 1000.0,
+        warm[10].as_secs_f64() * 1000.0
+    );
+    // A restarted server over files the page cache holds: the reading and parsing alone.
+    let mut server = server;
+    server.restart();
+    let (cached, _) = list(&server);
+    println!(
+        "first listing of a restarted server (files in the page cache): {:.1} ms",
+        cached.as_secs_f64() * 1000.0
+    );
+    println!(
+        "RSS: {rss_before} kB before, {rss_after} kB after (+{} kB); peak {hwm} kB",
+        rss_after.saturating_sub(rss_before)
+    );
+}
