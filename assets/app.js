@@ -305,8 +305,8 @@ function convName(c) {
 function setTitle() {
   $('chat-title').textContent = convName(state.conv);
   const project = state.conv && state.conv.project;
-  $('chat-project').hidden = !project;
-  $('chat-project').textContent = project ? `${projectName(project)} · on the computer ›` : '';
+  $('chat-project').hidden = $('chat-project-name').hidden = !project;
+  $('chat-project-name').textContent = project ? `${projectName(project)} · on the computer ›` : '';
   $('chat-project').setAttribute('aria-label', `Continue on the computer (project ${projectName(project)})`);
   $('chat-project').title = project || '';
   markHeader();

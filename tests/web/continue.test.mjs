@@ -31,7 +31,7 @@ try {
   check(/^[0-9a-f-]{36}$/.test(conv.session_id), `session: ${conv.session_id}`);
   const base = conv.project.split('/').filter(Boolean).pop();
   const chip = page.locator('#chat-project');
-  await chip.filter({ hasText: base }).waitFor();
+  await page.locator('#chat-project-name', { hasText: base }).waitFor();
   check(await chip.getAttribute('title') === conv.project, `header project title: ${await chip.getAttribute('title')}`);
   await chip.click();
   const sheet = page.locator('dialog#continue');
