@@ -117,11 +117,35 @@ async function loadList() {
   renderList();
 }
 
+// A project as people name it: its directory's last component (the full path in its title).
+function projectName(path) {
+  return String(path || '').split('/').filter(Boolean).pop() || path || '';
+}
+
+// The list's filter by project: a select only when the conversations are in more than one project.
+function renderFilter() {
+  const projects = [...new Set(state.convs.map((c) => c.project).filter(Boolean))].sort();
+  if (!projects.includes(state.projectFilter)) state.projectFilter = '';
+  const select = $('project-filter');
+  select.replaceChildren(el('option', null, 'All projects'), ...projects.map((p) => {
+    const option = el('option', null, projectName(p));
+    option.value = p;
+    option.title = p;
+    return option;
+  }));
+  select.firstChild.value = '';
+  select.value = state.projectFilter || '';
+  $('project-filter-pick').hidden = projects.length < 2;
+}
+$('project-filter').addEventListener('change', () => { state.projectFilter = $('project-filter').value; renderList(); });
+
 function renderList() {
   const ul = $('conv-list');
   ul.replaceChildren();
-  if (!state.convs.length) ul.append(el('li', 'empty', 'No conversations yet.'));
-  for (const c of state.convs) {
+  renderFilter();
+  const shown = state.convs.filter((c) => !state.projectFilter || c.project === state.projectFilter);
+  if (!shown.length) ul.append(el('li', 'empty', state.convs.length ? 'No conversations in this project.' : 'No conversations yet.'));
+  for (const c of shown) {
     const li = el('li');
     const b = el('button', 'conv');
     b.type = 'button';
@@ -133,8 +157,14 @@ function renderList() {
     b.append(top);
     // "messages" here, "steps" under a reply (the CLI's turns): two words for two things.
     const count = `${c.turn_count} message${c.turn_count === 1 ? '' : 's'}`;
-    b.append(el('span', 'conv-meta', [ago(c.last_message_at || c.updated_at), count, money(c.total_cost_usd)]
-      .filter(Boolean).join(' · ')));
+    const meta = el('span', 'conv-meta', [ago(c.last_message_at || c.updated_at), count, money(c.total_cost_usd)]
+      .filter(Boolean).join(' · '));
+    if (c.project) {
+      const project = el('span', 'conv-project', projectName(c.project));
+      project.title = c.project;
+      meta.prepend(project, ' · ');
+    }
+    b.append(meta);
     b.addEventListener('click', () => openConv(c.id));
     li.append(b);
     ul.append(li);
@@ -205,6 +235,13 @@ $('export-open').addEventListener('click', () => {
     .catch((e) => flash(`Could not open the export: ${e.message}`));
 });
 
+// The project under the header's title: "Continue on the computer" (continue.js), the full path and the command.
+$('chat-project').addEventListener('click', () => {
+  const conv = state.conv;
+  if (!conv) return;
+  import('./continue.js').then((m) => m.openContinue(conv)).catch((e) => flash(`Could not open it: ${e.message}`));
+});
+
 $('delete').addEventListener('click', async () => {
   const conv = state.conv;
   if (!conv) return;
@@ -267,6 +304,11 @@ function convName(c) {
 
 function setTitle() {
   $('chat-title').textContent = convName(state.conv);
+  const project = state.conv && state.conv.project;
+  $('chat-project').hidden = $('chat-project-name').hidden = !project;
+  $('chat-project-name').textContent = project ? `${projectName(project)} · on the computer ›` : '';
+  $('chat-project').setAttribute('aria-label', `Continue on the computer (project ${projectName(project)})`);
+  $('chat-project').title = project || '';
   markHeader();
 }
 

@@ -139,6 +139,41 @@ fn the_phone_exports_a_conversation() {
     run_on_own_server("export.test.mjs");
 }
 
+/// A conversation's project in the list and the header, "Continue on the computer" with the exact `cd … && claude
+/// --resume …` after a turn, and the list's filter by project (two allowed projects).
+#[test]
+fn the_phone_shows_projects_and_how_to_continue_on_the_computer() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let second = tmp.path().join("second project's");
+    std::fs::create_dir_all(&second).unwrap();
+    let second = second.canonicalize().unwrap();
+    let config = tmp.path().join("two-projects.toml");
+    std::fs::write(
+        &config,
+        format!("[projects]\nallow = [{:?}]\n", second.display().to_string()),
+    )
+    .unwrap();
+    let server = common::Server::builder()
+        .arg("--config")
+        .arg(config.display().to_string())
+        .start();
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    run(
+        &dir.join("continue.test.mjs"),
+        &server,
+        &[
+            ("RA_SHOTS", shots.display().to_string()),
+            ("RA_PROJECT2", second.display().to_string()),
+        ],
+    );
+}
+
 /// Runs a browser script against a server of its own, its screenshots under target/screenshots; skips (or, under
 /// CI, fails) where the browser is missing.
 fn run_on_own_server(script: &str) {
