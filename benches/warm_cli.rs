@@ -56,17 +56,14 @@ fn main() {
     let config = home.path().join(".claude");
     std::fs::create_dir_all(&config).unwrap();
     let mut cmd = Command::new(&claude);
-    cmd.args([
-        "-p",
-        "--input-format",
-        "stream-json",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-        "--include-partial-messages",
-        "--permission-prompt-tool",
-        "stdio",
-    ])
+    // The flags the daemon starts a live process with.
+    cmd.args(remote_agent::claude::args(&remote_agent::claude::Spec {
+        bin: String::new(),
+        cwd: project.path().to_path_buf(),
+        resume: None,
+        options: Vec::new(),
+        marker: remote_agent::claude::Marker::new("", project.path()),
+    }))
     .current_dir(project.path())
     .env("HOME", home.path())
     .env("CLAUDE_CONFIG_DIR", &config)

@@ -80,17 +80,14 @@ impl Live {
         let marker = format!("REMOTE_AGENT_LIVE_CLI={}", uuid::Uuid::new_v4());
         let (mk, mv) = marker.split_once('=').unwrap();
         let mut cmd = Command::new(claude);
-        cmd.args([
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--include-partial-messages",
-            "--permission-prompt-tool",
-            "stdio",
-        ])
+        // The flags the daemon starts a live process with.
+        cmd.args(remote_agent::claude::args(&remote_agent::claude::Spec {
+            bin: String::new(),
+            cwd: project.path().to_path_buf(),
+            resume: None,
+            options: Vec::new(),
+            marker: remote_agent::claude::Marker::new("", project.path()),
+        }))
         .args(extra)
         .current_dir(project.path())
         .env("HOME", home.path())
