@@ -180,11 +180,21 @@ async function main() {
   await page.reload(); // through the worker, which keeps its copy
   await page.locator('#messages .turn').last().locator('.turn-foot[data-status="succeeded"]').waitFor();
   const turns = await page.locator('#messages .turn').count();
+  // The worker saves its copy after the page has its answer; going offline before the save ends would reload the
+  // copy before it, which is the worker being slow, not a lost turn. Wait for the copy that holds the last turn.
+  await page.waitForFunction(async (text) => {
+    const c = await caches.open('ra-api');
+    for (const key of await c.keys()) {
+      if ((await (await c.match(key)).text()).includes(text)) return true;
+    }
+    return false;
+  }, `back online ${RUN}`, { polling: 100 });
   phase.offline = true;
   await context.setOffline(true);
   await page.reload();
   await page.locator('#shell').waitFor();
   await page.locator('#chat-title', { hasText: `Fix the login bug ${RUN}` }).waitFor();
+  await page.locator('#messages .turn', { hasText: `back online ${RUN}` }).waitFor();
   check(await page.locator('#messages .turn').count() === turns, 'the offline reload lost turns');
   await page.locator('#offline').waitFor();
   await page.screenshot({ path: join(SHOTS, '14-offline-reload.png') });
