@@ -16,6 +16,7 @@ pub mod files;
 pub mod history;
 pub mod import;
 pub mod process;
+pub mod projects;
 pub mod push;
 pub mod serve;
 pub mod server;

@@ -60,7 +60,7 @@ pub struct DotEnv {
     pub vars: HashMap<String, String>,
     /// Our settings it names but may not give (credentials, executables, the config file).
     pub refused: Vec<String>,
-    /// The allowed project it lies in: then none of it is read.
+    /// The allowed project or project root it lies in: then none of it is read.
     pub in_project: Option<PathBuf>,
 }
 
@@ -70,7 +70,7 @@ impl DotEnv {
         let mut out = Vec::new();
         if let Some(project) = &self.in_project {
             out.push(format!(
-                "ignoring {}: it is inside the allowed project {} (where Claude writes files and repositories \
+                "ignoring {}: it is inside the allowed project or project root {} (where Claude writes files and repositories \
                  ship their own); set these settings in the environment, with flags or in the config file",
                 self.path.display(),
                 project.display()
@@ -131,7 +131,8 @@ pub fn dotenv(flags: &Flags) -> Result<Option<DotEnv>, ConfigError> {
     }))
 }
 
-/// The allowed project (as `flags` over `env` and the config file name them) that holds `dir`, if any.
+/// The allowed project or project root (as `flags` over `env` and the config file name them) that holds `dir`, if
+/// any: Claude can write a `.env` anywhere in either.
 fn project_holding(
     dir: &Path,
     flags: &Flags,
@@ -140,25 +141,35 @@ fn project_holding(
     let flags = flags.paths_over(env);
     // Made absolute against the launch dir: after `serve` moves to the state dir, a relative --config must still
     // name the same file, or a reload would find no projects and read a .env it should ignore.
-    let allow = flags
+    let (allow, roots) = flags
         .config
         .as_ref()
         .map(|p| absolute(dir, p))
         .or_else(default_config_path)
         .and_then(|p| read_config_file(&p, false).ok())
-        .map(|c| c.projects.allow)
+        .map(|c| (c.projects.allow, c.projects.roots))
         .unwrap_or_default();
     let first = flags
         .project
         .clone()
         .or_else(|| allow.is_empty().then(|| dir.to_path_buf()));
     let here = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    first
+    let real = |p: &PathBuf| {
+        let p = absolute(dir, p);
+        p.canonicalize().unwrap_or(p)
+    };
+    let projects: Vec<PathBuf> = first.iter().chain(allow.iter()).map(real).collect();
+    let roots: Vec<PathBuf> = flags
+        .project_root
         .iter()
-        .chain(allow.iter())
-        .map(|p| absolute(dir, p))
-        .map(|p| p.canonicalize().unwrap_or(p))
-        .find(|p| here.starts_with(p))
+        .chain(roots.iter())
+        .map(real)
+        .collect();
+    projects
+        .iter()
+        .find(|p| crate::projects::inside(&here, p))
+        .or_else(|| crate::projects::root_of(&roots, &here))
+        .cloned()
 }
 
 /// The environment over what `.env` may give, and the launch dir.

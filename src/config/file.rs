@@ -117,6 +117,7 @@ pub(super) struct FilePush {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct FileProjects {
     pub(super) allow: Vec<PathBuf>,
+    pub(super) roots: Vec<PathBuf>,
 }
 
 pub(super) fn read_config_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {

@@ -47,6 +47,9 @@ pub struct Flags {
     /// The project directory Claude works in [env: CLAUDE_PROJECT_PATH; default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub project: Option<PathBuf>,
+    /// A directory under which any directory may be a project (repeatable; also `[projects] roots`)
+    #[arg(long = "project-root", value_name = "DIR")]
+    pub project_root: Vec<PathBuf>,
     /// The claude executable [env: CLAUDE_BIN; default: claude on PATH]
     #[arg(long, value_name = "PATH")]
     pub claude_bin: Option<String>,
@@ -90,6 +93,9 @@ impl Flags {
         push("data-dir", path(&self.data_dir));
         push("state-dir", path(&self.state_dir));
         push("project", path(&self.project));
+        for root in &self.project_root {
+            push("project-root", Some(root.display().to_string()));
+        }
         push("claude-bin", self.claude_bin.clone());
         push("turn-timeout", self.turn_timeout.map(|n| n.to_string()));
         push(

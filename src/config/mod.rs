@@ -88,6 +88,8 @@ pub struct Settings {
     pub allowed_tools: Vec<String>,
     /// Allowed project directories, canonical; the first is the default.
     pub projects: Vec<PathBuf>,
+    /// Directories under which any directory may be a project, canonical (`[projects] roots`, `--project-root`).
+    pub project_roots: Vec<PathBuf>,
     /// Silence after which an event stream sends a keepalive event.
     pub sse_keepalive: Duration,
     /// The contact in Web Push's VAPID JWT (`sub`): `mailto:…` or `https://…`.
@@ -104,6 +106,7 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("claude_bin", &self.claude_bin)
             .field("projects", &self.projects)
+            .field("project_roots", &self.project_roots)
             .finish_non_exhaustive()
     }
 }
@@ -389,6 +392,21 @@ impl Settings {
                 projects.push(canonical);
             }
         }
+        let mut project_roots = Vec::new();
+        for dir in flags.project_root.iter().chain(file.projects.roots.iter()) {
+            let dir = absolute(cwd, dir);
+            let canonical = dir
+                .canonicalize()
+                .ok()
+                .filter(|c| c.is_dir())
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "project root (--project-root, [projects] roots)",
+                    message: format!("{} is not a directory", dir.display()),
+                })?;
+            if !project_roots.contains(&canonical) {
+                project_roots.push(canonical);
+            }
+        }
 
         Ok(Settings {
             username,
@@ -414,9 +432,15 @@ impl Settings {
             allowed_permission_modes,
             allowed_tools,
             projects,
+            project_roots,
             sse_keepalive: Duration::from_secs(sse_keepalive),
             push_subject,
         })
+    }
+
+    /// The real path of `path` if a conversation may run there (the rule is [`crate::projects::allowed`]).
+    pub fn allowed_project(&self, path: &Path) -> Result<PathBuf, crate::projects::Refusal> {
+        crate::projects::allowed(&self.projects, &self.project_roots, path)
     }
 
     /// The project a conversation runs in when it names none.

@@ -39,7 +39,14 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
             }
         },
     };
-    let allowed = app.settings.get().projects.clone();
+    // Sessions inside an allowed project or a project root (crate::projects).
+    let settings = app.settings.get();
+    let allowed: Vec<PathBuf> = settings
+        .projects
+        .iter()
+        .chain(settings.project_roots.iter())
+        .cloned()
+        .collect();
     let projects = match query_param(query, "project").filter(|p| !p.is_empty()) {
         None => allowed,
         Some(p) => {
@@ -56,7 +63,7 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
             if !allowed.iter().any(|a| history::inside(&real, a)) {
                 return error(
                     StatusCode::FORBIDDEN,
-                    format!("project {p:?} is not inside an allowed project"),
+                    format!("project {p:?} is not inside an allowed project or project root"),
                 );
             }
             vec![real]

@@ -45,6 +45,8 @@ pub(super) fn status(app: &App) -> Response<Body> {
             "subscribers": app.turns.subscribers(),
             // The allowed project directories, the default first (the web app's picker).
             "projects": settings.projects,
+            // Directories under which any directory may be a project (the picker browses them).
+            "project_roots": settings.project_roots,
             "permission_modes": {"allowed": modes, "default": settings.default_permission_mode},
             "supervisor": supervisor.map(|s| json!({"pid": s.pid, "children": s.children})),
         }),
@@ -77,13 +79,11 @@ pub(super) async fn create_conversation(app: &App, body: NewConversation) -> Res
     }
     let project = match &body.project {
         None => app.settings.get().default_project().to_path_buf(),
-        Some(p) => match allowed_project(app, p) {
-            Some(p) => p,
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("project {p:?} is not one of the allowed project directories"),
-                );
+        // The rule is crate::projects::allowed: an allowed project, or a directory inside a project root.
+        Some(p) => match app.settings.get().allowed_project(std::path::Path::new(p)) {
+            Ok(p) => p,
+            Err(refusal) => {
+                return error(StatusCode::BAD_REQUEST, format!("project {p:?}: {refusal}"));
             }
         },
     };
@@ -129,17 +129,6 @@ pub(super) async fn create_conversation(app: &App, body: NewConversation) -> Res
         ),
         Err(e) => internal(e),
     }
-}
-
-/// The allowed project that `path` names, compared after resolving `..` and symlinks.
-fn allowed_project(app: &App, path: &str) -> Option<std::path::PathBuf> {
-    let canonical = std::path::Path::new(path).canonicalize().ok()?;
-    app.settings
-        .get()
-        .projects
-        .iter()
-        .find(|p| **p == canonical)
-        .cloned()
 }
 
 fn check_title(title: Option<&str>) -> Option<String> {

@@ -48,6 +48,8 @@ pub fn route_label(segments: &[&str]) -> &'static str {
         ["api", "reset"] => "/api/reset",
         ["api", "sessions"] => "/api/sessions",
         ["api", "claude-sessions"] => "/api/claude-sessions",
+        ["api", "projects"] => "/api/projects",
+        ["api", "projects", "browse"] => "/api/projects/browse",
         ["api", "status"] => "/api/status",
         ["api", "config"] => "/api/config",
         ["api", "sessions", _, "chat"] => "/api/sessions/{id}/chat",

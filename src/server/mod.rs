@@ -3,7 +3,7 @@
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
 //! (bodies, JSON, errors), and the routes: `prototype`, `tasks` (the prototype's asynchronous API),
 //! `conversations`, `events` (a turn's event streams), `requests` (approvals and questions), `claude_sessions` (the
-//! CLI's own sessions), `signin`, `metrics`, `assets`.
+//! CLI's own sessions), `projects` (the project picker), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -26,6 +26,7 @@ mod export;
 mod gate;
 mod listen;
 mod metrics;
+mod projects;
 mod prototype;
 mod push;
 mod requests;
@@ -237,6 +238,8 @@ async fn route(
         (_, ["api", "sessions", _, "chat"]) => method_not_allowed("POST"),
         (_, ["api", "sessions", _, "tasks", _]) => method_not_allowed("GET, DELETE"),
         (&M::GET, ["api", "claude-sessions"]) => claude_sessions::list(app, &req).await,
+        (&M::GET, ["api", "projects"]) => projects::list(app, &req).await,
+        (&M::GET, ["api", "projects", "browse"]) => projects::browse(app, &req).await,
         (&M::GET, ["api", "status"]) => conversations::status(app),
         (&M::GET, ["metrics"]) => metrics::metrics(app),
         (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),
@@ -299,7 +302,11 @@ async fn route(
         (_, ["api", "turns", _, "cancel"]) => method_not_allowed("POST"),
         (
             _,
-            ["api", "sessions" | "status" | "config" | "claude-sessions"]
+            [
+                "api",
+                "sessions" | "status" | "config" | "claude-sessions" | "projects",
+            ]
+            | ["api", "projects", "browse"]
             | ["api", "turns", _]
             | ["api", "turns", _, "events.json"],
         ) => method_not_allowed("GET"),

@@ -1,7 +1,6 @@
 //! The process a turn needs: where and how the CLI runs for its conversation, checked against the settings as
 //! they are when the turn leaves the queue.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Inner, Submit};
@@ -21,22 +20,17 @@ pub(super) fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
         .map_err(|e| format!("storage: {e}"))?
         .ok_or("the conversation is gone")?;
     let settings: Arc<Settings> = inner.settings.get();
-    let allowed = std::path::Path::new(&conv.project)
-        .canonicalize()
-        .is_ok_and(|p| settings.projects.contains(&p));
-    if !allowed {
-        return Err(format!(
-            "the conversation's project {} is not an allowed project directory (allowed: {}); start a new \
-             conversation, or add it to [projects] allow",
-            conv.project,
-            settings
-                .projects
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
+    // Checked again at every turn (crate::projects): the list and the roots can change, a conversation can come
+    // from an import, and its directory can be swapped for a symlink out of its root.
+    let cwd = settings
+        .allowed_project(std::path::Path::new(&conv.project))
+        .map_err(|refusal| {
+            format!(
+                "the conversation's project {} may not be used: {refusal}; start a new conversation in an \
+                 allowed project",
+                conv.project
+            )
+        })?;
     // A stored mode is checked again: the settings may have lowered the ceiling since it was chosen.
     if let Some(refused) = conv
         .permission_mode
@@ -57,7 +51,7 @@ pub(super) fn plan_for(inner: &Inner, s: &Submit) -> Result<Plan, String> {
     Ok(Plan {
         spec: claude::Spec {
             bin: settings.claude_bin.clone(),
-            cwd: PathBuf::from(&conv.project),
+            cwd,
             resume: None,
             options,
             marker: claude::Marker::new(&s.conversation_id, &settings.data_dir),
