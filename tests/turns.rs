@@ -699,9 +699,17 @@ fn native_api_bad_input_is_refused_clearly() {
         assert!(resp.json()["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
     assert!(server.recorded_runs().is_empty());
-    // A conversation created in the project dir by another spelling of its path is accepted.
+    // A conversation created in the project dir by another spelling of its path is accepted, but never one
+    // through `..` (refused before anything is resolved: crate::projects).
     let project = server.path("project");
-    let spelled = format!("{}/../project", project.display());
+    let dotdot = format!("{}/../project", project.display());
+    let resp = server.authed(
+        "POST",
+        "/api/conversations",
+        json!({ "project": dotdot }).to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    let spelled = format!("{}/./", project.display());
     let c = server.create(json!({"project": spelled}));
     assert_eq!(
         c["project"],
