@@ -177,15 +177,23 @@ function showView(which) {
 }
 $('back').addEventListener('click', () => { showView('list'); loadList().catch(() => {}); });
 
-// "+" opens an empty draft; the conversation is created by its first message, so unused ones never pile up.
+// "+" opens an empty draft; the conversation is created by its first message, so unused ones never pile up. With
+// project roots, the project picker (projects.js) comes first and says where the draft runs.
 $('new-conv').addEventListener('click', () => {
+  if (!state.roots || !state.roots.length) { startDraft(null); return; }
+  import('./projects.js').then((m) => m.openPicker(startDraft))
+    .catch((e) => flash(`Could not open the project picker: ${e.message}`));
+});
+
+function startDraft(project) {
   clearChat();
   state.conv = null;
+  state.draftProject = project;
   setTitle();
   renderList();
   showView('chat');
   $('input').focus();
-});
+}
 
 // The bell: the settings sheet (push.js), notifications on this device.
 $('settings-open').addEventListener('click', () => {
@@ -196,10 +204,13 @@ $('settings-open').addEventListener('click', () => {
 async function newConv() {
   try {
     // With more than one allowed project, the picker says where new conversations run.
-    const body = $('project-pick').hidden ? {} : { project: $('project').value };
+    // A project picked for this draft wins.
+    const body = state.draftProject ? { project: state.draftProject }
+      : $('project-pick').hidden ? {} : { project: $('project').value };
     const c = await (await api('POST', '/api/conversations', body)).json();
     clearChat();
     state.conv = c;
+    state.draftProject = null;
     setTitle();
     showView('chat');
     presence();
@@ -305,8 +316,13 @@ function convName(c) {
 function setTitle() {
   $('chat-title').textContent = convName(state.conv);
   const project = state.conv && state.conv.project;
-  $('chat-project').hidden = $('chat-project-name').hidden = !project;
-  $('chat-project-name').textContent = project ? `${projectName(project)} · on the computer ›` : '';
+  // A draft with a project picked names it; "Continue on the computer" waits for the conversation.
+  const draft = !state.conv && state.draftProject;
+  $('chat-project').hidden = !project;
+  $('chat-project-name').hidden = !project && !draft;
+  $('chat-project-name').textContent = project ? `${projectName(project)} · on the computer ›`
+    : draft ? `in ${projectName(draft)}` : '';
+  $('chat-project-name').title = draft || '';
   $('chat-project').setAttribute('aria-label', `Continue on the computer (project ${projectName(project)})`);
   $('chat-project').title = project || '';
   markHeader();
@@ -555,7 +571,8 @@ async function start() {
 
 // The allowed projects (the first is the default); a picker only when there is a choice.
 async function loadProjects() {
-  const { projects = [], permission_modes: modes = null } = await (await api('GET', '/api/status')).json();
+  const { projects = [], project_roots: roots = [], permission_modes: modes = null } = await (await api('GET', '/api/status')).json();
+  state.roots = roots; // with roots, "+" opens the project picker
   state.modes = modes; // {allowed, default}: the mode control's choices
   markHeader();
   const select = $('project');

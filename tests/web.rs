@@ -174,6 +174,55 @@ fn the_phone_shows_projects_and_how_to_continue_on_the_computer() {
     );
 }
 
+/// The project picker at a phone's size: with a project root, "+" opens it; recent projects, search, browsing into
+/// the root (git marked, hidden folders skipped, breadcrumb and Up), "Start here" in a nested git directory, a
+/// message, and the project in the header. The screenshots' dir is printed: look at them.
+#[test]
+fn the_phone_picks_a_project_under_a_root() {
+    let root_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root_dir.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap().join("code");
+    for d in [
+        "app/.git",
+        "app/nested/.git",
+        "app/nested/src",
+        ".hidden",
+        "zeta",
+        "Notes",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let config = tmp.path().join("roots.toml");
+    std::fs::write(
+        &config,
+        format!("[projects]\nroots = [{:?}]\n", root.display().to_string()),
+    )
+    .unwrap();
+    let server = common::Server::builder()
+        .arg("--config")
+        .arg(config.display().to_string())
+        .start();
+    // A recent project: a conversation in zeta.
+    let recent = root.join("zeta");
+    server.create(serde_json::json!({"project": recent, "title": "in zeta"}));
+    let shots = root_dir.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    println!("screenshots: {}", shots.display());
+    run(
+        &dir.join("projects.test.mjs"),
+        &server,
+        &[
+            ("RA_SHOTS", shots.display().to_string()),
+            ("RA_ROOT", root.display().to_string()),
+            ("RA_RECENT", recent.display().to_string()),
+        ],
+    );
+}
+
 /// Runs a browser script against a server of its own, its screenshots under target/screenshots; skips (or, under
 /// CI, fails) where the browser is missing.
 fn run_on_own_server(script: &str) {

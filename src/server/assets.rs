@@ -54,6 +54,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/continue.js"),
     ),
     (
+        "projects.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/projects.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/api.js"),
