@@ -643,6 +643,43 @@ mod tests {
     }
 
     #[test]
+    fn project_roots_come_from_the_flag_and_the_file_resolved_and_a_missing_one_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::os::unix::fs::symlink(&b, tmp.path().join("b-link")).unwrap();
+        let flags = Flags {
+            project_root: vec![a.clone()],
+            ..Flags::default()
+        };
+        let file = format!(
+            "[projects]\nroots = [{:?}]\n",
+            tmp.path().join("b-link").display().to_string()
+        );
+        let s = resolve_with(&flags, CREDS, Some(&file)).unwrap();
+        assert_eq!(
+            s.project_roots,
+            [a.canonicalize().unwrap(), b.canonicalize().unwrap()]
+        );
+        assert!(
+            flags
+                .to_args()
+                .contains(&format!("--project-root={}", a.display())),
+            "{:?}",
+            flags.to_args()
+        );
+        let file = "[projects]\nroots = [\"/no/such/root\"]\n";
+        let err = resolve_with(&Flags::default(), CREDS, Some(file))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[projects] roots") && err.contains("/no/such/root"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_configured_mode_is_a_ceiling_for_the_allowed_ones() {
         let flags = Flags {
             permission_mode: Some("default".into()),
