@@ -1,6 +1,7 @@
 //! Settings: defaults < config file < `.env` in the working directory < environment < flags, resolved once.
-//! `.env` is read only outside the allowed projects and project roots and never supplies credentials or executables (README
-//! "Settings"). Each source has a file of its own (flags, file, dotenv, dirs); `watch` follows the file's changes.
+//! `.env` is read only outside the allowed projects and project roots and never supplies credentials or executables
+//! (README "Settings"). Each source has a file of its own (flags, file, dotenv, dirs); `watch` follows the file's
+//! changes.
 
 mod dirs;
 mod dotenv;
