@@ -132,7 +132,7 @@ pub(super) async fn create_conversation(app: &App, body: NewConversation) -> Res
 }
 
 /// The allowed project that `path` names, compared after resolving `..` and symlinks.
-fn allowed_project(app: &App, path: &str) -> Option<std::path::PathBuf> {
+pub(super) fn allowed_project(app: &App, path: &str) -> Option<std::path::PathBuf> {
     let canonical = std::path::Path::new(path).canonicalize().ok()?;
     app.settings
         .get()
@@ -204,6 +204,7 @@ pub(super) fn get_conversation(app: &App, req: &Request<Incoming>, id: &str) -> 
     match transcript(app, id, before.as_deref(), limit) {
         Ok((messages, has_more)) => {
             let mut body = json!(conversation);
+            body["adopted"] = super::claude_sessions::adopted(app, id);
             body["messages"] = Value::Array(messages);
             body["has_more"] = json!(has_more);
             json(StatusCode::OK, &body)
