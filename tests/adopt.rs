@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use common::sessions::{
-    assistant, new_session, old_session, session_path, ts, user, write_session,
+    assistant, long_session, new_session, old_session, session_path, ts, user, write_session,
 };
 use common::{Server, wait_for};
 use serde_json::{Value, json};
@@ -146,56 +146,6 @@ fn a_session_is_adopted_once_and_refused_where_it_should_be() {
     let resp = server.authed("GET", "/api/conversations/nope/history", b"");
     assert_eq!(resp.status, 404);
     assert_eq!(ours["adopted"], Value::Null);
-}
-
-/// A 2.1.332-shaped session of `n` exchanges: each a prompt, thinking with a tool call, its result and a reply,
-/// with bookkeeping lines around them (a request blob whose role is `user`, cost state, a slash command, a meta
-/// line, a subagent's sidechain line), and a cut last line.
-fn long_session(config: &Path, cwd: &Path, id: &str, n: u32) {
-    let mut lines = vec![];
-    for i in 0..n {
-        let m = i % 60;
-        lines.push(json!({"type": "api-request-blob", "message": {"role": "user", "content": "SYSTEM BLOB"}}));
-        lines.push(user(
-            cwd,
-            id,
-            m,
-            json!("<command-name>/model</command-name>"),
-        ));
-        lines.push(json!({"type": "user", "isMeta": true, "message": {"role": "user", "content": "Caveat: meta"},
-                          "timestamp": ts(m)}));
-        lines.push(user(
-            cwd,
-            id,
-            m,
-            json!([{"type": "text", "text": format!("prompt {i}")}]),
-        ));
-        lines.push(json!({"type": "user", "isSidechain": true, "message": {"role": "user", "content": "SIDECHAIN"},
-                          "timestamp": ts(m)}));
-        lines.push(json!({"type": "assistant", "timestamp": ts(m), "message": {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": format!("thinking {i}"), "signature": "sig"},
-            {"type": "tool_use", "id": format!("toolu_{i}"), "name": "Bash", "input": {"command": format!("ls {i}")}},
-        ]}}));
-        lines.push(json!({"type": "api-request", "requestId": format!("req_{i}")}));
-        lines.push(user(
-            cwd,
-            id,
-            m,
-            json!([{"type": "tool_result", "tool_use_id": format!("toolu_{i}"),
-                                            "content": format!("out {i}"), "is_error": i == 2}]),
-        ));
-        lines.push(assistant(cwd, id, m, &format!("reply {i}")));
-        lines.push(json!({"type": "tools-used", "tools": ["Bash"]}));
-        lines.push(json!({"type": "atis-latch"}));
-        lines.push(json!({"type": "cost-state", "total_cost_usd": 0.1}));
-    }
-    write_session(
-        config,
-        cwd,
-        id,
-        &lines,
-        r#"{"type":"assistant","timestamp":"2026-11-24T10:59:00.000Z","message":{"con"#,
-    );
 }
 
 /// The texts of a history's items, as `kind:text` (a tool as `tool:name:result`).

@@ -98,3 +98,53 @@ pub fn new_session(config: &Path, cwd: &Path, id: &str, minute: u32, titles: &[V
     lines.push(json!({"type": "cost-state", "total_cost_usd": 0.1, "sessionId": id}));
     write_session(config, cwd, id, &lines, "");
 }
+
+/// A 2.1.332-shaped session of `n` exchanges: each a prompt, thinking with a tool call, its result and a reply,
+/// with bookkeeping lines around them (a request blob whose role is `user`, cost state, a slash command, a meta
+/// line, a subagent's sidechain line), and a cut last line.
+pub fn long_session(config: &Path, cwd: &Path, id: &str, n: u32) {
+    let mut lines = vec![];
+    for i in 0..n {
+        let m = i % 60;
+        lines.push(json!({"type": "api-request-blob", "message": {"role": "user", "content": "SYSTEM BLOB"}}));
+        lines.push(user(
+            cwd,
+            id,
+            m,
+            json!("<command-name>/model</command-name>"),
+        ));
+        lines.push(json!({"type": "user", "isMeta": true, "message": {"role": "user", "content": "Caveat: meta"},
+                          "timestamp": ts(m)}));
+        lines.push(user(
+            cwd,
+            id,
+            m,
+            json!([{"type": "text", "text": format!("prompt {i}")}]),
+        ));
+        lines.push(json!({"type": "user", "isSidechain": true, "message": {"role": "user", "content": "SIDECHAIN"},
+                          "timestamp": ts(m)}));
+        lines.push(json!({"type": "assistant", "timestamp": ts(m), "message": {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": format!("thinking {i}"), "signature": "sig"},
+            {"type": "tool_use", "id": format!("toolu_{i}"), "name": "Bash", "input": {"command": format!("ls {i}")}},
+        ]}}));
+        lines.push(json!({"type": "api-request", "requestId": format!("req_{i}")}));
+        lines.push(user(
+            cwd,
+            id,
+            m,
+            json!([{"type": "tool_result", "tool_use_id": format!("toolu_{i}"),
+                                            "content": format!("out {i}"), "is_error": i == 2}]),
+        ));
+        lines.push(assistant(cwd, id, m, &format!("reply {i}")));
+        lines.push(json!({"type": "tools-used", "tools": ["Bash"]}));
+        lines.push(json!({"type": "atis-latch"}));
+        lines.push(json!({"type": "cost-state", "total_cost_usd": 0.1}));
+    }
+    write_session(
+        config,
+        cwd,
+        id,
+        &lines,
+        r#"{"type":"assistant","timestamp":"2026-11-24T10:59:00.000Z","message":{"con"#,
+    );
+}
