@@ -47,7 +47,8 @@ pub fn read(path: &Path, end: u64, limit: usize) -> std::io::Result<Page> {
     let mut line_end = end;
     let mut read = 0u64;
     while pos > 0 {
-        if items.count >= limit || read >= BUDGET {
+        // Out of budget, the page ends at the last line it passed (never where it began: the next page must move).
+        if items.count >= limit || (read >= BUDGET && line_end < end) {
             break;
         }
         let at = pos.saturating_sub(BLOCK);
@@ -85,7 +86,7 @@ pub fn read(path: &Path, end: u64, limit: usize) -> std::io::Result<Page> {
         part_len += upto;
         pos = at;
     }
-    if pos == 0 && line_end > 0 && items.count < limit && read < BUDGET {
+    if pos == 0 && line_end > 0 {
         // The file's first line.
         if part_len <= MAX_LINE {
             let line: Vec<u8> = parts.concat();
@@ -364,6 +365,40 @@ mod tests {
         assert_eq!(first, ["user:q0", "thinking:hm", "tool:", "assistant:a0"]);
         assert_eq!(whole.items[2]["result"], "out0");
         assert_eq!(whole.items[2]["input"]["command"], "ls");
+    }
+
+    #[test]
+    fn a_stretch_without_messages_and_a_giant_line_end_pages_early_but_the_walk_goes_on() {
+        let user = |t: &str| format!(r#"{{"type":"user","message":{{"content":"{t}"}}}}"#);
+        let mut lines = vec![user("first")];
+        // A line longer than a page's whole budget, then more bookkeeping than the budget.
+        lines.push(format!(
+            r#"{{"type":"user","message":{{"content":"{}"}}}}"#,
+            "g".repeat((BUDGET + (1 << 20)) as usize)
+        ));
+        let filler = format!(
+            r#"{{"type":"api-request-blob","message":{{"role":"user","content":"{}"}}}}"#,
+            "f".repeat(8000)
+        );
+        for _ in 0..(BUDGET as usize / 8000 + 100) {
+            lines.push(filler.clone());
+        }
+        lines.push(user("last"));
+        let (_d, path, size) = write(&lines, "");
+        let mut end = size;
+        let mut seen = vec![];
+        for _ in 0..10 {
+            let p = read(&path, end, 5).unwrap();
+            seen.extend(kinds(&p.items));
+            match p.before {
+                Some(b) => {
+                    assert!(b < end, "no progress");
+                    end = b;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["user:last", "user:first"]);
     }
 
     #[test]
