@@ -85,7 +85,8 @@ fn a_session_is_adopted_once_and_refused_where_it_should_be() {
     assert_eq!(again.json()["id"], id.as_str());
     let b = adopt(&server, B);
     assert_eq!(b.status, 201);
-    assert_eq!(b.json()["title"], "Dark mode for the app");
+    let b = b.json();
+    assert_eq!(b["title"], "Dark mode for the app");
 
     let listed = server.authed("GET", "/api/conversations", b"").json();
     let ids: Vec<&str> = listed["conversations"]
@@ -131,6 +132,32 @@ fn a_session_is_adopted_once_and_refused_where_it_should_be() {
     assert_eq!(resp.status, 403, "{}", resp.text());
     let resp = server.authed("GET", &format!("/api/claude-sessions/{A}/adopt"), b"");
     assert_eq!(resp.status, 405);
+
+    // Both versions' files give their history: 2.1.197's, a result whose call the fixture never made coming alone;
+    // 2.1.332's without its request blobs (role `user`), slash command, meta line, titles and cost state.
+    let a_items = history(&server, &id, "")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        texts(&a_items),
+        [
+            "user:fix the login bug",
+            "assistant:looking",
+            "tool:?:ok",
+            "assistant:done"
+        ]
+    );
+    assert_eq!(a_items[2]["name"], Value::Null);
+    let b_conv = b["id"].as_str().unwrap().to_string();
+    let b_items = history(&server, &b_conv, "")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let b_texts = texts(&b_items);
+    assert_eq!(b_texts.len(), 22, "{b_texts:?}");
+    assert_eq!(b_texts[0], "user:add a dark mode");
+    assert_eq!(b_texts[21], "assistant:all done");
 
     // A conversation of our own has no history from a file.
     let ours = server.create(json!({}));
