@@ -5,8 +5,9 @@
 // renaming and deleting a conversation, the app's own dialog, and coming back online. The rest, each imported only
 // from the modules above it: compose.js (the composer and sending) → turn.js (a turn on screen, following its
 // events, the shared state) → markdown.js (the safe renderer) and api.js (the server, and being offline).
-// requests.js (what Claude asks: the cards; the mode and model dialog) and push.js (the settings sheet:
-// notifications) are loaded from here when first needed.
+// requests.js (what Claude asks: the cards; the mode and model dialog), push.js (the settings sheet:
+// notifications) and computer.js (the computer's own sessions, and an adopted one's history) are loaded from here
+// when first needed.
 
 import { api, getJSON, HttpError, NetError, onApiEvents, setOffline } from './api.js';
 import { flushPending, loadPending, submit } from './compose.js';
@@ -137,7 +138,39 @@ function renderFilter() {
   select.value = state.projectFilter || '';
   $('project-filter-pick').hidden = projects.length < 2;
 }
-$('project-filter').addEventListener('change', () => { state.projectFilter = $('project-filter').value; renderList(); });
+$('project-filter').addEventListener('change', () => {
+  state.projectFilter = $('project-filter').value;
+  renderList();
+  if (!$('desk-list').hidden) showTab('computer');
+});
+
+// ---------- on the computer ----------
+
+// computer.js, loaded at its first use.
+function computer(f) {
+  import('./computer.js').then(f).catch((e) => flash(`Could not show the computer's sessions: ${e.message}`));
+}
+
+// The list's two tabs: our conversations, and the sessions started on the computer (to carry one on here).
+function showTab(which) {
+  const desk = which === 'computer';
+  $('tab-here').setAttribute('aria-selected', String(!desk));
+  $('tab-computer').setAttribute('aria-selected', String(desk));
+  $('conv-list').hidden = desk;
+  $('desk-list').hidden = !desk;
+  if (desk) {
+    computer((m) => m.showSessions($('desk-list'), { project: state.projectFilter, ago, projectName, adopted }));
+  }
+}
+$('tab-here').addEventListener('click', () => showTab('here'));
+$('tab-computer').addEventListener('click', () => showTab('computer'));
+
+// A session tapped on the computer's tab: its conversation (new, or the one that adopted it before) opens.
+async function adopted(conv) {
+  showTab('here');
+  await loadList().catch(() => {});
+  await openConv(conv.id);
+}
 
 function renderList() {
   const ul = $('conv-list');
@@ -435,6 +468,8 @@ async function openConv(id, refresh = false) {
   }
   // What Claude asks and waits for, pinned below (a turn's replay gives it too).
   if (!cached) loadRequests(id, gen).catch(() => {});
+  // Adopted from the computer: the session file's history, above our own turns.
+  if (data.adopted && !cached) computer((m) => m.showHistory(box, id, gen));
 }
 
 function showPending(id) {

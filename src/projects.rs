@@ -2,9 +2,9 @@
 //! sessions and `.env` all go through (docs/architecture.md, "Projects").
 //!
 //! A directory may be a project when its real path (symlinks resolved) is one of the allowed projects
-//! (`[projects] allow`, `--project`) or lies inside one of the roots (`[projects] roots`, `--project-root`). Paths
-//! are compared by component, never as strings: `/home/me/work2` is not inside `/home/me/work`. Both lists are
-//! canonical already (the settings resolve them at load).
+//! (`[projects] allow`, `--project`) or lies inside one, or inside one of the roots (`[projects] roots`,
+//! `--project-root`). Paths are compared by component, never as strings: `/home/me/work2` is not inside
+//! `/home/me/work`. Both lists are canonical already (the settings resolve them at load).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -57,9 +57,12 @@ pub fn allowed(allow: &[PathBuf], roots: &[PathBuf], path: &Path) -> Result<Path
     }
 }
 
-/// Whether the real path `real` is an allowed project or lies inside a root (no file system access).
+/// Whether the real path `real` is an allowed project, lies inside one, or lies inside a root (no file system
+/// access). Inside an allowed project counts because the CLI's sessions started in a subdirectory of one are listed
+/// and may be adopted there; Claude in `app/web` can reach no more than Claude in `app`. What still tells `allow`
+/// from `roots` is the picker: a root is browsed, an allowed project is offered as it is.
 pub fn holds(allow: &[PathBuf], roots: &[PathBuf], real: &Path) -> bool {
-    allow.iter().any(|p| p == real) || roots.iter().any(|r| inside(real, r))
+    allow.iter().chain(roots).any(|p| inside(real, p))
 }
 
 /// Whether `path` is `dir` or lies inside it, component by component.
@@ -109,8 +112,8 @@ mod tests {
         assert_eq!(ok(&root.join("a/../a")), Err(Refusal::DotDot));
         assert_eq!(ok(Path::new("work/a")), Err(Refusal::Relative));
         assert_eq!(ok(&root.join("nope")), Err(Refusal::Missing));
-        // Inside an allowed project is not enough: only a root holds subdirectories.
+        // Inside an allowed project counts too (a terminal session started in a subdirectory may be adopted).
         std::fs::create_dir(single.join("sub")).unwrap();
-        assert!(matches!(ok(&single.join("sub")), Err(Refusal::Outside(_))));
+        assert_eq!(ok(&single.join("sub")), Ok(single.join("sub")));
     }
 }

@@ -6,9 +6,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 
 use common::Server;
+use common::sessions::{
+    assistant, new_session, old_session, session_path, ts, user, write_session,
+};
 use serde_json::{Value, json};
 
 const A: &str = "0a000000-0000-4000-8000-000000000001";
@@ -18,88 +20,6 @@ const D: &str = "0d000000-0000-4000-8000-000000000004";
 const E: &str = "0e000000-0000-4000-8000-000000000005";
 const F: &str = "0f000000-0000-4000-8000-000000000006";
 const G: &str = "01000000-0000-4000-8000-000000000007";
-
-fn ts(minute: u32) -> String {
-    format!("2026-11-24T10:{minute:02}:00.000Z")
-}
-
-fn user(cwd: &Path, id: &str, minute: u32, content: Value) -> Value {
-    json!({"parentUuid": null, "isSidechain": false, "type": "user", "message": {"role": "user", "content": content},
-           "uuid": format!("u{minute}"), "timestamp": ts(minute), "userType": "external", "entrypoint": "cli",
-           "cwd": cwd, "sessionId": id, "version": "2.1.197"})
-}
-
-fn assistant(cwd: &Path, id: &str, minute: u32, text: &str) -> Value {
-    json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
-           "uuid": format!("a{minute}"), "timestamp": ts(minute), "cwd": cwd, "sessionId": id})
-}
-
-/// Writes a session file under `config/projects/<encoded cwd>/<id>.jsonl`, as the CLI names it.
-fn write_session(config: &Path, cwd: &Path, id: &str, lines: &[Value], tail: &str) {
-    let folder: String = cwd
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let dir = config.join("projects").join(folder);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    text.push_str(tail);
-    std::fs::write(dir.join(format!("{id}.jsonl")), text).unwrap();
-}
-
-/// A 2.1.197 session: a queued prompt, a tool call and its result, the last prompt.
-fn old_session(config: &Path, cwd: &Path, id: &str, minute: u32, prompt: &str) {
-    let lines = [
-        json!({"type": "queue-operation", "operation": "enqueue", "timestamp": ts(minute), "sessionId": id, "content": prompt}),
-        user(cwd, id, minute, json!(prompt)),
-        assistant(cwd, id, minute, "looking"),
-        user(
-            cwd,
-            id,
-            minute,
-            json!([{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]),
-        ),
-        assistant(cwd, id, minute, "done"),
-        json!({"type": "last-prompt", "lastPrompt": prompt, "sessionId": id}),
-    ];
-    write_session(config, cwd, id, &lines, "");
-}
-
-/// A 2.1.332 session of about 400 KB: bookkeeping lines around every message (a request blob whose role is
-/// `user`, a meta line, a slash command's lines), an AI title at the end and `cost-state` as the last line.
-fn new_session(config: &Path, cwd: &Path, id: &str, minute: u32, titles: &[Value]) {
-    let blob = "x".repeat(20_000);
-    let mut lines = vec![
-        json!({"type": "api-request-blob", "message": {"role": "user", "content": "SYSTEM PROMPT BLOB"}, "sessionId": id}),
-        user(
-            cwd,
-            id,
-            minute,
-            json!("<command-name>/model</command-name>"),
-        ),
-        json!({"type": "user", "isMeta": true, "message": {"role": "user", "content": "Caveat: meta"}, "cwd": cwd, "timestamp": ts(minute)}),
-        user(
-            cwd,
-            id,
-            minute,
-            json!([{"type": "text", "text": "add a dark mode"}]),
-        ),
-    ];
-    for i in 0..20 {
-        lines.push(json!({"type": "api-request-shape", "shape": {"n": i}, "sessionId": id}));
-        lines.push(json!({"type": "api-request-blob", "message": {"role": "user", "content": blob}, "sessionId": id}));
-        lines
-            .push(json!({"type": "api-request", "requestId": format!("req_{i}"), "sessionId": id}));
-        lines.push(assistant(cwd, id, minute, "working"));
-        lines.push(json!({"type": "tools-used", "tools": ["Read"], "sessionId": id}));
-        lines.push(json!({"type": "atis-latch", "sessionId": id}));
-    }
-    lines.push(assistant(cwd, id, minute + 1, "all done"));
-    lines.extend(titles.iter().cloned());
-    lines.push(json!({"type": "cost-state", "total_cost_usd": 0.1, "sessionId": id}));
-    write_session(config, cwd, id, &lines, "");
-}
 
 fn list(server: &Server, query: &str) -> Value {
     let resp = server.authed("GET", &format!("/api/claude-sessions{query}"), b"");
@@ -240,14 +160,7 @@ fn the_clis_sessions_inside_the_project_are_listed_newest_first_with_titles_and_
     assert_eq!(ids(&web), [C]);
 
     // The file grows: the next listing reads it again.
-    let d_path = cfg
-        .join("projects")
-        .join(
-            project
-                .to_string_lossy()
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
-        )
-        .join(format!("{D}.jsonl"));
+    let d_path = session_path(cfg, &project, D);
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&d_path)

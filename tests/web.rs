@@ -223,6 +223,40 @@ fn the_phone_picks_a_project_under_a_root() {
     );
 }
 
+/// The computer's sessions on the phone: listed in the "On the computer" tab, one adopted by a tap, its history from
+/// the file (earlier pages on scrolling up), and a message resuming it. The screenshots' dir is printed: look at them.
+#[test]
+fn the_phone_carries_on_a_session_from_the_computer() {
+    use common::sessions::{long_session, new_session};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/web");
+    if !browser_ready(&dir) {
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let server = common::Server::builder()
+        .env("CLAUDE_CONFIG_DIR", config.path().display().to_string())
+        .start();
+    let project = std::fs::canonicalize(server.path("project")).unwrap();
+    let long = "0c000000-0000-4000-8000-00000000c0de";
+    let other = "0b000000-0000-4000-8000-00000000b0de";
+    long_session(config.path(), &project, long, 60);
+    let title = serde_json::json!({"type": "ai-title", "aiTitle": "Refactor the parser", "sessionId": other});
+    new_session(config.path(), &project, other, 2, &[title]);
+    let shots = root.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    run(
+        &dir.join("adopt.test.mjs"),
+        &server,
+        &[
+            ("RA_SHOTS", shots.display().to_string()),
+            ("RA_SESSION", long.to_string()),
+            ("RA_TITLE", "Refactor the parser".to_string()),
+        ],
+    );
+    eprintln!("screenshots: {}/adopt-*.png", shots.display());
+}
+
 /// Runs a browser script against a server of its own, its screenshots under target/screenshots; skips (or, under
 /// CI, fails) where the browser is missing.
 fn run_on_own_server(script: &str) {

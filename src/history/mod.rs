@@ -1,7 +1,9 @@
 //! Reading the CLI's own session files (`$CLAUDE_CONFIG_DIR` or `~/.claude`, `projects/<encoded cwd>/<id>.jsonl`)
 //! without loading whole files: the listing of the sessions whose working directory lies inside an allowed project
-//! (`read`: a bounded head and tail of each file), cached by (path, size, mtime).
+//! (`read`: a bounded head and tail of each file), cached by (path, size, mtime); an adopted session's history
+//! (`page`: read backwards from an offset, a page at a time).
 
+pub mod page;
 mod read;
 
 use std::collections::{HashMap, HashSet};

@@ -99,6 +99,15 @@ fn clip(s: &str) -> String {
     }
 }
 
+/// How the text of a `user` line that is no prompt begins: a slash command's bookkeeping.
+pub(super) const BOOKKEEPING: [&str; 5] = [
+    "<command-name>",
+    "<command-message>",
+    "<local-command-",
+    "<command-args>",
+    "Caveat:",
+];
+
 /// The text of a real user prompt: a `user` line, not meta, not a sidechain or a compaction summary, whose content
 /// is text (not a tool result) and not a slash command's bookkeeping.
 fn prompt(line: &Line) -> Option<String> {
@@ -127,14 +136,7 @@ fn prompt(line: &Line) -> Option<String> {
         _ => return None,
     };
     let t = text.trim();
-    let bookkeeping = [
-        "<command-name>",
-        "<command-message>",
-        "<local-command-",
-        "<command-args>",
-        "Caveat:",
-    ];
-    if t.is_empty() || bookkeeping.iter().any(|b| t.starts_with(b)) {
+    if t.is_empty() || BOOKKEEPING.iter().any(|b| t.starts_with(b)) {
         return None;
     }
     Some(clip(t))

@@ -59,6 +59,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/projects.js"),
     ),
     (
+        "computer.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/computer.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/api.js"),

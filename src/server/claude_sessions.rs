@@ -1,14 +1,17 @@
 //! `GET /api/claude-sessions`: the CLI's own sessions whose working directory lies inside an allowed project
-//! (docs/api.md, "Sessions from the computer"), newest first, paged.
+//! (docs/api.md, "Sessions from the computer"), newest first, paged; `POST /api/claude-sessions/{id}/adopt`, which
+//! makes a conversation of one, and `GET /api/conversations/{id}/history`, its history from the session file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::App;
-use super::respond::{Body, error, internal, json, query_param};
+use super::respond::{Body, error, internal, is_uuid, json, query_param};
 use crate::history::{self, Cursor};
+use crate::store::Adoption;
 
 /// Sessions per page unless `limit` says otherwise, and the most it may ask for.
 const PAGE: usize = 50;
@@ -98,4 +101,157 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
         StatusCode::OK,
         &json!({"sessions": sessions, "next": next.map(|c| c.encode())}),
     )
+}
+
+/// The session file of `id` under the config dir's project folders (the newest, if a copy sits in two).
+fn session_file(config_dir: &Path, id: &str) -> Option<(PathBuf, u64, SystemTime)> {
+    let name = format!("{id}.jsonl");
+    std::fs::read_dir(config_dir.join("projects"))
+        .ok()?
+        .flatten()
+        .filter(|f| f.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|f| {
+            let path = f.path().join(&name);
+            // A regular file, not a symlink.
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            meta.is_file().then_some((path, meta.len(), mtime))
+        })
+        .max_by_key(|(_, _, mtime)| *mtime)
+}
+
+/// `POST /api/claude-sessions/{id}/adopt`: a conversation bound to the session and its working directory → 201,
+/// or 200 with the conversation that adopted it before.
+pub(super) async fn adopt(app: &App, id: &str) -> Response<Body> {
+    let missing = || error(StatusCode::NOT_FOUND, format!("no session {id:?}"));
+    if !is_uuid(id) {
+        return missing();
+    }
+    let Some(dir) = history::config_dir(|k| std::env::var_os(k)) else {
+        return missing();
+    };
+    let session = id.to_string();
+    // Reading the file blocks: off the async workers.
+    let found = tokio::task::spawn_blocking(move || {
+        let (path, size, mtime) = session_file(&dir, &session)?;
+        let summary = history::summarize(&path, size, mtime).ok().flatten()?;
+        Some((path, size, summary))
+    })
+    .await;
+    let (path, size, summary) = match found {
+        Ok(Some(f)) => f,
+        Ok(None) => return missing(),
+        Err(e) => return internal(format!("reading session {id}: {e}")),
+    };
+    let cwd = summary.cwd.to_string_lossy().into_owned();
+    if super::conversations::allowed_project(app, &cwd).is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("the session's directory {cwd:?} is not inside an allowed project"),
+        );
+    }
+    // The physical path: the CLI keeps a session under its cwd's real path, and resumes it only from there.
+    let Ok(real) = std::fs::canonicalize(&summary.cwd) else {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("the session's directory {cwd:?} is gone"),
+        );
+    };
+    let adoption = Adoption {
+        session_id: id.to_string(),
+        path: path.to_string_lossy().into_owned(),
+        size,
+    };
+    let new_id = uuid::Uuid::new_v4().to_string();
+    let project = real.to_string_lossy();
+    let (conversation, made) =
+        match app
+            .store
+            .adopt(&new_id, &project, summary.title.as_deref(), &adoption)
+        {
+            Ok(r) => r,
+            Err(e) => return internal(e),
+        };
+    match app.store.conversation(&conversation) {
+        Ok(Some(c)) => {
+            let mut body = json!(c);
+            body["adopted"] = adopted(app, &conversation);
+            let status = if made {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            json(status, &body)
+        }
+        Ok(None) => internal("an adopted conversation vanished"),
+        Err(e) => internal(e),
+    }
+}
+
+/// What a conversation's JSON says of its adoption: `{"session_id", "size"}`, or null.
+pub(super) fn adopted(app: &App, conversation: &str) -> Value {
+    match app.store.adoption(conversation) {
+        Ok(Some(a)) => json!({"session_id": a.session_id, "size": a.size}),
+        _ => Value::Null,
+    }
+}
+
+/// History items per page unless `limit` says otherwise, and the most it may ask for.
+const HISTORY_PAGE: usize = 50;
+const MAX_HISTORY_PAGE: usize = 500;
+
+/// `GET /api/conversations/{id}/history?before=&limit=`: the adopted session's history up to its adoption, paged
+/// from the end.
+pub(super) async fn history<B>(app: &App, req: &Request<B>, id: &str) -> Response<Body> {
+    let conversation = match super::conversations::find_conversation(app, id) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let adoption = match app.store.adoption(&conversation.id) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("conversation {id:?} was not adopted from a session on the computer"),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let query = req.uri().query();
+    let limit = match query_param(query, "limit").map(|l| l.parse::<usize>()) {
+        None => HISTORY_PAGE,
+        Some(Ok(n)) if (1..=MAX_HISTORY_PAGE).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be a whole number from 1 to {MAX_HISTORY_PAGE}"),
+            );
+        }
+    };
+    let end = match query_param(query, "before").filter(|b| !b.is_empty()) {
+        None => adoption.size,
+        Some(b) => match b.parse::<u64>() {
+            Ok(n) if n <= adoption.size => n,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "before is not a cursor this server gave",
+                );
+            }
+        },
+    };
+    let path = PathBuf::from(&adoption.path);
+    let read = tokio::task::spawn_blocking(move || history::page::read(&path, end, limit)).await;
+    match read {
+        Ok(Ok(page)) => json(
+            StatusCode::OK,
+            &json!({"items": page.items, "before": page.before.map(|b| b.to_string())}),
+        ),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => error(
+            StatusCode::GONE,
+            "the session file is gone from the computer",
+        ),
+        Ok(Err(e)) => internal(format!("reading {}: {e}", adoption.path)),
+        Err(e) => internal(format!("reading history: {e}")),
+    }
 }

@@ -193,6 +193,7 @@ pub(super) fn get_conversation(app: &App, req: &Request<Incoming>, id: &str) -> 
     match transcript(app, id, before.as_deref(), limit) {
         Ok((messages, has_more)) => {
             let mut body = json!(conversation);
+            body["adopted"] = super::claude_sessions::adopted(app, id);
             body["messages"] = Value::Array(messages);
             body["has_more"] = json!(has_more);
             json(StatusCode::OK, &body)

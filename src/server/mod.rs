@@ -240,6 +240,14 @@ async fn route(
         (&M::GET, ["api", "claude-sessions"]) => claude_sessions::list(app, &req).await,
         (&M::GET, ["api", "projects"]) => projects::list(app, &req).await,
         (&M::GET, ["api", "projects", "browse"]) => projects::browse(app, &req).await,
+        (&M::POST, ["api", "claude-sessions", id, "adopt"]) => {
+            claude_sessions::adopt(app, id).await
+        }
+        (_, ["api", "claude-sessions", _, "adopt"]) => method_not_allowed("POST"),
+        (&M::GET, ["api", "conversations", id, "history"]) => {
+            claude_sessions::history(app, &req, id).await
+        }
+        (_, ["api", "conversations", _, "history"]) => method_not_allowed("GET"),
         (&M::GET, ["api", "status"]) => conversations::status(app),
         (&M::GET, ["metrics"]) => metrics::metrics(app),
         (&M::POST, ["api", "logout"]) => signin::logout(app, &signed, ctx),

@@ -1,6 +1,8 @@
 //! SQLite storage: the connection, its migrations and checks; the tables each have a file of their own
-//! (conversations, turns, their events, requests, sign-ins and pairing, the import). One connection, one writer.
+//! (conversations, their adoptions of the CLI's sessions, turns, their events, requests, sign-ins and pairing, the
+//! import). One connection, one writer.
 
+mod adopted;
 mod auth;
 mod conversations;
 mod events;
@@ -11,6 +13,7 @@ mod push;
 mod requests;
 mod turns;
 
+pub use adopted::Adoption;
 pub use auth::Pairing;
 pub use conversations::{Conversation, ConversationPatch};
 pub use events::StreamEvent;
@@ -167,6 +170,17 @@ CREATE TRIGGER push_subscriptions_session_deleted AFTER DELETE ON auth_sessions
 BEGIN
     DELETE FROM push_subscriptions WHERE session_hash = OLD.token_hash;
 END;
+"#,
+    r#"
+-- A conversation adopted from one of the CLI's own session files: the file, and its size when adopted (the
+-- history shown from the file is the part before that offset). One conversation per session.
+CREATE TABLE adoptions (
+    conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+    session_id      TEXT NOT NULL UNIQUE,
+    path            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    created_at      TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -4,6 +4,7 @@
 
 pub mod mock_api;
 pub mod push_mock;
+pub mod sessions;
 pub mod up;
 
 use std::io::{BufRead, BufReader, Read, Write};

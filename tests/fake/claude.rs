@@ -122,7 +122,12 @@
 //! # Environment
 //! - `CLAUDE_CONFIG_DIR` (else `$HOME/.claude`): sessions live in `<dir>/fake-sessions/<uuid>.jsonl`, one
 //!   JSON line per prompt; the first line holds the cwd and `--resume` from another cwd fails, like the
-//!   real CLI.
+//!   real CLI. `--resume ID` also takes a session in the real CLI's layout, `<dir>/projects/<enc(cwd)>/ID.jsonl`
+//!   (an adopted one), but only when the fake's own cwd encodes to that folder (`enc`: every character but ASCII
+//!   letters and digits becomes `-`; past 200 characters, those 200, `-` and the base-36 Java string hash), as the
+//!   real CLI finds a session only under its cwd's folder; from another cwd: `No conversation found with session
+//!   ID: ID`. The resumed session goes on in `fake-sessions/` (its first prompt there is `echo[1]`); the real
+//!   file is never written.
 //! - `FAKE_CLAUDE_RECORD=<dir>`: before any output writes `<pid>.argv.json` (argv without argv[0]),
 //!   `<pid>.env.json`, `<pid>.cwd`, then `<pid>.prompt` (exact bytes) and, with `[[orphan]]`,
 //!   `<pid>.orphan` (the orphan's pid). Long-lived mode: `<pid>.prompt` is the latest turn's prompt,
@@ -593,26 +598,70 @@ fn marker_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 // ---------------------------------------------------------------------------------------------------
 // Sessions
 
-/// Where the sessions live.
-fn sessions_dir() -> PathBuf {
-    let base = match std::env::var_os("CLAUDE_CONFIG_DIR") {
+/// The config dir: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
+fn config_dir() -> PathBuf {
+    match std::env::var_os("CLAUDE_CONFIG_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".claude")
         }
-    };
-    base.join("fake-sessions")
+    }
 }
 
-/// Whether `id` names a session started in `cwd`.
+/// Where the sessions live.
+fn sessions_dir() -> PathBuf {
+    config_dir().join("fake-sessions")
+}
+
+/// The real CLI's project folder name for a cwd: every character but ASCII letters and digits becomes `-`; past
+/// 200 characters, the first 200, `-`, and the base-36 absolute value of the path's Java string hash.
+fn encode_cwd(cwd: &str) -> String {
+    let enc: String = cwd
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if enc.len() <= 200 {
+        return enc;
+    }
+    let hash = cwd
+        .encode_utf16()
+        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)));
+    let mut n = i64::from(hash).unsigned_abs();
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!(
+        "{}-{}",
+        &enc[..200],
+        String::from_utf8(digits).unwrap_or_default()
+    )
+}
+
+/// Whether `id` names a session started in `cwd`: one of ours, or one the real CLI wrote under the project folder
+/// of this very cwd (from another cwd the real CLI finds no session).
 fn resumable(id: &str, cwd: &str) -> bool {
     let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid {
+        return false;
+    }
     let file = sessions_dir().join(format!("{id}.jsonl"));
-    let first: Option<Value> = valid
-        .then(|| fs::read_to_string(&file).ok())
-        .flatten()
+    let first: Option<Value> = fs::read_to_string(&file)
+        .ok()
         .and_then(|s| s.lines().next().and_then(|l| serde_json::from_str(l).ok()));
-    first.is_some_and(|line| line["cwd"] == cwd)
+    match first {
+        Some(line) => line["cwd"] == cwd,
+        None => config_dir()
+            .join("projects")
+            .join(encode_cwd(cwd))
+            .join(format!("{id}.jsonl"))
+            .is_file(),
+    }
 }
 
 /// Creates a session or appends to the resumed one; returns its id and the number of prompts in it.
