@@ -67,6 +67,10 @@ fn a_session_is_adopted_once_and_refused_where_it_should_be() {
         &[json!({"type": "ai-title", "aiTitle": "Dark mode for the app", "sessionId": B})],
     );
     old_session(cfg, outside.path(), E, 3, "secret elsewhere");
+    // A session started in a subdirectory of the allowed project: listed, and adopted in that subdirectory.
+    let sub = project.join("web");
+    std::fs::create_dir_all(&sub).unwrap();
+    old_session(cfg, &sub, C, 4, "style the header");
 
     let made = adopt(&server, A);
     assert_eq!(made.status, 201, "{}", made.text());
@@ -87,6 +91,9 @@ fn a_session_is_adopted_once_and_refused_where_it_should_be() {
     assert_eq!(b.status, 201);
     let b = b.json();
     assert_eq!(b["title"], "Dark mode for the app");
+    let c = adopt(&server, C);
+    assert_eq!(c.status, 201, "{}", c.text());
+    assert_eq!(c.json()["project"], sub.to_str().unwrap());
 
     let listed = server.authed("GET", "/api/conversations", b"").json();
     let ids: Vec<&str> = listed["conversations"]
@@ -115,7 +122,7 @@ fn a_session_is_adopted_once_and_refused_where_it_should_be() {
         "no session",
     );
     check(adopt(&server, "..%2F..%2Fetc"), 404, "no session");
-    check(adopt(&server, E), 403, "not inside an allowed project");
+    check(adopt(&server, E), 403, "not an allowed project");
     let resp = server.request("POST", &format!("/api/claude-sessions/{A}/adopt"), &[], b"");
     assert_eq!(resp.status, 401);
     let auth = common::basic(common::USER, common::PASSWORD);

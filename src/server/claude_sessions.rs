@@ -143,19 +143,16 @@ pub(super) async fn adopt(app: &App, id: &str) -> Response<Body> {
         Ok(None) => return missing(),
         Err(e) => return internal(format!("reading session {id}: {e}")),
     };
-    let cwd = summary.cwd.to_string_lossy().into_owned();
-    if super::conversations::allowed_project(app, &cwd).is_none() {
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("the session's directory {cwd:?} is not inside an allowed project"),
-        );
-    }
-    // The physical path: the CLI keeps a session under its cwd's real path, and resumes it only from there.
-    let Ok(real) = std::fs::canonicalize(&summary.cwd) else {
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("the session's directory {cwd:?} is gone"),
-        );
+    // The same rule as any conversation's project (crate::projects): the physical path, an allowed project or
+    // inside one or a root. The CLI keeps a session under its cwd's real path and resumes it only from there.
+    let real = match app.settings.get().allowed_project(&summary.cwd) {
+        Ok(real) => real,
+        Err(why) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("the session's directory cannot be a project here: {why}"),
+            );
+        }
     };
     let adoption = Adoption {
         session_id: id.to_string(),
