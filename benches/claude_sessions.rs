@@ -2,7 +2,7 @@
 //!
 //! 1. cold: the first listing (nothing cached by the server, and the files' pages evicted from the page cache with
 //!    `posix_fadvise(DONTNEED)` after an fsync, so the head and tail of each file come from the disk);
-//! 2. warm: the listings after it (the files unchanged: a directory walk and a stat per file), median of 20;
+//! 2. warm: the listings after it (the files unchanged: the watcher reports nothing to look at), median of 20;
 //! 3. the first listing of a restarted server, the files now in the page cache (the reading and parsing alone);
 //! 4. the server's RSS (VmRSS) before the first listing and after the last;
 //! 5. what keeping the listing fresh costs (`history/watch`), with the watcher and with the polling fallback
