@@ -630,6 +630,7 @@ Object.assign(above, {
   request: (d) => cards((m) => m.showRequest(d)),
   requestEnded: (d) => cards((m) => m.endRequest(d)),
   turnEnded: (id) => { if (requests) cards((m) => m.turnEnded(id)); },
+  ask,
 });
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});

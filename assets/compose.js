@@ -46,12 +46,28 @@ async function compose(interrupt) {
   if (!state.conv) {
     try { await above.newConv(); } catch { return; }
   }
+  if (!(await deskAllows(state.conv))) return; // the text stays in the field
   input.value = '';
   grow();
   steerShown();
   // The turn it stops reports its tool's error as a stop, as after Stop.
   if (interrupt && state.live) state.live.view.stopping = true;
   await submit(text, state.conv.id, interrupt);
+}
+
+// Claude open in a terminal on this conversation's session: two writers corrupt it, so ask first. Unknown (offline,
+// an older server) is not a reason to stop.
+async function deskAllows(conv) {
+  if (!conv.session_id) return true;
+  let desk = null;
+  try {
+    desk = await (await api('GET', `/api/conversations/${encodeURIComponent(conv.id)}/desk`)).json();
+  } catch { return true; }
+  if (!desk || !desk.live) return true;
+  return !!(await above.ask({
+    title: 'Claude is open on the computer in this session — sending from here too can corrupt it.',
+    text: 'Send anyway?', ok: 'Send anyway', danger: true,
+  }));
 }
 
 // Sends a message of the open conversation (typed, or again by Retry); `interrupt`: it stops the running turn.

@@ -21,7 +21,7 @@ export const state = {
 };
 
 // What the modules above this one do for it: send a message again (Retry), start a conversation, reload the list,
-// redraw the header, show a request of Claude's and end it. app.js fills these in at startup, so that imports only
+// redraw the header, show a request of Claude's and end it, ask a yes-or-no question. app.js fills these in at startup, so that imports only
 // go one way (app → compose → turn → markdown, api; requests.js, loaded by app.js, → turn).
 export const above = {
   submit: async () => {},
@@ -31,6 +31,7 @@ export const above = {
   request: () => {},
   requestEnded: () => {},
   turnEnded: () => {},
+  ask: async () => true,
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -2,9 +2,12 @@
 //!
 //! 1. cold: the first listing (nothing cached by the server, and the files' pages evicted from the page cache with
 //!    `posix_fadvise(DONTNEED)` after an fsync, so the head and tail of each file come from the disk);
-//! 2. warm: the listings after it (the files unchanged: a directory walk and a stat per file), median of 20;
+//! 2. warm: the listings after it (the files unchanged: the watcher reports nothing to look at), median of 20;
 //! 3. the first listing of a restarted server, the files now in the page cache (the reading and parsing alone);
-//! 4. the server's RSS (VmRSS) before the first listing and after the last.
+//! 4. the server's RSS (VmRSS) before the first listing and after the last;
+//! 5. what keeping the listing fresh costs (`history/watch`), with the watcher and with the polling fallback
+//!    (`REMOTE_AGENT_HISTORY_POLL=2`): the server's CPU time (utime + stime of /proc/PID/stat) over 30 idle seconds
+//!    after a listing, and over 30 s of a phone asking for the first page every second; the warm listing's time.
 //!
 //! Each file is 2 MiB: 96 KiB of lines in 2.1.332's shape at each end (a prompt, request blobs, bookkeeping, an AI
 //! title, `cost-state` last) around a sparse middle, which a listing never reads.
@@ -181,5 +184,62 @@ fn main() {
     println!(
         "RSS: {rss_before} kB before, {rss_after} kB after (+{} kB); peak {hwm} kB",
         rss_after.saturating_sub(rss_before)
+    );
+    watch_cost("watching", &server);
+    drop(server);
+    let polling = Server::builder()
+        .env("CLAUDE_CONFIG_DIR", config.path().display().to_string())
+        .env("REMOTE_AGENT_HISTORY_POLL", "2")
+        .start();
+    list(&polling);
+    polling.wait_log("session listing: polling", 10);
+    watch_cost("polling every 2 s", &polling);
+}
+
+/// The CPU time a process has used (user + system), in milliseconds.
+fn cpu_ms(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command's name, which ends with the last ')'.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap_or(100);
+    ticks as f64 * 1000.0 / hz as f64
+}
+
+/// The first page, as the phone asks for it.
+fn first_page(server: &Server) -> Duration {
+    let started = Instant::now();
+    let resp = server.authed("GET", "/api/claude-sessions?limit=50", b"");
+    assert_eq!(resp.status, 200);
+    started.elapsed()
+}
+
+/// Idle CPU over 30 s, CPU over 30 s of one listing a second, and the warm listing's time, of a server that has
+/// listed the sessions once.
+fn watch_cost(mode: &str, server: &Server) {
+    let pid = server.pid();
+    first_page(server);
+    let before = cpu_ms(pid);
+    std::thread::sleep(Duration::from_secs(30));
+    let idle = cpu_ms(pid) - before;
+    let before = cpu_ms(pid);
+    let started = Instant::now();
+    for n in 1..=30 {
+        first_page(server);
+        if let Some(left) = Duration::from_secs(n).checked_sub(started.elapsed()) {
+            std::thread::sleep(left);
+        }
+    }
+    let asked = cpu_ms(pid) - before;
+    let mut warm: Vec<Duration> = (0..20).map(|_| first_page(server)).collect();
+    warm.sort();
+    println!(
+        "{mode}: CPU {idle:.0} ms over 30 idle s; {asked:.0} ms over 30 s of a listing a second; \
+         warm listing median {:.2} ms (min {:.2}, max {:.2})",
+        warm[10].as_secs_f64() * 1000.0,
+        warm[0].as_secs_f64() * 1000.0,
+        warm[19].as_secs_f64() * 1000.0
     );
 }

@@ -29,6 +29,9 @@ pub const SERVER_MARKER: &str = "REMOTE_AGENT_DATA_DIR_OF";
 /// never sweeps what a newer one started.
 pub const PROCESS_MARKER: &str = "REMOTE_AGENT_PROCESS";
 
+/// The entrypoint our live CLIs record in their session files: one the terminal's `claude --resume` lists.
+pub const ENTRYPOINT: &str = "remote-agent";
+
 /// What marks a conversation's processes (see [`MARKER`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
@@ -170,6 +173,8 @@ pub fn spawn(spec: &Spec) -> Result<(Run, Events, Input), SpawnError> {
         .envs(
             std::env::vars_os().filter(|(k, _)| !k.to_str().is_some_and(crate::config::is_own_env)),
         )
+        // Not `sdk-cli`, which the CLI would record and its `--resume` picker then hides (docs/architecture.md).
+        .env("CLAUDE_CODE_ENTRYPOINT", ENTRYPOINT)
         .env(MARKER, &marker.conversation)
         .env(SERVER_MARKER, &marker.server)
         .env(

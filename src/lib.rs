@@ -10,6 +10,7 @@ pub mod auth;
 pub mod claude;
 pub mod cli;
 pub mod config;
+pub mod desk;
 pub mod diff;
 pub mod doctor;
 pub mod files;

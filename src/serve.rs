@@ -101,6 +101,8 @@ async fn serve_until(
     stop_tx.fire();
     app.turns.shutdown().await;
     server.await.context("server task")?;
+    // The session listing's watcher and its thread.
+    app.history.stop();
     app.store.truncate_wal();
     tracing::info!("stopped");
     Ok(())

@@ -6,6 +6,8 @@ mod common;
 use common::Server;
 use common::mock_api::MockApi;
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 fn server_with_real_cli(test: &str, mock: &MockApi) -> Option<Server> {
     let claude = common::real_claude(test)?;
@@ -339,4 +341,145 @@ fn a_cli_that_is_not_logged_in_fails_the_turn_with_that_kind() {
     assert_eq!(turn["status"], "failed", "{turn}\n{}", server.log());
     assert_eq!(turn["error_kind"], "not_logged_in", "{turn}");
     assert!(turn["error"].as_str().unwrap().contains("/login"), "{turn}");
+}
+
+/// What a program shows on a terminal until `want` appears or `secs` pass, with escape sequences and whitespace
+/// removed (a terminal UI moves the cursor over spaces); answers the cursor-position queries it asks at start.
+/// The program is killed at the end.
+fn on_a_terminal(mut cmd: Command, want: &str, secs: u64) -> String {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let escapes = |b: &[u8]| {
+        let mut out = String::new();
+        let text = String::from_utf8_lossy(b);
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '\u{1b}' {
+                out.push(c);
+                continue;
+            }
+            // CSI: ESC [ params final; OSC: ESC ] ... BEL; anything else: the next char.
+            match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() || c == '~' {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => for _ in chars.by_ref().take_while(|c| *c != '\u{7}') {},
+                _ => {}
+            }
+        }
+        out.retain(|c| !c.is_whitespace());
+        out
+    };
+    let want: String = want.chars().filter(|c| !c.is_whitespace()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(200)) else {
+            continue;
+        };
+        if chunk.windows(4).any(|w| w == b"\x1b[6n") {
+            let _ = master.write_all(b"\x1b[1;1R");
+        }
+        seen.extend_from_slice(&chunk);
+        if escapes(&seen).contains(&want) {
+            break;
+        }
+    }
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.wait();
+    escapes(&seen)
+}
+
+/// The CLI hides the sessions whose file says an SDK made them (`"entrypoint":"sdk-cli"`) from its `--resume`
+/// picker; ours record another entrypoint, so a session started from the phone is there in the terminal.
+#[test]
+fn a_session_the_server_started_is_in_the_terminals_resume_picker() {
+    let mock = MockApi::start();
+    let Some(server) = server_with_real_cli("real_cli::picker", &mock) else {
+        return;
+    };
+    let r = server
+        .chat(&json!({"message": "picker title from the phone", "conv_id": "desk"}))
+        .json();
+    assert_eq!(r["success"], true, "{r}\n{}", server.log());
+    let session = r["session_id"].as_str().unwrap().to_string();
+    let project = std::fs::canonicalize(server.path("project")).unwrap();
+    let file = std::fs::read_dir(server.path("home/.claude/projects"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join(format!("{session}.jsonl")))
+        .find(|p| p.is_file())
+        .expect("the session's file");
+    // The CLI writes the transcript a moment after it answers.
+    let first: Value = common::wait_for("the session's messages on disk", 30, || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        let line = text.lines().find(|l| l.contains("\"entrypoint\""))?;
+        serde_json::from_str(line).ok()
+    });
+    assert_eq!(first["entrypoint"], remote_agent::claude::ENTRYPOINT);
+
+    // The terminal at the desk: the same HOME, onboarding done, the key and the project accepted.
+    let cwd = project.to_str().unwrap();
+    let config = json!({
+        "hasCompletedOnboarding": true,
+        "theme": "dark",
+        "customApiKeyResponses": {"approved": ["test-key"], "rejected": []},
+        "projects": {cwd: {"hasTrustDialogAccepted": true}},
+    });
+    std::fs::write(server.path("home/.claude.json"), config.to_string()).unwrap();
+    let picker = |want: &str| {
+        let mut cmd = Command::new(common::real_claude("real_cli::picker").unwrap());
+        cmd.arg("--resume")
+            .current_dir(&project)
+            .env("HOME", server.path("home"))
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env_remove("CLAUDE_CODE_ENTRYPOINT")
+            .env("ANTHROPIC_BASE_URL", mock.base_url())
+            .env("ANTHROPIC_API_KEY", "test-key")
+            .env("TERM", "xterm-256color");
+        on_a_terminal(cmd, want, 60)
+    };
+    // The mock names every session so; the picker shows that title.
+    let title = "Mocksessiontitle";
+    let screen = picker(title);
+    assert!(
+        screen.contains(title),
+        "the picker does not list our session:\n{screen}"
+    );
+
+    // The control: the same file as an SDK's is hidden (what the CLI did to ours before).
+    let text = std::fs::read_to_string(&file).unwrap();
+    let marked = format!("\"entrypoint\":\"{}\"", remote_agent::claude::ENTRYPOINT);
+    std::fs::write(&file, text.replace(&marked, "\"entrypoint\":\"sdk-cli\"")).unwrap();
+    // Both versions end the picker's screen with this hint, listed sessions or none.
+    let screen = picker("Ctrl+A to show all projects");
+    assert!(screen.contains("Ctrl+Atoshowallprojects"), "{screen}");
+    assert!(
+        !screen.contains(title),
+        "an sdk-cli session is listed:\n{screen}"
+    );
 }

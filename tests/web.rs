@@ -326,3 +326,10 @@ fn the_phone_turns_on_notifications_and_answers_from_them() {
         ],
     );
 }
+
+/// Claude open in a terminal on the conversation's session (a process named claude with `--resume <id>`): Send asks
+/// first, Cancel keeps the message in the field; once the terminal is gone, Send sends.
+#[test]
+fn the_phone_warns_before_sending_while_claude_is_open_on_the_computer() {
+    run_on_own_server("desk.test.mjs");
+}

@@ -5,6 +5,7 @@
 
 pub mod page;
 mod read;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -12,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use self::read::{HEAD, Summary, TAIL, format_time, parse_time, summarize};
+pub use self::watch::POLL_ENV;
+use self::watch::{Freshness, Plan};
 
 /// The CLI's config dir: `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
 pub fn config_dir(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
@@ -40,11 +43,16 @@ pub struct Listed {
     pub real_cwd: Option<PathBuf>,
 }
 
-/// The session files' summaries, kept between listings.
+/// The session files' summaries, kept between listings, and what keeps them fresh.
 #[derive(Default)]
 pub struct History {
+    /// Every session file present (as of the last look), read or not a session.
     cache: Mutex<HashMap<PathBuf, Cached>>,
+    fresh: Mutex<Freshness>,
 }
+
+/// A file found: its path, size and modification time.
+type Found = (PathBuf, u64, SystemTime);
 
 /// Whether `dir` is `project` or lies inside it (both already canonical).
 pub fn inside(dir: &Path, project: &Path) -> bool {
@@ -65,38 +73,60 @@ fn real_cwd(cwd: &Path) -> Option<PathBuf> {
 
 impl History {
     /// Every session under `config_dir` whose working directory lies inside one of `projects` (canonical paths),
-    /// newest first (ties by id). Files unchanged since the last call (size and mtime) are not read again.
+    /// newest first (ties by id). Only what changed since the last call is looked at again (as the watcher says,
+    /// else a walk of the tree); a file unchanged in size and mtime is not read again.
     pub fn list(&self, config_dir: &Path, projects: &[PathBuf]) -> Vec<Arc<Listed>> {
-        let mut found: Vec<(PathBuf, u64, SystemTime)> = Vec::new();
-        if let Ok(folders) = std::fs::read_dir(config_dir.join("projects")) {
-            for folder in folders.flatten() {
-                // Not following a symlinked folder: the CLI writes real directories.
-                if !folder.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                let Ok(files) = std::fs::read_dir(folder.path()) else {
-                    continue;
-                };
-                for file in files.flatten() {
-                    let path = file.path();
-                    if path.extension().is_none_or(|e| e != "jsonl") {
-                        continue;
-                    }
-                    // A regular file only (`DirEntry::metadata` does not follow a symlink).
-                    let Ok(meta) = file.metadata() else { continue };
-                    if !meta.is_file() {
-                        continue;
-                    }
-                    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    found.push((path, meta.len(), mtime));
-                }
+        let plan = self
+            .fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .plan(config_dir);
+        match plan {
+            Plan::Walk => self.update(true, &[], walk(&config_dir.join("projects"))),
+            Plan::Paths(paths) => {
+                let (gone, found) = look(&config_dir.join("projects"), &paths);
+                self.update(false, &gone, found);
             }
+            Plan::Nothing => {}
         }
-        let stale: Vec<&(PathBuf, u64, SystemTime)> = {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listed: Vec<Arc<Listed>> = cache
+            .values()
+            .filter_map(|c| c.summary.as_ref())
+            .filter(|l| {
+                l.real_cwd
+                    .as_deref()
+                    .is_some_and(|cwd| projects.iter().any(|p| inside(cwd, p)))
+            })
+            .cloned()
+            .collect();
+        drop(cache);
+        listed.sort_by(|a, b| {
+            (b.summary.last_activity_ms, &b.summary.id)
+                .cmp(&(a.summary.last_activity_ms, &a.summary.id))
+        });
+        // The same session id in two folders (a copied file): keep the newest.
+        let mut seen = HashSet::new();
+        listed.retain(|l| seen.insert(l.summary.id.clone()));
+        listed
+    }
+
+    /// Stops keeping the listing fresh (the watcher's thread ends); a later listing starts again.
+    pub fn stop(&self) {
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).stop();
+    }
+
+    /// Brings the cache up to `found`: after a walk (`all`), the files not found are forgotten; else those under
+    /// `gone` are. Files new or changed in size or mtime are read.
+    fn update(&self, all: bool, gone: &[PathBuf], found: Vec<Found>) {
+        let stale: Vec<&Found> = {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget files that are gone.
-            let present: HashSet<&PathBuf> = found.iter().map(|(p, ..)| p).collect();
-            cache.retain(|p, _| present.contains(p));
+            if all {
+                let present: HashSet<&PathBuf> = found.iter().map(|(p, ..)| p).collect();
+                cache.retain(|p, _| present.contains(p));
+            } else {
+                cache.retain(|p, _| !gone.iter().any(|g| p.starts_with(g)));
+            }
             found
                 .iter()
                 .filter(|(path, size, mtime)| {
@@ -117,33 +147,72 @@ impl History {
             };
             cache.insert(path.clone(), cached);
         }
-        let mut listed = Vec::new();
-        for (path, ..) in &found {
-            if let Some(l) = cache.get(path).and_then(|c| c.summary.as_ref())
-                && l.real_cwd
-                    .as_deref()
-                    .is_some_and(|cwd| projects.iter().any(|p| inside(cwd, p)))
-            {
-                listed.push(l.clone());
+    }
+}
+
+/// Every `*.jsonl` regular file in the project folders under `projects`.
+fn walk(projects: &Path) -> Vec<Found> {
+    let mut found = Vec::new();
+    if let Ok(folders) = std::fs::read_dir(projects) {
+        for folder in folders.flatten() {
+            // Not following a symlinked folder: the CLI writes real directories.
+            if folder.file_type().is_ok_and(|t| t.is_dir()) {
+                files_of(&folder.path(), &mut found);
             }
         }
-        drop(cache);
-        listed.sort_by(|a, b| {
-            (b.summary.last_activity_ms, &b.summary.id)
-                .cmp(&(a.summary.last_activity_ms, &a.summary.id))
-        });
-        // The same session id in two folders (a copied file): keep the newest.
-        let mut seen = HashSet::new();
-        listed.retain(|l| seen.insert(l.summary.id.clone()));
-        listed
     }
+    found
+}
+
+/// The session files of one project folder.
+fn files_of(folder: &Path, found: &mut Vec<Found>) {
+    let Ok(files) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for file in files.flatten() {
+        let path = file.path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        // A regular file only (`DirEntry::metadata` does not follow a symlink).
+        let Ok(meta) = file.metadata() else { continue };
+        if meta.is_file() {
+            let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            found.push((path, meta.len(), mtime));
+        }
+    }
+}
+
+/// What the changed `paths` under `projects` are now: those gone (a file, or a folder and all in it), and the
+/// session files found (a changed file, or every file of a new folder). Paths deeper than a session file are not
+/// ours.
+fn look(projects: &Path, paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Found>) {
+    let (mut gone, mut found) = (Vec::new(), Vec::new());
+    for path in paths {
+        let depth = path
+            .strip_prefix(projects)
+            .map_or(0, |r| r.components().count());
+        let meta = std::fs::symlink_metadata(path);
+        match (depth, meta) {
+            (1 | 2, Err(_)) => gone.push(path.clone()),
+            (1, Ok(m)) if m.is_dir() => files_of(path, &mut found),
+            (2, Ok(m)) if m.is_file() && path.extension().is_some_and(|e| e == "jsonl") => {
+                let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                found.push((path.clone(), m.len(), mtime));
+            }
+            // Replaced by something we do not list (a symlink, a directory named *.jsonl).
+            (1 | 2, Ok(_)) => gone.push(path.clone()),
+            _ => {}
+        }
+    }
+    (gone, found)
 }
 
 /// Threads reading files at once on a cold listing.
 const READERS: usize = 8;
 
 /// The summaries of `files`, in order, read by up to [`READERS`] threads.
-fn read_all(files: &[&(PathBuf, u64, SystemTime)]) -> Vec<Option<Arc<Listed>>> {
+fn read_all(files: &[&Found]) -> Vec<Option<Arc<Listed>>> {
     let one =
         |(path, size, mtime): &(PathBuf, u64, SystemTime)| match summarize(path, *size, *mtime) {
             Ok(s) => s.map(|summary| {

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 mod assets;
 mod claude_sessions;
 mod conversations;
+mod desk;
 mod events;
 mod export;
 mod gate;
@@ -273,6 +274,7 @@ async fn route(
             }
         }
         (&M::GET, ["api", "conversations", id, "export"]) => export::export(app, &req, id),
+        (&M::GET, ["api", "conversations", id, "desk"]) => desk::desk(app, id).await,
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),
         (&M::GET | &M::POST, ["api", "turns", id, "events"]) => {
             events::events_stream(app, &req, id)
