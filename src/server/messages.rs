@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::App;
 use super::respond::{
-    Body, error, full, internal, is_uuid, json, non_empty_message, parse_json, read_body,
+    Body, MAX_BODY, error, full, internal, is_uuid, json, non_empty_message, parse_json, read_body,
     submit_error, valid_conversation_id,
 };
 use super::upload::{self, Checked, MAX_UPLOAD_BODY, Sent};
@@ -147,6 +147,13 @@ pub(super) async fn post_message(
         Ok(m) => m,
         Err(resp) => return resp,
     };
+    // The text keeps the other routes' cap; only attachments make a body larger.
+    if message.len() > MAX_BODY {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("message over {MAX_BODY} bytes"),
+        );
+    }
     if body
         .client_id
         .as_deref()
