@@ -306,6 +306,8 @@ pub fn parse_form(body: &[u8], boundary: &str) -> Result<Form, String> {
         }
         let name = param(params, "name").ok_or_else(|| bad("a part has no name"))?;
         match param(params, "filename") {
+            // A form's file input with nothing chosen sends an empty part without a name.
+            Some(filename) if filename.is_empty() && data.is_empty() => {}
             Some(filename) => form.files.push(Sent {
                 name: filename,
                 media_type: content_type
@@ -485,6 +487,9 @@ mod tests {
         assert_eq!(form.files[0].name, "a \"b\".png");
         assert_eq!(form.files[0].media_type, "image/png");
         assert_eq!(form.files[0].data, b"\x89PNG\r\n--Xy");
+        let empty =
+            b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"\"\r\n\r\n\r\n--B--";
+        assert!(parse_form(empty, "B").unwrap().files.is_empty());
         for broken in [
             &b"--XyZ\r\nno colon\r\n\r\nx\r\n--XyZ--"[..],
             b"nothing",
