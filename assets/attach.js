@@ -69,7 +69,6 @@ async function prepare(f) {
 
 // The server takes a plain file name, not hidden and without control characters.
 function fileName(name) {
-  // eslint-disable-next-line no-control-regex
   return name.replace(/[\u0000-\u001f\u007f/\\]/g, '_').replace(/^\.+/, '') || 'file';
 }
 
