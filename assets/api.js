@@ -17,7 +17,9 @@ export class NetError extends Error {}
 // Every call sends X-Requested-With so that a 401 has no browser password dialog.
 export async function api(method, path, body, signal) {
   const opts = { method, headers: { 'X-Requested-With': 'remote-agent' }, credentials: 'same-origin', signal };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    opts.body = body; // multipart: the browser sets the type and its boundary
+  } else if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
   }

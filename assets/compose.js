@@ -18,6 +18,20 @@ function uuid() {
 
 const input = $('input');
 
+// The attachments module (attach.js), loaded when the person first picks a photo or a file.
+let attach = null;
+$('files').addEventListener('change', async () => {
+  const files = [...$('files').files];
+  $('files').value = '';
+  if (!files.length) return;
+  attach ??= await import('./attach.js');
+  await attach.add(files);
+});
+// The "+" is the picker's label (a tap opens it natively); from the keyboard, Enter or Space does.
+$('attach').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); $('files').click(); }
+});
+
 function grow() {
   input.style.height = 'auto'; // CSSOM writes are allowed by the CSP; style attributes in markup are not
   input.style.height = `${Math.min(input.scrollHeight + 2, window.innerHeight * 0.4)}px`;
@@ -41,18 +55,20 @@ $('composer').addEventListener('submit', (ev) => {
 $('steer').addEventListener('click', () => compose(true));
 
 async function compose(interrupt) {
-  const text = input.value.trim();
+  // A photo alone still goes, with a few words for Claude.
+  const text = input.value.trim() || (attach && attach.count() ? 'See the attached.' : '');
   if (!text) return;
   if (!state.conv) {
     try { await above.newConv(); } catch { return; }
   }
   if (!(await deskAllows(state.conv))) return; // the text stays in the field
+  const files = attach ? attach.take() : [];
   input.value = '';
   grow();
   steerShown();
   // The turn it stops reports its tool's error as a stop, as after Stop.
   if (interrupt && state.live) state.live.view.stopping = true;
-  await submit(text, state.conv.id, interrupt);
+  await submit(text, state.conv.id, interrupt, files);
 }
 
 // Claude open in a terminal on this conversation's session: two writers corrupt it, so ask first. Unknown (offline,
@@ -71,9 +87,10 @@ async function deskAllows(conv) {
 }
 
 // Sends a message of the open conversation (typed, or again by Retry); `interrupt`: it stops the running turn.
-export async function submit(text, conv, interrupt = false) {
+// `files`: its attachments, from attach.js.
+export async function submit(text, conv, interrupt = false, files = []) {
   // One client_id per message, kept across retries, makes a resend after a lost answer run Claude only once.
-  const p = pendingItem({ conv, text, client_id: uuid() });
+  const p = pendingItem({ conv, text, client_id: uuid(), files });
   p.interrupt = interrupt; // not kept across a reload: by then the turn it meant to stop is another
   $('messages').append(p.bubble);
   $('messages').scrollTop = $('messages').scrollHeight;
@@ -84,7 +101,8 @@ export async function submit(text, conv, interrupt = false) {
 
 // A message not yet accepted by the server: its bubble says so and has a Cancel that withdraws it.
 function pendingItem(p) {
-  p.bubble = userBubble(p.text);
+  p.bubble = userBubble(p.text, (p.files || []).map((f) => ({ name: f.name, kind: f.kind,
+    url: f.url || URL.createObjectURL(f.blob) })));
   p.bubble.classList.add('pending');
   p.note = el('div', 'pending-note');
   p.note.hidden = true;
@@ -111,8 +129,15 @@ function send(p) {
 
 async function trySend(p) {
   try {
-    const res = await api('POST', `/api/conversations/${encodeURIComponent(p.conv)}/messages`,
-      { message: p.text, client_id: p.client_id, ...(p.interrupt ? { interrupt: true } : {}) });
+    const fields = { message: p.text, client_id: p.client_id, ...(p.interrupt ? { interrupt: true } : {}) };
+    let body = fields;
+    if (p.files && p.files.length) {
+      // Multipart: the bytes go as they are, not a third larger in base64.
+      body = new FormData();
+      for (const [k, v] of Object.entries(fields)) body.append(k, String(v));
+      for (const f of p.files) body.append('attachments', new File([f.blob], f.name, { type: f.type }));
+    }
+    const res = await api('POST', `/api/conversations/${encodeURIComponent(p.conv)}/messages`, body);
     const { turn_id: id } = await res.json();
     if (p.withdrawn) {
       // Cancelled while the send was on its way: the server has it now, so withdraw it there.
@@ -159,7 +184,7 @@ async function trySend(p) {
       const card = errorCard('Not sent', e.message, () => {
         card.remove();
         p.bubble.remove();
-        if (state.conv && state.conv.id === p.conv) submit(p.text, p.conv);
+        if (state.conv && state.conv.id === p.conv) submit(p.text, p.conv, false, p.files);
       });
       if (p.bubble.isConnected) p.bubble.after(card);
     }
@@ -171,9 +196,10 @@ export function flushPending() {
   return Promise.allSettled(state.pending.filter((p) => !p.withdrawn).map(send));
 }
 
-// Unsent messages survive a reload or a closed tab (they are the user's own words, not history).
+// Unsent messages survive a reload or a closed tab (they are the user's own words, not history); one with
+// attachments only while the page lives (its photos are too large to keep there).
 function savePending() {
-  localStorage.setItem('ra.pending', JSON.stringify(state.pending.map(({ conv, text, client_id: c }) =>
+  localStorage.setItem('ra.pending', JSON.stringify(state.pending.filter((p) => !(p.files && p.files.length)).map(({ conv, text, client_id: c }) =>
     ({ conv, text, client_id: c }))));
 }
 export function loadPending() {

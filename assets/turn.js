@@ -252,9 +252,32 @@ function toolText(c) {
   return c == null ? '' : JSON.stringify(c, null, 2);
 }
 
-export function userBubble(text) {
+// A message of the person's, with what it brought: thumbnails (a tap opens the full image) and files by name.
+// `attachments`: as the transcript lists them ({id, name, kind}), or, before the server has them, {name, kind, url}.
+export function userBubble(text, attachments = []) {
   const b = el('div', 'bubble user');
-  b.textContent = text;
+  if (attachments.length) {
+    const row = el('div', 'attachments');
+    for (const a of attachments) {
+      const link = el('a', a.kind === 'image' ? 'thumb' : 'file');
+      link.href = a.url || `/api/attachments/${encodeURIComponent(a.id)}`;
+      link.target = '_blank';
+      link.rel = 'noopener';
+      if (a.kind === 'image') {
+        const img = el('img');
+        img.src = link.href;
+        img.alt = a.name;
+        img.loading = 'lazy';
+        link.append(img);
+      } else {
+        link.textContent = `📄 ${a.name}`;
+        link.download = a.name;
+      }
+      row.append(link);
+    }
+    b.append(row);
+  }
+  b.append(text);
   return b;
 }
 
@@ -268,7 +291,7 @@ export function renderTranscript(box, messages) {
   const live = [];
   for (const m of messages) {
     if (m.type === 'user') {
-      box.append(userBubble(m.text));
+      box.append(userBubble(m.text, m.attachments || []));
       const view = new TurnView(m.turn_id, m.text);
       box.append(view.el);
       views.set(m.turn_id, view);

@@ -77,6 +77,25 @@ pub struct Submit {
     pub fresh: bool,
     /// The client's own id for the message, so that a retried send runs it once.
     pub client_id: Option<String>,
+    /// What the message brought (checked, files already saved in the project), stored with the turn.
+    pub attachments: Vec<crate::store::Attachment>,
+}
+
+impl Submit {
+    /// The message's attachments as written to the CLI: images as blocks, files by their path.
+    fn attached(&self) -> Vec<crate::claude::control::Attached<'_>> {
+        use crate::claude::control::Attached;
+        self.attachments
+            .iter()
+            .map(|a| match &a.path {
+                None => Attached::Image {
+                    media_type: &a.media_type,
+                    data: &a.data,
+                },
+                Some(path) => Attached::File { path },
+            })
+            .collect()
+    }
 }
 
 /// Why a stream could not be read.
@@ -230,14 +249,21 @@ impl Turns {
         let queued = Arc::new(StreamEvent {
             seq: 1,
             kind: EventKind::Status,
-            data: json!({ "status": TurnStatus::Queued }).to_string(),
+            data: if s.attachments.is_empty() {
+                json!({ "status": TurnStatus::Queued })
+            } else {
+                let attachments: Vec<_> = s.attachments.iter().map(|a| a.meta()).collect();
+                json!({ "status": TurnStatus::Queued, "attachments": attachments })
+            }
+            .to_string(),
         });
-        let turn = match inner.store.insert_turn(
+        let turn = match inner.store.insert_turn_with(
             &id,
             &s.conversation_id,
             &s.prompt,
             s.client_id.as_deref(),
             std::slice::from_ref(&queued),
+            &s.attachments,
         ) {
             Ok(turn) => turn,
             Err(e) => {

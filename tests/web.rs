@@ -133,6 +133,14 @@ fn the_web_app_holds_up_in_a_new_users_trial() {
     run_on_own_server("trial.test.mjs");
 }
 
+/// Attachments from the phone at 390x844: two images picked (one shrunk in the browser before the upload), chips
+/// with thumbnails and a ×, a file over the limit refused with a note, a multipart send, Claude getting both images,
+/// the transcript's thumbnails from the server. Screenshots: target/screenshots/attach-*.png.
+#[test]
+fn the_phone_attaches_photos() {
+    run_on_own_server("attach.test.mjs");
+}
+
 /// Exporting from the phone: the header's Export sheet, a Markdown download, the JSON link answering 200.
 #[test]
 fn the_phone_exports_a_conversation() {

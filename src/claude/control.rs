@@ -6,9 +6,65 @@ use serde_json::{Value, json};
 
 /// A message from the person: starts a turn (or queues behind the running one).
 pub fn user_line(text: &str) -> String {
+    user_line_with(text, &[])
+}
+
+/// What a message brought besides its text.
+#[derive(Debug, Clone, Copy)]
+pub enum Attached<'a> {
+    /// An image (JPEG, PNG, GIF or WebP, checked): an `image` block with the bytes in base64.
+    Image {
+        /// image/jpeg, image/png, image/gif or image/webp.
+        media_type: &'a str,
+        /// The image's bytes.
+        data: &'a [u8],
+    },
+    /// A file saved in the project: named in the text by its path, relative to the project.
+    File {
+        /// Relative to the project, e.g. `.remote-agent/uploads/report.pdf`.
+        path: &'a str,
+    },
+}
+
+/// A message with attachments: its images as `image` blocks, then its text as a `text` block, followed by the
+/// paths of its files ("Attached files: …"). Without attachments the content is the text alone.
+pub fn user_line_with(text: &str, attached: &[Attached<'_>]) -> String {
+    use base64::Engine;
+    let files: Vec<&str> = attached
+        .iter()
+        .filter_map(|a| match a {
+            Attached::File { path } => Some(*path),
+            Attached::Image { .. } => None,
+        })
+        .collect();
+    let content = if attached.is_empty() {
+        json!(text)
+    } else {
+        let mut blocks: Vec<Value> = attached
+            .iter()
+            .filter_map(|a| match a {
+                Attached::Image { media_type, data } => Some(json!({
+                    "type": "image",
+                    "source": {
+                        "type": "base64",
+                        "media_type": media_type,
+                        "data": base64::engine::general_purpose::STANDARD.encode(data),
+                    },
+                })),
+                Attached::File { .. } => None,
+            })
+            .collect();
+        let text = if files.is_empty() {
+            text.to_string()
+        } else {
+            format!("{text}\n\nAttached files: {}", files.join(", "))
+        };
+        blocks.push(json!({ "type": "text", "text": text }));
+        Value::Array(blocks)
+    };
     line(json!({
         "type": "user",
-        "message": { "role": "user", "content": text },
+        "message": { "role": "user", "content": content },
         "parent_tool_use_id": null,
         "session_id": "",
     }))
@@ -70,6 +126,26 @@ mod tests {
         assert_eq!(l.matches('\n').count(), 1, "{l}");
         let v: Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["message"]["content"], text);
+        let l = user_line_with(
+            "look",
+            &[
+                Attached::File {
+                    path: ".remote-agent/uploads/r.pdf",
+                },
+                Attached::Image {
+                    media_type: "image/png",
+                    data: b"png",
+                },
+            ],
+        );
+        let v: Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(
+            v["message"]["content"],
+            json!([
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "cG5n"}},
+                {"type": "text", "text": "look\n\nAttached files: .remote-agent/uploads/r.pdf"},
+            ])
+        );
         let (id, l) = request_line(interrupt());
         let v: Value = serde_json::from_str(&l).unwrap();
         assert_eq!(

@@ -49,6 +49,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/export.js"),
     ),
     (
+        "attach.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/attach.js"),
+    ),
+    (
         "continue.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/continue.js"),

@@ -9,12 +9,11 @@ use serde_json::{Value, json};
 
 use super::App;
 use super::respond::{
-    Body, check_conversation_id, error, full, internal, is_uuid, json, non_empty_message,
-    query_param, submit_error, valid_conversation_id,
+    Body, check_conversation_id, error, full, internal, is_uuid, json, query_param,
+    valid_conversation_id,
 };
 use crate::config::PERMISSION_MODES;
 use crate::store::{Conversation, ConversationPatch, EventKind, StreamEvent, TurnStatus};
-use crate::turns::Submit;
 
 /// Turns per transcript page unless `limit` says otherwise, and the most it may ask for.
 const PAGE: usize = 50;
@@ -196,6 +195,10 @@ pub(super) fn get_conversation(app: &App, req: &Request<Incoming>, id: &str) -> 
             body["adopted"] = super::claude_sessions::adopted(app, id);
             body["messages"] = Value::Array(messages);
             body["has_more"] = json!(has_more);
+            match app.store.attachment_bytes(id) {
+                Ok(n) => body["attachment_bytes"] = json!(n),
+                Err(e) => return internal(e),
+            }
             json(StatusCode::OK, &body)
         }
         Err(e) => internal(e),
@@ -213,15 +216,20 @@ fn transcript(
     let (turns, has_more) = app.store.turns_page(conversation_id, before, limit)?;
     let ids: Vec<&str> = turns.iter().map(|t| t.id.as_str()).collect();
     let events = app.store.transcript_events(&ids)?;
+    let mut attachments = app.store.attachments_of(&ids)?;
     let mut by_turn: std::collections::HashMap<&str, Vec<&StreamEvent>> = Default::default();
     for (turn_id, event) in &events {
         by_turn.entry(turn_id.as_str()).or_default().push(event);
     }
     let mut messages = Vec::new();
     for turn in &turns {
-        messages.push(json!({
+        let mut user = json!({
             "type": "user", "turn_id": turn.id, "text": turn.prompt, "created_at": turn.created_at,
-        }));
+        });
+        if let Some(a) = attachments.remove(&turn.id) {
+            user["attachments"] = json!(a);
+        }
+        messages.push(user);
         for event in by_turn.get(turn.id.as_str()).into_iter().flatten() {
             let Some(mut message) = event_message(event) else {
                 continue;
@@ -372,59 +380,6 @@ pub(super) async fn delete_conversation(app: &App, id: &str) -> Response<Body> {
     }
 }
 
-/// `POST /api/conversations/{id}/messages`'s body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewMessage {
-    message: Option<String>,
-    client_id: Option<String>,
-    /// Interrupt the turn running now, so this one runs next ("interrupt and send").
-    #[serde(default)]
-    interrupt: bool,
-}
-
-/// `POST /api/conversations/{id}/messages`: queues the message as a turn of an existing conversation → 202 with
-/// the turn's id.
-pub(super) async fn post_message(
-    app: &App,
-    conversation: &Conversation,
-    body: NewMessage,
-) -> Response<Body> {
-    let message = match non_empty_message(body.message) {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
-    if body
-        .client_id
-        .as_deref()
-        .is_some_and(|c| !valid_conversation_id(c))
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "client_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
-        );
-    }
-    match app.turns.submit(Submit {
-        conversation_id: conversation.id.clone(),
-        prompt: message,
-        resume: None,
-        fresh: false,
-        client_id: body.client_id,
-    }) {
-        Ok((turn, waiter)) => {
-            // Only a new turn interrupts: a retried send (no waiter) has done so already.
-            if body.interrupt && waiter.is_some() {
-                app.turns.interrupt_running(&conversation.id);
-            }
-            json(
-                StatusCode::ACCEPTED,
-                &json!({"turn_id": turn.id, "status": turn.status}),
-            )
-        }
-        Err(e) => submit_error(e),
-    }
-}
-
 pub(super) fn get_turn(app: &App, id: &str) -> Response<Body> {
     if !is_uuid(id) {
         return error(StatusCode::NOT_FOUND, "no such turn");
@@ -472,14 +427,6 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    /// The test app with `claude_bin` set, so that whether a turn may start does not depend on what this machine
-    /// has installed.
-    fn with_claude(app: &App, bin: &str) {
-        let mut settings = (*app.settings.get()).clone();
-        settings.claude_bin = bin.into();
-        app.settings.replace(settings);
-    }
-
     #[tokio::test]
     async fn patch_changes_what_the_body_names_and_refuses_the_rest() {
         let dir = tempfile::tempdir().unwrap();
@@ -524,37 +471,5 @@ mod tests {
         let (_, title) = answer(patch(json!({"title": "x", "model": ""})).await).await;
         assert_eq!(title["error"], "model \"\" is not a model name");
         assert_eq!(app.store.conversation("c1").unwrap().unwrap().title, None);
-    }
-
-    #[tokio::test]
-    async fn a_message_is_checked_then_queued_once_per_client_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = super::super::tests::app(dir.path());
-        app.store.ensure_conversation("c1", "/p", None).unwrap();
-        let c1 = find_conversation(&app, "c1").unwrap();
-        let message = |message: &str, client_id: &str| NewMessage {
-            message: Some(message.into()),
-            client_id: Some(client_id.into()),
-            interrupt: false,
-        };
-        let refused = |error: &str| (400, json!({ "error": error }));
-        assert_eq!(
-            answer(post_message(&app, &c1, message(" ", "a")).await).await,
-            refused("message must be a non-empty string")
-        );
-        assert_eq!(
-            answer(post_message(&app, &c1, message("hi", "a b")).await).await,
-            refused("client_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
-        );
-        with_claude(&app, &dir.path().join("no-claude").display().to_string());
-        let (status, _) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
-        assert_eq!(status, 503);
-        assert_eq!(app.store.conversation("c1").unwrap().unwrap().turn_count, 0);
-        // An executable that exits at once: the turn is queued, then fails; the handler's part is the 202.
-        with_claude(&app, "true");
-        let (status, first) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
-        assert_eq!((status, &first["status"]), (202, &json!("queued")));
-        let (status, again) = answer(post_message(&app, &c1, message("hi", "a")).await).await;
-        assert_eq!((status, &again["turn_id"]), (202, &first["turn_id"]));
     }
 }

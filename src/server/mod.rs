@@ -26,6 +26,7 @@ mod events;
 mod export;
 mod gate;
 mod listen;
+mod messages;
 mod metrics;
 mod projects;
 mod prototype;
@@ -34,6 +35,7 @@ mod requests;
 mod respond;
 mod signin;
 mod tasks;
+mod upload;
 
 pub use self::listen::{
     Door, Listener, MAX_CONNECTIONS, MAX_LOCAL_CONNECTIONS, Via, run, tls_acceptor,
@@ -269,10 +271,12 @@ async fn route(
         }
         (&M::POST, ["api", "conversations", id, "messages"]) => {
             match conversations::find_conversation(app, id) {
-                Ok(c) => with_body(req, |b| conversations::post_message(app, &c, b)).await,
+                Ok(c) => messages::post(app, &c, req).await,
                 Err(resp) => resp,
             }
         }
+        (&M::GET, ["api", "attachments", id]) => messages::get_attachment(app, id),
+        (_, ["api", "attachments", _]) => method_not_allowed("GET"),
         (&M::GET, ["api", "conversations", id, "export"]) => export::export(app, &req, id),
         (&M::GET, ["api", "conversations", id, "desk"]) => desk::desk(app, id).await,
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),

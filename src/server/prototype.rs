@@ -56,6 +56,7 @@ pub(super) async fn chat(app: &App, body: ChatRequest) -> Response<Body> {
         resume: body.session_id,
         fresh: false,
         client_id: None,
+        attachments: Vec::new(),
     }) {
         Ok((_, Some(waiter))) => waiter,
         Ok((_, None)) => return internal("a new turn came back without a waiter"),

@@ -91,10 +91,20 @@ pub(super) fn body_timeout() -> Duration {
 pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, Response<Body>> {
+    let bytes = read_body(req, MAX_BODY).await?;
+    parse_json(&bytes)
+}
+
+/// Reads a body of at most `limit` bytes, refused by its `Content-Length` before anything is read, and while
+/// reading if it runs over; the error is the response to send (413, 408, 400).
+pub(super) async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, Response<Body>> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body over {} bytes", MAX_BODY),
+            format!("request body over {limit} bytes"),
         )
     };
     let declared = req
@@ -102,30 +112,32 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
-    let bytes = match tokio::time::timeout(body_timeout(), collect).await {
-        Err(_) => {
-            return Err(error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} s",
-                    body_timeout().as_secs_f64()
-                ),
-            ));
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Ok(Err(e)) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the body: {e}"),
-            ));
-        }
-    };
-    let value: Value = serde_json::from_slice(&bytes)
+    let collect = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(body_timeout(), collect).await {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                body_timeout().as_secs_f64()
+            ),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+/// A JSON object body parsed into `T`; the error is the 400 to send.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, Response<Body>> {
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
     if !value.is_object() {
         return Err(error(
@@ -268,7 +280,7 @@ pub(super) fn harden(h: &mut HeaderMap, api: bool, secure: bool) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+            "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
         ),
     );
     h.insert(

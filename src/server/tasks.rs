@@ -104,6 +104,7 @@ pub(super) fn chat(app: &App, session: &str, body: TaskRequest) -> Response<Body
         resume: (!fresh).then(|| session.to_string()),
         fresh,
         client_id: None,
+        attachments: Vec::new(),
     }) {
         Ok((turn, _)) => turn,
         Err(e) => return submit_error(e),

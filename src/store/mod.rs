@@ -3,6 +3,7 @@
 //! import). One connection, one writer.
 
 mod adopted;
+mod attachments;
 mod auth;
 mod conversations;
 mod events;
@@ -14,6 +15,7 @@ mod requests;
 mod turns;
 
 pub use adopted::Adoption;
+pub use attachments::{Attachment, AttachmentMeta};
 pub use auth::Pairing;
 pub use conversations::{Conversation, ConversationPatch};
 pub use events::StreamEvent;
@@ -181,6 +183,22 @@ CREATE TABLE adoptions (
     size            INTEGER NOT NULL,
     created_at      TEXT NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- What a message brought from the phone: images (sent to Claude as image blocks) and other files (saved in the
+-- project under .remote-agent/uploads, at `path`). The bytes of both are kept here, for the transcript's
+-- thumbnails and downloads; they go with the turn.
+CREATE TABLE attachments (
+    id         TEXT PRIMARY KEY,
+    turn_id    TEXT NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    path       TEXT,
+    data       BLOB NOT NULL
+);
+CREATE INDEX attachments_by_turn ON attachments(turn_id, seq);
 "#,
 ];
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::attachments::{Attachment, insert_attachments};
 use super::events::{StreamEvent, insert_events};
 use super::{EventKind, NOW, Result, Store, TurnStatus};
 
@@ -108,6 +109,19 @@ impl Store {
         client_id: Option<&str>,
         events: &[Arc<StreamEvent>],
     ) -> Result<Turn> {
+        self.insert_turn_with(id, conversation_id, prompt, client_id, events, &[])
+    }
+
+    /// [`Store::insert_turn`] with the attachments the message brought, in the same transaction.
+    pub fn insert_turn_with(
+        &self,
+        id: &str,
+        conversation_id: &str,
+        prompt: &str,
+        client_id: Option<&str>,
+        events: &[Arc<StreamEvent>],
+        attachments: &[Attachment],
+    ) -> Result<Turn> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -123,6 +137,7 @@ impl Store {
             [conversation_id],
         )?;
         insert_events(&tx, id, events)?;
+        insert_attachments(&tx, id, attachments)?;
         let turn = tx.query_row(
             &format!("SELECT {TURN_COLUMNS} FROM turns WHERE id = ?1"),
             [id],

@@ -207,7 +207,8 @@ pub(super) async fn run_turn(
         pid,
         "turn started"
     );
-    live.input.send(control::user_line(&s.prompt));
+    live.input
+        .send(control::user_line_with(&s.prompt, &s.attached()));
 
     let timeout = inner.settings.get().turn_timeout;
     let deadline = tokio::time::sleep(timeout);

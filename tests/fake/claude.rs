@@ -64,7 +64,8 @@
 //! read. Nothing is printed before the first stdin line. A thread reads stdin line by line; the main thread
 //! runs turns:
 //! - `{"type":"user","message":{"role":"user","content":TEXT|[blocks]}}` is a prompt (blocks: their `text`
-//!   joined by `"\n"`); it runs as the next turn, queued if a turn runs. A turn is a one-shot turn with every
+//!   joined by `"\n"`, an `image` block standing as `[image MEDIA_TYPE, N bytes of base64]`); it runs as the
+//!   next turn, queued if a turn runs. A turn is a one-shot turn with every
 //!   marker above (`[[linger:S]]` only delays the next turn; `[[error]]` does not end the process), its own
 //!   `system/init` (same session id for the whole process, the model of the latest `set_model`, the current
 //!   mode) and its `result`, whose `total_cost_usd` is cumulative for the process (+0.0021 per turn, a

@@ -325,14 +325,22 @@ impl Live {
     }
 }
 
-/// A user message's prompt: the string, or the `text` blocks joined by newlines.
+/// A user message's prompt: the string, or the `text` blocks joined by newlines, each `image` block standing as
+/// `[image MEDIA_TYPE, N bytes of base64]` where it is.
 fn prompt_text(content: &Value) -> String {
     match content {
         Value::String(text) => text.clone(),
         Value::Array(blocks) => blocks
             .iter()
-            .filter(|b| b["type"] == "text")
-            .filter_map(|b| b["text"].as_str())
+            .filter_map(|b| match b["type"].as_str() {
+                Some("text") => b["text"].as_str().map(str::to_string),
+                Some("image") => Some(format!(
+                    "[image {}, {} bytes of base64]",
+                    b["source"]["media_type"].as_str().unwrap_or("?"),
+                    b["source"]["data"].as_str().map_or(0, str::len)
+                )),
+                _ => None,
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
