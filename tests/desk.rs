@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -31,6 +32,10 @@ impl Terminal {
             .args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own group, so that stopping it stops its `sleep` too (a leftover would hold the test's output).
+            .process_group(0)
             .spawn()
             .unwrap();
         Terminal { child, _dir: dir }
@@ -39,12 +44,18 @@ impl Terminal {
     fn pid(&self) -> i64 {
         self.child.id() as i64
     }
+
+    /// Kills the script and its `sleep`, and reaps the script.
+    fn stop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -122,7 +133,7 @@ fn a_terminal_claude_on_the_session_is_seen_until_it_exits_and_ours_is_not() {
     });
     assert_eq!(seen["pids"], json!([by_args.pid()]), "{seen}");
     assert_eq!(seen["how"], "args");
-    by_args.child.kill().unwrap();
+    by_args.stop();
     by_args.child.wait().unwrap();
     wait_desk(&server, "d", "the killed terminal gone", |d| {
         d["live"] == false && d["pids"] == json!([])
