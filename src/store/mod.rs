@@ -4,6 +4,7 @@
 
 mod adopted;
 mod auth;
+mod changes;
 mod conversations;
 mod events;
 mod import;
@@ -15,6 +16,7 @@ mod turns;
 
 pub use adopted::Adoption;
 pub use auth::Pairing;
+pub use changes::ChangeRecord;
 pub use conversations::{Conversation, ConversationPatch};
 pub use events::StreamEvent;
 pub use import::Imported;
@@ -180,6 +182,20 @@ CREATE TABLE adoptions (
     path            TEXT NOT NULL,
     size            INTEGER NOT NULL,
     created_at      TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+    r#"
+-- What a turn changed in its project: in a git repository the trees of the working tree before and after the
+-- turn (written to our own object store, see src/changes); outside one, the turn's edit tool calls say it.
+CREATE TABLE turn_changes (
+    turn_id     TEXT PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+    cwd         TEXT NOT NULL,
+    git_dir     TEXT,
+    prefix      TEXT NOT NULL DEFAULT '',
+    before_tree TEXT,
+    after_tree  TEXT,
+    done        INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
 ) WITHOUT ROWID;
 "#,
 ];
