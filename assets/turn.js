@@ -31,6 +31,7 @@ export const above = {
   request: () => {},
   requestEnded: () => {},
   turnEnded: () => {},
+  changes: () => {}, // a finished turn's "Changes" strip (changes.js)
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -216,6 +217,7 @@ export class TurnView {
       this.foot.dataset.status = s;
       this.footStatus = STATUS_TEXT[s];
       this.drawFoot();
+      above.changes(this);
     }
   }
 

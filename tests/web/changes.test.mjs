@@ -1,0 +1,77 @@
+// Browser test of reviewing changes on the phone (390x844): a turn that writes and edits files shows a
+// "Changes" strip under it; a tap lists the files (status, +/−); a file opens a one-column diff with line numbers
+// and syntax colours; the header's "All changes" lists the conversation's. Env as app.test.mjs.
+import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+
+const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
+function check(ok, msg) { if (!ok) throw new Error(msg); }
+function step(what) { console.log(`ok: ${what}`); }
+
+const browser = await launch();
+try {
+  const { context, page, errors } = await phonePage(browser, {}, () => false);
+  await page.goto(RA_URL);
+  await page.fill('#login-user', RA_USER);
+  await page.fill('#login-pass', RA_PASS);
+  await page.click('#login-submit');
+  await page.locator('#shell').waitFor();
+  await draft(page);
+  const first = await send(page, 'hello');
+  await ended(first);
+  check(await first.locator('.changes-strip').count() === 0, 'a turn that changed nothing has a strip');
+  const turnId = await first.getAttribute('data-turn');
+  // Edits run without asking in acceptEdits.
+  const patched = await page.evaluate(async (id) => {
+    const t = await (await fetch(`/api/turns/${id}`)).json();
+    const r = await fetch(`/api/conversations/${t.conversation_id}`, {
+      method: 'PATCH', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ permission_mode: 'acceptEdits' }),
+    });
+    return r.status;
+  }, turnId);
+  check(patched === 200, `PATCH: ${patched}`);
+  const long = 'x'.repeat(120);
+  const py = `# a comment\\ndef greet(name):\\n    return "hi " + name  # ${long}\\n\\nprint(greet("you"))\\n`;
+  const turn = await send(page, `[[writefile:hello.py:${py}]] [[writefile:notes.md:one\\ntwo\\nthree\\n]] [[edit:notes.md:two=>2]]`);
+  await ended(turn);
+  const strip = turn.locator('.changes-strip');
+  await strip.waitFor({ timeout: 10000 });
+  const text = await strip.textContent();
+  check(/2 files/.test(text) && /\+9/.test(text), `strip: ${text}`);
+  await page.screenshot({ path: `${SHOTS}/changes-strip.png` });
+  step(`the strip under the turn: ${text}`);
+
+  await strip.click();
+  const sheet = page.locator('dialog#changes');
+  await sheet.locator('.change-row').first().waitFor();
+  check(await sheet.locator('.change-row').count() === 2, 'two files listed');
+  await page.screenshot({ path: `${SHOTS}/changes-list.png` });
+  step('the file list');
+
+  await sheet.locator('.change-row[data-path="hello.py"]').click();
+  await sheet.locator('.diff .dl.ins').first().waitFor();
+  check(await sheet.locator('.dl.ins').count() === 5, 'five added lines');
+  check(await sheet.locator('.tk-k', { hasText: 'def' }).count() === 1, 'def is coloured as a keyword');
+  check(await sheet.locator('.tk-c').count() >= 2, 'comments coloured');
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(width <= 390, `the page scrolls sideways: ${width}`);
+  await page.screenshot({ path: `${SHOTS}/changes-diff.png` });
+  step('the diff: one column, wrapped, coloured');
+  await page.click('#changes-back');
+  await sheet.locator('.change-row[data-path="notes.md"]').waitFor();
+  await page.click('#changes .sheet-bar button.text');
+  await sheet.waitFor({ state: 'hidden' });
+
+  await page.click('#changes-open');
+  await sheet.locator('.change-row').first().waitFor();
+  check(await page.locator('#changes-title').textContent() === 'All changes', 'conversation-level title');
+  check(await sheet.locator('.change-row').count() === 2, 'all changes lists two files');
+  step('All changes from the header');
+  check(!errors.length, `errors:\n${errors.join('\n')}`);
+  await context.close();
+} catch (e) {
+  console.error(`FAIL: ${e.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
