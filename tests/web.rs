@@ -38,7 +38,8 @@ fn run(script: &Path, server: &common::Server, envs: &[(&str, String)]) {
         "{} failed:\n{said}\nserver log:\n{}",
         script.display(),
         server.log()
-    );
+    ); // What the script said (its steps, any figures it measured): shown with --nocapture.
+    print!("{said}");
 }
 
 #[test]
