@@ -28,8 +28,16 @@ export function strip(view) {
   view.changesAsked = true;
   const load = async (tries) => {
     if (!view.el.isConnected && tries < 15) return;
+    // A plain fetch, not api(): a strip is decoration, and its answer (or its failure) must not say that the
+    // server is reachable or not, which api() does for the whole app.
     let set;
-    try { set = await getJSON(`/api/turns/${view.id}/changes`); } catch { return; }
+    try {
+      const res = await fetch(`/api/turns/${view.id}/changes`, {
+        headers: { 'X-Requested-With': 'remote-agent' }, credentials: 'same-origin',
+      });
+      if (!res.ok || res.headers.get('X-RA-Cached')) return;
+      set = await res.json();
+    } catch { return; }
     if (set.pending && tries < 15) {
       setTimeout(() => { queue.push(() => load(tries + 1)); next(); }, 700);
       return;
