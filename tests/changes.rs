@@ -284,3 +284,63 @@ fn outside_git_the_edit_tool_calls_say_what_changed() {
     let resp = server.authed("GET", &format!("/api/turns/{turn}/changes/..%2Fa.txt"), b"");
     assert_eq!(resp.status, 400);
 }
+
+#[test]
+fn a_project_in_a_subdirectory_of_a_repository_sees_only_its_own_files() {
+    if !have_git() {
+        common::skip("changes in a subdirectory", "no git on this machine");
+        return;
+    }
+    let server = Server::start();
+    let top = server.path("project");
+    let sub = top.join("sub dir");
+    std::fs::create_dir_all(&sub).unwrap();
+    git(&top, &["init", "-q"]);
+    std::fs::write(sub.join("x.txt"), "a\nb\nc\n").unwrap();
+    std::fs::write(top.join("elsewhere.txt"), "one\n").unwrap();
+    git(&top, &["add", "-A"]);
+    git(
+        &top,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@x",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    );
+    let project = sub.canonicalize().unwrap();
+    server.create(json!({"id": "s", "project": project, "permission_mode": "acceptEdits"}));
+    let turn = server.send("s", json!({"message": "[[slow:1]] [[edit:x.txt:b=>B]]"}));
+    wait_status(&server, &turn, "running");
+    std::fs::write(top.join("elsewhere.txt"), "two\n").unwrap();
+    let set = changes_of(&server, &turn);
+    assert_eq!(set["files"].as_array().unwrap().len(), 1, "{set}");
+    assert_eq!(
+        (&file(&set, "x.txt")["by"], &file(&set, "x.txt")["added"]),
+        (&json!("claude"), &json!(1))
+    );
+    let d = server
+        .authed("GET", &format!("/api/turns/{turn}/changes/x.txt"), b"")
+        .json();
+    assert_eq!(
+        d["diff"].as_str().unwrap().lines().collect::<Vec<_>>(),
+        [
+            "--- a/x.txt",
+            "+++ b/x.txt",
+            "@@ -1,3 +1,3 @@",
+            " a",
+            "-b",
+            "+B",
+            " c"
+        ]
+    );
+    let resp = server.authed(
+        "GET",
+        &format!("/api/turns/{turn}/changes/..%2Felsewhere.txt"),
+        b"",
+    );
+    assert_eq!(resp.status, 400);
+}
