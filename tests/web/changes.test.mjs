@@ -93,6 +93,21 @@ try {
   runs.sort((a, b) => a - b);
   await page.screenshot({ path: `${SHOTS}/changes-big-list.png` });
   step(`first paint of a 2,000-line diff: median ${runs[2].toFixed(0)} ms (${runs.map((r) => r.toFixed(0)).join(', ')})`);
+  await page.click('#changes .sheet-bar button.text');
+  await sheet.waitFor({ state: 'hidden' });
+
+  // A change of indentation alone is collapsible: the toggle hides its removed line.
+  const ws = await send(page, '[[edit:notes.md:three=>   three]] [[edit:notes.md:one=>uno]]');
+  await ended(ws);
+  await ws.locator('.changes-strip').click();
+  await sheet.locator('.change-row[data-path="notes.md"]').click();
+  const toggle = sheet.locator('.ws-toggle input');
+  await toggle.waitFor();
+  check(await sheet.locator('.dl.rem:visible').count() === 2, 'both removed lines shown');
+  await toggle.check();
+  check(await sheet.locator('.dl.rem:visible').count() === 1, 'the whitespace-only removal is hidden');
+  await page.screenshot({ path: `${SHOTS}/changes-whitespace.png` });
+  step('whitespace-only changes collapse behind the toggle');
   check(!errors.length, `errors:\n${errors.join('\n')}`);
   await context.close();
 } catch (e) {
