@@ -272,6 +272,17 @@ $('rename').addEventListener('click', async () => {
   } catch (e) { flash(`Could not rename: ${e.message}`); }
 });
 
+// What turns changed in the project (changes.js), loaded when the first finished turn asks.
+let changesMod = null;
+const changesModule = () => (changesMod = changesMod || import('./changes.js'));
+
+$('changes-open').addEventListener('click', () => {
+  const conv = state.conv;
+  if (!conv) return;
+  changesModule().then((m) => m.openChanges(`/api/conversations/${encodeURIComponent(conv.id)}/changes`, 'All changes'))
+    .catch((e) => flash(`Could not open the changes: ${e.message}`));
+});
+
 $('export-open').addEventListener('click', () => {
   const conv = state.conv;
   if (!conv) return;
@@ -631,6 +642,7 @@ Object.assign(above, {
   requestEnded: (d) => cards((m) => m.endRequest(d)),
   turnEnded: (id) => { if (requests) cards((m) => m.turnEnded(id)); },
   ask,
+  changes: (view) => { changesModule().then((m) => m.strip(view)).catch(() => {}); },
 });
 
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});

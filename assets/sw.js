@@ -4,12 +4,12 @@
 'use strict';
 
 // v3: the app became ES modules; an offline load must not mix the old app.js with the new page. v4: requests.js.
-// v5: push.js. v7: projects.js, computer.js. v8: attach.js.
-const CACHE = 'ra-shell-v8';
+// v5: push.js. v7: projects.js, computer.js. v8: attach.js, then changes.js. v9: both.
+const CACHE = 'ra-shell-v9';
 // The signed-in user's list and transcript, kept so that a reload while offline shows them. This is the user's own
 // browser; the app deletes it on sign-out, and so does a 401 here.
 const API = 'ra-api';
-const SHELL = ['/', '/app.js', '/compose.js', '/requests.js', '/push.js', '/export.js', '/continue.js', '/attach.js', '/projects.js', '/computer.js', '/turn.js', '/markdown.js', '/api.js', '/app.css', '/sw.js',
+const SHELL = ['/', '/app.js', '/compose.js', '/requests.js', '/push.js', '/export.js', '/continue.js', '/attach.js', '/projects.js', '/computer.js', '/changes.js', '/turn.js', '/markdown.js', '/api.js', '/app.css', '/sw.js',
   '/manifest.webmanifest', '/icon.svg', '/icon-180.png', '/icon-512.png'];
 // GET /api/conversations and GET /api/conversations/{id} (its latest page: no query).
 const KEPT = /^\/api\/conversations(\/[A-Za-z0-9_-]{1,64})?$/;

@@ -32,6 +32,7 @@ export const above = {
   requestEnded: () => {},
   turnEnded: () => {},
   ask: async () => true,
+  changes: () => {}, // a finished turn's "Changes" strip (changes.js)
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -217,6 +218,7 @@ export class TurnView {
       this.foot.dataset.status = s;
       this.footStatus = STATUS_TEXT[s];
       this.drawFoot();
+      above.changes(this);
     }
   }
 

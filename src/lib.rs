@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod changes;
 pub mod claude;
 pub mod cli;
 pub mod config;

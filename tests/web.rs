@@ -38,7 +38,8 @@ fn run(script: &Path, server: &common::Server, envs: &[(&str, String)]) {
         "{} failed:\n{said}\nserver log:\n{}",
         script.display(),
         server.log()
-    );
+    ); // What the script said (its steps, any figures it measured): shown with --nocapture.
+    print!("{said}");
 }
 
 #[test]
@@ -145,6 +146,13 @@ fn the_phone_attaches_photos() {
 #[test]
 fn the_phone_exports_a_conversation() {
     run_on_own_server("export.test.mjs");
+}
+
+/// Reviewing changes on the phone: a turn that writes and edits files, its "Changes" strip, the file list, a diff
+/// at 390x844, and the conversation's "All changes". The screenshots' dir is printed: look at them.
+#[test]
+fn the_phone_reviews_what_a_turn_changed() {
+    run_on_own_server("changes.test.mjs");
 }
 
 /// A conversation's project in the list and the header, "Continue on the computer" with the exact `cd … && claude

@@ -69,6 +69,11 @@ pub(super) const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/computer.js"),
     ),
     (
+        "changes.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/changes.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/api.js"),

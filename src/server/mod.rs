@@ -3,7 +3,7 @@
 //! is made of: `listen` (accept loops, caps, TLS), `gate` (host, credentials, throttle, origin), `respond`
 //! (bodies, JSON, errors), and the routes: `prototype`, `tasks` (the prototype's asynchronous API),
 //! `conversations`, `events` (a turn's event streams), `requests` (approvals and questions), `claude_sessions` (the
-//! CLI's own sessions), `projects` (the project picker), `signin`, `metrics`, `assets`.
+//! CLI's own sessions), `changes` (what a turn changed), `projects` (the project picker), `signin`, `metrics`, `assets`.
 
 // Handlers return early with the response to send (`Result<T, Response<Body>>`); boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 mod assets;
+mod changes;
 mod claude_sessions;
 mod conversations;
 mod desk;
@@ -280,6 +281,19 @@ async fn route(
         (&M::GET, ["api", "conversations", id, "export"]) => export::export(app, &req, id),
         (&M::GET, ["api", "conversations", id, "desk"]) => desk::desk(app, id).await,
         (&M::GET, ["api", "turns", id]) => conversations::get_turn(app, id),
+        (&M::GET, ["api", "turns", id, "changes"]) => {
+            changes::list(app, changes::Of::Turn(id)).await
+        }
+        (&M::GET, ["api", "turns", id, "changes", path @ ..]) => {
+            changes::file(app, changes::Of::Turn(id), path).await
+        }
+        (&M::GET, ["api", "conversations", id, "changes"]) => {
+            changes::list(app, changes::Of::Conversation(id)).await
+        }
+        (&M::GET, ["api", "conversations", id, "changes", path @ ..]) => {
+            changes::file(app, changes::Of::Conversation(id), path).await
+        }
+        (_, ["api", "turns" | "conversations", _, "changes", ..]) => method_not_allowed("GET"),
         (&M::GET | &M::POST, ["api", "turns", id, "events"]) => {
             events::events_stream(app, &req, id)
         }

@@ -5,6 +5,7 @@
 mod adopted;
 mod attachments;
 mod auth;
+mod changes;
 mod conversations;
 mod events;
 mod import;
@@ -17,6 +18,7 @@ mod turns;
 pub use adopted::Adoption;
 pub use attachments::{Attachment, AttachmentMeta};
 pub use auth::Pairing;
+pub use changes::ChangeRecord;
 pub use conversations::{Conversation, ConversationPatch};
 pub use events::StreamEvent;
 pub use import::Imported;
@@ -199,6 +201,20 @@ CREATE TABLE attachments (
     data       BLOB NOT NULL
 );
 CREATE INDEX attachments_by_turn ON attachments(turn_id, seq);
+"#,
+    r#"
+-- What a turn changed in its project: in a git repository the trees of the working tree before and after the
+-- turn (written to our own object store, see src/changes); outside one, the turn's edit tool calls say it.
+CREATE TABLE turn_changes (
+    turn_id     TEXT PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+    cwd         TEXT NOT NULL,
+    git_dir     TEXT,
+    prefix      TEXT NOT NULL DEFAULT '',
+    before_tree TEXT,
+    after_tree  TEXT,
+    done        INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+) WITHOUT ROWID;
 "#,
 ];
 

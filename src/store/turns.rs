@@ -323,6 +323,13 @@ impl Store {
         };
         // What they asked is no longer waiting: the process that asked is gone.
         super::requests::expire_pending(&tx)?;
+        // Their project's state after them was never recorded, and never will be.
+        tx.execute(
+            "UPDATE turn_changes SET done = 1,
+             error = coalesce(error, 'the server stopped before the project was recorded after the turn')
+             WHERE done = 0",
+            [],
+        )?;
         // Close their streams the way a live turn would have, so subscribers reach `done`.
         tx.execute_batch(&format!(
             r#"INSERT INTO events (turn_id, seq, kind, data)

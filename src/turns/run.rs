@@ -169,29 +169,18 @@ pub(super) async fn run_turn(
         Err(e) => return finish(inner, &mut stream, failed(e), None).await,
     };
     let started = Instant::now();
-    let live = match inner.sessions.acquire(&s.conversation_id, &plan).await {
-        Ok(live) if live.turns == 0 => Ok(live),
-        // A warm process is set to the turn's mode and model first. A process that refuses is replaced by a new
-        // one started with them (which then says what is wrong, if anything is).
-        Ok(mut live) => match sessions::configure(&mut live, &plan).await {
-            Ok(()) => Ok(live),
-            Err(e) => {
-                tracing::warn!(
-                    turn = turn_id,
-                    "a warm claude process {e}; starting a new one"
-                );
-                sessions::close(live).await;
-                inner.sessions.acquire(&s.conversation_id, &plan).await
-            }
-        },
-        Err(e) => Err(e),
-    };
+    // The project's state before the turn, recorded while the process is found or started (it reads nothing
+    // before the message is sent).
+    let data_dir = inner.settings.get().data_dir.clone();
+    let begin = crate::changes::begin(&inner.store, &data_dir, turn_id, &plan.spec.cwd);
+    let (begun, live) = tokio::join!(begin, acquire(inner, turn_id, s, &plan));
     let mut live = match live {
         Ok(live) => live,
         Err(e) => {
             let mut ended = failed(e.to_string());
             ended.not_found = matches!(e, SpawnError::NotFound(_));
-            return finish(inner, &mut stream, ended, None).await;
+            finish(inner, &mut stream, ended, None).await;
+            return crate::changes::end(&inner.store, &data_dir, begun).await;
         }
     };
     let pid = live.run.pid();
@@ -361,6 +350,8 @@ pub(super) async fn run_turn(
         drop(live);
     }
     finish(inner, &mut stream, ended, Some((started.elapsed(), keep))).await;
+    // The project's state after it: the readers have their end already; its change set is `pending` until now.
+    crate::changes::end(&inner.store, &data_dir, begun).await;
     // Waiters already have their answer; the conversation's next turn waits for what follows.
     let left = claude::kill_leftovers(&marker).await;
     if left > 0 {
@@ -368,6 +359,32 @@ pub(super) async fn run_turn(
             turn = turn_id,
             "stopped {left} process(es) the turn left behind"
         );
+    }
+}
+
+/// The conversation's live process for the turn, set to its mode and model.
+async fn acquire(
+    inner: &Inner,
+    turn_id: &str,
+    s: &Submit,
+    plan: &sessions::Plan,
+) -> Result<Live, SpawnError> {
+    match inner.sessions.acquire(&s.conversation_id, plan).await {
+        Ok(live) if live.turns == 0 => Ok(live),
+        // A warm process is set to the turn's mode and model first. A process that refuses is replaced by a new
+        // one started with them (which then says what is wrong, if anything is).
+        Ok(mut live) => match sessions::configure(&mut live, plan).await {
+            Ok(()) => Ok(live),
+            Err(e) => {
+                tracing::warn!(
+                    turn = turn_id,
+                    "a warm claude process {e}; starting a new one"
+                );
+                sessions::close(live).await;
+                inner.sessions.acquire(&s.conversation_id, plan).await
+            }
+        },
+        Err(e) => Err(e),
     }
 }
 

@@ -105,6 +105,9 @@
 //!     `acceptEdits` and `bypassPermissions`; else asks (`tool_name` Edit, a setMode acceptEdits suggestion,
 //!     `blocked_path` the file). Allowed, it replaces the first OLD in the file (`The file P has been updated.`),
 //!     or fails (`String to replace not found in file.`, `is_error`).
+//!   - `[[writefile:PATH:CONTENT]]`: Write `{"file_path":<cwd>/PATH (PATH if absolute),"content":CONTENT}` (`\n`
+//!     in CONTENT is a newline; PATH has no `:`). Asks as `[[edit]]` does (`tool_name` Write); allowed, writes the
+//!     file, made if missing (`File created successfully at: P`, or `The file P has been updated.`).
 //!   - `[[withdraw]]`: 300 ms after asking, `{"type":"control_cancel_request","request_id":R}`, then as a deny
 //!     with message `withdrawn`.
 //!

@@ -40,6 +40,8 @@ pub enum Tool {
     Plan,
     /// `[[edit:PATH:OLD=>NEW]]`: the path as given, the old and the new text (`\n` in them is a newline).
     Edit(String, String, String),
+    /// `[[writefile:PATH:CONTENT]]`: the path as given and the content (`\n` in it is a newline).
+    Write(String, String),
 }
 
 /// The tool markers of `text`, in the order they appear.
@@ -73,6 +75,21 @@ pub fn tools(text: &str) -> Vec<Tool> {
             found.push((
                 from + at,
                 Tool::Edit(path.to_string(), unescape(old), unescape(new)),
+            ));
+        }
+        from = start + len;
+    }
+    const WRITE: &str = "[[writefile:";
+    from = 0;
+    while let Some(at) = text[from..].find(WRITE) {
+        let start = from + at + WRITE.len();
+        let Some(len) = text[start..].find("]]") else {
+            break;
+        };
+        if let Some((path, content)) = text[start..start + len].split_once(':') {
+            found.push((
+                from + at,
+                Tool::Write(path.to_string(), content.replace("\\n", "\n")),
             ));
         }
         from = start + len;
@@ -465,6 +482,14 @@ impl Turn {
                         json!({"file_path": path, "old_string": old, "new_string": new}),
                     )
                 }
+                Tool::Write(path, content) => {
+                    let path = if path.starts_with('/') {
+                        path.clone()
+                    } else {
+                        format!("{}/{path}", self.cwd)
+                    };
+                    ("Write", json!({"file_path": path, "content": content}))
+                }
             };
             let block = Block::ToolUse {
                 id: id.clone(),
@@ -478,6 +503,7 @@ impl Turn {
                 Tool::Question => self.question(&id, input),
                 Tool::Plan => self.plan(&id, input),
                 Tool::Edit(..) => self.edit(&id, input),
+                Tool::Write(..) => self.write_file(&id, input),
             };
             let message = self.tool_result(&id, &content, is_error);
             self.emit(message);
@@ -587,6 +613,31 @@ impl Turn {
                 "<tool_use_error>String to replace not found in file.</tool_use_error>".into(),
                 true,
             ),
+            Err(e) => (format!("<tool_use_error>{e}</tool_use_error>"), true),
+        }
+    }
+
+    /// `[[writefile:…]]`: asks as an edit does; allowed, writes the content to the file (made if missing).
+    fn write_file(&mut self, id: &str, input: Value) -> (String, bool) {
+        let mode = self.state().mode.clone();
+        let input = if mode == "acceptEdits" || mode == "bypassPermissions" {
+            input
+        } else {
+            let request = json!({
+                "subtype": "can_use_tool", "tool_name": "Write", "display_name": "Write", "input": input,
+                "permission_suggestions": [{"type": "setMode", "mode": "acceptEdits", "destination": "session"}],
+                "blocked_path": input["file_path"], "tool_use_id": id,
+            });
+            match self.ask("Write", id, &input, request) {
+                Ok(updated) => updated,
+                Err(text) => return (text, true),
+            }
+        };
+        let path = input["file_path"].as_str().unwrap_or_default();
+        let existed = std::path::Path::new(path).exists();
+        match std::fs::write(path, input["content"].as_str().unwrap_or_default()) {
+            Ok(()) if existed => (format!("The file {path} has been updated."), false),
+            Ok(()) => (format!("File created successfully at: {path}"), false),
             Err(e) => (format!("<tool_use_error>{e}</tool_use_error>"), true),
         }
     }
