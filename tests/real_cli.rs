@@ -483,3 +483,99 @@ fn a_session_the_server_started_is_in_the_terminals_resume_picker() {
         "an sdk-cli session is listed:\n{screen}"
     );
 }
+
+/// The review of what a turn changed, from the real CLI's own tool calls: in a git repository (the trees before and
+/// after) and outside one (what the tool calls themselves say, in this version's event shapes).
+#[test]
+fn what_the_real_cli_changed_is_listed_with_its_diff() {
+    let mock = MockApi::start();
+    let Some(server) = server_with_real_cli("real_cli::changes", &mock) else {
+        return;
+    };
+    let project = server.path("project");
+    let inside_git = Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .current_dir(&project)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    // Outside git first (when the temp dir allows), then the same project as a repository.
+    let mut kinds = vec![];
+    if !inside_git {
+        kinds.push(false);
+    }
+    if Command::new("git").arg("--version").output().is_ok() {
+        kinds.push(true);
+    }
+    for (n, git) in kinds.into_iter().enumerate() {
+        if git {
+            for args in [
+                &["init", "-q"][..],
+                &[
+                    "-c",
+                    "user.email=t@example.com",
+                    "-c",
+                    "user.name=t",
+                    "commit",
+                    "-q",
+                    "--allow-empty",
+                    "-m",
+                    "0",
+                ],
+            ] {
+                assert!(
+                    Command::new("git")
+                        .args(args)
+                        .current_dir(&project)
+                        .status()
+                        .unwrap()
+                        .success()
+                );
+            }
+        }
+        let conv = format!("c{n}");
+        server.create(json!({"id": conv, "permission_mode": "acceptEdits"}));
+        let path = project.join(format!("notes{n}.md"));
+        let input = json!({"file_path": path, "content": "# Notes\nline two\n"});
+        let turn = server.send(
+            &conv,
+            json!({"message": format!("RUN_TOOL: Write {input}")}),
+        );
+        common::SseStream::open(&server, "GET", &format!("/api/turns/{turn}/events"), &[]).rest();
+        assert!(
+            common::file_contains(&path, "line two"),
+            "the Write did not run"
+        );
+
+        let set = common::wait_for("the turn's changes", 30, || {
+            let v = server
+                .authed("GET", &format!("/api/turns/{turn}/changes"), b"")
+                .json();
+            (v["pending"] == false).then_some(v)
+        });
+        assert_eq!(set["git"], git, "{set}");
+        let name = format!("notes{n}.md");
+        let files = set["files"].as_array().unwrap();
+        assert_eq!(files.len(), 1, "{set}");
+        let f = &files[0];
+        assert_eq!(
+            (&f["path"], &f["status"], &f["added"], &f["by"]),
+            (&json!(name), &json!("added"), &json!(2), &json!("claude")),
+            "{set}"
+        );
+        let d = server
+            .authed("GET", &format!("/api/turns/{turn}/changes/{name}"), b"")
+            .json();
+        let lines: Vec<&str> = d["diff"].as_str().unwrap().lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "--- /dev/null",
+                &format!("+++ b/{name}"),
+                "@@ -0,0 +1,2 @@",
+                "+# Notes",
+                "+line two"
+            ],
+            "{d}"
+        );
+    }
+}

@@ -17,7 +17,8 @@ pub struct Adoption {
 
 impl Store {
     /// Makes conversation `id` (in `project`, titled `title`) from the session `a`, unless that session was adopted
-    /// already. Returns the conversation's id and whether it was made now.
+    /// already or a conversation of ours runs on it (then that one is the answer). Returns the conversation's id
+    /// and whether it was made now.
     pub fn adopt(
         &self,
         id: &str,
@@ -27,9 +28,14 @@ impl Store {
     ) -> Result<(String, bool)> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // Adopted before, or one of our own conversations runs on it already: a second conversation on the same
+        // session would be a second writer to its file.
         let existing: Option<String> = tx
             .query_row(
-                "SELECT conversation_id FROM adoptions WHERE session_id = ?1",
+                "SELECT conversation_id FROM adoptions WHERE session_id = ?1
+                 UNION ALL
+                 SELECT id FROM conversations WHERE session_id = ?1
+                 LIMIT 1",
                 [&a.session_id],
                 |r| r.get(0),
             )
@@ -100,5 +106,28 @@ mod tests {
         assert!(s.delete_conversation("c1").unwrap());
         assert_eq!(s.adoption("c1").unwrap(), None);
         assert_eq!(s.adopt("c3", "/p", None, &a).unwrap(), ("c3".into(), true));
+    }
+
+    #[test]
+    fn a_session_one_of_our_conversations_runs_on_is_not_adopted_again() {
+        let s = Store::open_in_memory().unwrap();
+        s.ensure_conversation("ours", "/p", None).unwrap();
+        s.conn()
+            .execute(
+                "UPDATE conversations SET session_id = 's-2' WHERE id = 'ours'",
+                [],
+            )
+            .unwrap();
+        let a = Adoption {
+            session_id: "s-2".into(),
+            path: "/c/projects/-p/s-2.jsonl".into(),
+            size: 7,
+        };
+        assert_eq!(
+            s.adopt("c1", "/p", None, &a).unwrap(),
+            ("ours".into(), false)
+        );
+        assert!(s.conversation("c1").unwrap().is_none());
+        assert_eq!(s.adoption("ours").unwrap(), None);
     }
 }
