@@ -5,6 +5,11 @@
 //! (`[projects] allow`, `--project`) or lies inside one, or inside one of the roots (`[projects] roots`,
 //! `--project-root`). Paths are compared by component, never as strings: `/home/me/work2` is not inside
 //! `/home/me/work`. Both lists are canonical already (the settings resolve them at load).
+//!
+//! Claude can write wherever it runs, so a directory reached through a root or inside an allowed project may not
+//! be, hold or lie inside one of the guarded dirs: our config, data and state and Claude Code's own config. Else a
+//! root of `~` would let a conversation run in `~` and rewrite who may sign in, or the CLI's hooks. A project
+//! named exactly in the allow-list is the user's own choice and is not guarded.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -19,6 +24,8 @@ pub enum Refusal {
     Missing,
     /// A directory outside every allowed project and root (its real path given).
     Outside(PathBuf),
+    /// A directory that is, holds or lies inside one of the guarded dirs (its real path given).
+    Guarded(PathBuf),
 }
 
 impl std::fmt::Display for Refusal {
@@ -33,13 +40,31 @@ impl std::fmt::Display for Refusal {
                  config file)",
                 real.display()
             ),
+            Refusal::Guarded(real) => write!(
+                f,
+                "{} is, holds or lies inside remote-agent's own config, data or state or Claude Code's config dir, \
+                 where Claude could change who may sign in or what runs; only a project named in [projects] allow \
+                 may be such a directory",
+                real.display()
+            ),
         }
     }
 }
 
+/// The directories a project may be, and the ones it may not reach.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule<'a> {
+    /// Allowed projects (`[projects] allow`), canonical.
+    pub allow: &'a [PathBuf],
+    /// Project roots (`[projects] roots`), canonical.
+    pub roots: &'a [PathBuf],
+    /// Dirs no project but one named in `allow` may be, hold or lie inside.
+    pub guarded: &'a [PathBuf],
+}
+
 /// The real path of `path` if it may be a project: absolute, without `..`, an existing directory whose real path
-/// is one of `allow` or lies inside one of `roots`.
-pub fn allowed(allow: &[PathBuf], roots: &[PathBuf], path: &Path) -> Result<PathBuf, Refusal> {
+/// is one of `allow`, or lies inside one of `allow` or `roots` and is clear of the guarded dirs.
+pub fn allowed(rule: Rule<'_>, path: &Path) -> Result<PathBuf, Refusal> {
     if !path.is_absolute() {
         return Err(Refusal::Relative);
     }
@@ -50,11 +75,20 @@ pub fn allowed(allow: &[PathBuf], roots: &[PathBuf], path: &Path) -> Result<Path
     if !real.is_dir() {
         return Err(Refusal::Missing);
     }
-    if holds(allow, roots, &real) {
-        Ok(real)
-    } else {
-        Err(Refusal::Outside(real))
+    if rule.allow.contains(&real) {
+        return Ok(real);
     }
+    if !holds(rule.allow, rule.roots, &real) {
+        return Err(Refusal::Outside(real));
+    }
+    if rule
+        .guarded
+        .iter()
+        .any(|g| inside(&real, g) || inside(g, &real))
+    {
+        return Err(Refusal::Guarded(real));
+    }
+    Ok(real)
 }
 
 /// Whether the real path `real` is an allowed project, lies inside one, or lies inside a root (no file system
@@ -103,7 +137,12 @@ mod tests {
         }
         std::os::unix::fs::symlink(&other, root.join("out")).unwrap();
         let (allow, roots) = (vec![single.clone()], vec![root.clone()]);
-        let ok = |p: &Path| allowed(&allow, &roots, p);
+        let rule = Rule {
+            allow: &allow,
+            roots: &roots,
+            guarded: &[],
+        };
+        let ok = |p: &Path| allowed(rule, p);
         assert_eq!(ok(&root.join("a/b")), Ok(root.join("a/b")));
         assert_eq!(ok(&root), Ok(root.clone()));
         assert_eq!(ok(&single), Ok(single.clone()));
@@ -115,5 +154,51 @@ mod tests {
         // Inside an allowed project counts too (a terminal session started in a subdirectory may be adopted).
         std::fs::create_dir(single.join("sub")).unwrap();
         assert_eq!(ok(&single.join("sub")), Ok(single.join("sub")));
+    }
+
+    #[test]
+    fn a_root_never_reaches_the_guarded_dirs_but_an_allowed_project_may_be_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        let config = home.join(".config/remote-agent");
+        let claude = home.join(".claude");
+        let code = home.join("code/app");
+        for d in [&config, &claude, &code] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let (roots, guarded) = (vec![home.clone()], vec![config.clone(), claude.clone()]);
+        let mut rule = Rule {
+            allow: &[],
+            roots: &roots,
+            guarded: &guarded,
+        };
+        assert_eq!(allowed(rule, &code), Ok(code.clone()));
+        // The root itself holds them; a dir above one; the dir; inside it.
+        for p in [&home, &home.join(".config"), &config, &claude] {
+            assert_eq!(allowed(rule, p), Err(Refusal::Guarded(p.clone())), "{p:?}");
+        }
+        std::fs::create_dir(claude.join("projects")).unwrap();
+        let inner = claude.join("projects");
+        assert_eq!(allowed(rule, &inner), Err(Refusal::Guarded(inner.clone())));
+        // A symlink in the root to a guarded dir is judged by its target.
+        std::os::unix::fs::symlink(&config, code.join("cfg")).unwrap();
+        assert_eq!(
+            allowed(rule, &code.join("cfg")),
+            Err(Refusal::Guarded(config.clone()))
+        );
+        // Named in the allow-list, it is the user's choice; what lies inside it is still guarded.
+        let allow = vec![home.clone()];
+        rule.allow = &allow;
+        assert_eq!(allowed(rule, &home), Ok(home.clone()));
+        assert_eq!(
+            allowed(rule, &claude),
+            Err(Refusal::Guarded(claude.clone()))
+        );
+        assert_eq!(allowed(rule, &code), Ok(code.clone()));
+        assert!(
+            Refusal::Guarded(home)
+                .to_string()
+                .contains("[projects] allow")
+        );
     }
 }

@@ -218,6 +218,34 @@ fn a_conversation_starts_anywhere_inside_a_root_and_nowhere_else() {
     }
 }
 
+/// Claude Code's config dir inside a root: neither it nor the root that holds it may be a project (Claude there could
+/// add a hook that runs commands); the root's other directories still may, and browsing the root still works.
+#[test]
+fn no_conversation_runs_in_or_above_claudes_own_config_dir() {
+    let tree = Tree::new();
+    let cc = tree.p("work/cc");
+    std::fs::create_dir_all(cc.join("projects")).unwrap();
+    let server = tree.server(Some(&cc));
+    for dir in [tree.p("work"), cc.clone(), cc.join("projects")] {
+        let (status, body) = create(&server, &dir.display().to_string());
+        assert_eq!(status, 400, "{dir:?}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("Claude Code's config dir"),
+            "{dir:?}: {body}"
+        );
+    }
+    assert_eq!(
+        create(&server, &tree.p("work/zeta").display().to_string()).0,
+        201
+    );
+    let (status, work) = browse(&server, Some(&tree.p("work")));
+    assert_eq!(status, 200, "{work}");
+    assert!(names(&work).contains(&"zeta".to_string()), "{work}");
+}
+
 #[test]
 fn the_next_turn_is_refused_once_the_directory_leaves_the_roots() {
     let tree = Tree::new();

@@ -11,9 +11,18 @@ pub fn default_config_path() -> Option<PathBuf> {
         .map(|d| d.config_dir().join("config.toml"))
 }
 
+/// Claude Code's config dir, where its sessions and settings live: `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
+pub fn claude_config_dir(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    match env("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => env("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|h| PathBuf::from(h).join(".claude")),
+    }
+}
+
 /// The data dir and the state dir: flags, then the environment, then the platform's directories (the state dir
-/// falls back to the data dir where the platform has none).
-/// The data and state dirs of `flags` (the environment already merged in), else the platform's.
+/// falls back to the data dir where the platform has none); `flags` has the environment merged in already.
 pub(super) fn dirs(flags: &Flags, cwd: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
     let project_dirs = directories::ProjectDirs::from("", "", "remote-agent");
     let data_dir = flags

@@ -9,7 +9,10 @@ mod file;
 mod flags;
 mod watch;
 
-pub use dirs::{absolute_bin, config_path, data_dir, default_config_path, launch_dir, state_dir};
+pub use dirs::{
+    absolute_bin, claude_config_dir, config_path, data_dir, default_config_path, launch_dir,
+    state_dir,
+};
 pub use dotenv::{DotEnv, dotenv, parse_dotenv};
 pub use file::{file_has_credentials, save_credentials, tunnel_section};
 pub use flags::{Flags, is_own_env};
@@ -91,6 +94,9 @@ pub struct Settings {
     pub projects: Vec<PathBuf>,
     /// Directories under which any directory may be a project, canonical (`[projects] roots`, `--project-root`).
     pub project_roots: Vec<PathBuf>,
+    /// What no project reached through a root may be, hold or lie inside: the config file, the data and state
+    /// dirs, Claude Code's config dir (crate::projects).
+    pub guarded: Vec<PathBuf>,
     /// Silence after which an event stream sends a keepalive event.
     pub sse_keepalive: Duration,
     /// The contact in Web Push's VAPID JWT (`sub`): `mailto:…` or `https://…`.
@@ -409,6 +415,20 @@ impl Settings {
             }
         }
 
+        // Resolved where they exist, so a root reached through a symlink is compared with what it holds.
+        let claude_dir = claude_config_dir(|k| env(k).map(Into::into));
+        let guarded = [
+            Some(&config_path),
+            Some(&data_dir),
+            Some(&state_dir),
+            claude_dir.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| absolute(cwd, p))
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect();
+
         Ok(Settings {
             username,
             password,
@@ -434,6 +454,7 @@ impl Settings {
             allowed_tools,
             projects,
             project_roots,
+            guarded,
             sse_keepalive: Duration::from_secs(sse_keepalive),
             push_subject,
         })
@@ -441,7 +462,16 @@ impl Settings {
 
     /// The real path of `path` if a conversation may run there (the rule is [`crate::projects::allowed`]).
     pub fn allowed_project(&self, path: &Path) -> Result<PathBuf, crate::projects::Refusal> {
-        crate::projects::allowed(&self.projects, &self.project_roots, path)
+        crate::projects::allowed(self.project_rule(), path)
+    }
+
+    /// The rule a project is judged by (crate::projects).
+    pub fn project_rule(&self) -> crate::projects::Rule<'_> {
+        crate::projects::Rule {
+            allow: &self.projects,
+            roots: &self.project_roots,
+            guarded: &self.guarded,
+        }
     }
 
     /// The project a conversation runs in when it names none.
@@ -641,6 +671,34 @@ mod tests {
             s.allowed_tools,
             vec!["Bash(git *)".to_string(), "Edit".to_string()]
         );
+    }
+
+    #[test]
+    fn a_root_cannot_reach_our_own_dirs_or_claudes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        let (data, claude, app) = (home.join("data"), home.join(".claude"), home.join("app"));
+        for d in [&data, &claude, &app] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let flags = Flags {
+            project_root: vec![home.clone()],
+            ..Flags::default()
+        };
+        let (d, h) = (data.display().to_string(), home.display().to_string());
+        let vars = [
+            CREDS,
+            &[("REMOTE_AGENT_DATA_DIR", d.as_str()), ("HOME", h.as_str())],
+        ]
+        .concat();
+        let s = resolve_with(&flags, &vars, None).unwrap();
+        assert_eq!(s.allowed_project(&app), Ok(app.clone()));
+        for dir in [&home, &data, &claude] {
+            assert_eq!(
+                s.allowed_project(dir),
+                Err(crate::projects::Refusal::Guarded(dir.clone()))
+            );
+        }
     }
 
     #[test]

@@ -16,16 +16,6 @@ pub use self::read::{HEAD, Summary, TAIL, format_time, parse_time, summarize};
 pub use self::watch::POLL_ENV;
 use self::watch::{Freshness, Plan};
 
-/// The CLI's config dir: `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
-pub fn config_dir(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
-    match env("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => env("HOME")
-            .filter(|v| !v.is_empty())
-            .map(|h| PathBuf::from(h).join(".claude")),
-    }
-}
-
 /// One cached file: what its stat said when it was read, and what was read (`None`: not a session).
 struct Cached {
     size: u64,

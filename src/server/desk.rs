@@ -9,7 +9,7 @@ use serde_json::json;
 use super::App;
 use super::conversations::find_conversation;
 use super::respond::{Body, internal, json};
-use crate::{desk, history};
+use crate::desk;
 
 /// `GET /api/conversations/{id}/desk` → `{"live", "pids", "how"}`.
 pub(super) async fn desk(app: &App, id: &str) -> Response<Body> {
@@ -27,7 +27,7 @@ pub(super) async fn desk(app: &App, id: &str) -> Response<Body> {
     // Reading /proc blocks: off the async workers.
     let found = tokio::task::spawn_blocking(move || {
         let cwd = std::fs::canonicalize(&project).unwrap_or(project);
-        let file = history::config_dir(|k| std::env::var_os(k))
+        let file = crate::config::claude_config_dir(|k| std::env::var_os(k))
             .and_then(|dir| desk::session_file(&dir, &cwd, &session));
         desk::holding(&desk::terminals(), &session, &cwd, file.as_deref())
     })

@@ -38,7 +38,7 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
     }
     let cache = app.history.clone();
-    let config_dir = crate::history::config_dir(|k| std::env::var_os(k));
+    let config_dir = crate::config::claude_config_dir(|k| std::env::var_os(k));
     // Resolving paths and reading session files block: off the async workers.
     let found = tokio::task::spawn_blocking(move || {
         let mut recent: HashMap<PathBuf, String> = HashMap::new();
@@ -148,12 +148,18 @@ fn dir_entry(path: &Path) -> Value {
 /// One directory's listing, or the status and message that refuse it.
 fn list_dir(settings: &Settings, path: &Path) -> Result<Value, (StatusCode, String)> {
     let roots = &settings.project_roots;
-    // Only roots are browsed: an allowed project alone is one directory, not the ones inside it.
-    let real = projects::allowed(&[], roots, path).map_err(|r| {
+    // Only roots are browsed: an allowed project alone is one directory, not the ones inside it. A root that holds
+    // a guarded dir is still browsed (its other directories may be projects); choosing a guarded one is refused.
+    let rule = projects::Rule {
+        allow: &[],
+        roots,
+        guarded: &[],
+    };
+    let real = projects::allowed(rule, path).map_err(|r| {
         let status = match r {
             Refusal::Relative | Refusal::DotDot => StatusCode::BAD_REQUEST,
             Refusal::Missing => StatusCode::NOT_FOUND,
-            Refusal::Outside(_) => StatusCode::FORBIDDEN,
+            Refusal::Outside(_) | Refusal::Guarded(_) => StatusCode::FORBIDDEN,
         };
         let message = match r {
             Refusal::Outside(_) => format!("{} is not inside a project root", path.display()),
