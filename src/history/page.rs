@@ -5,7 +5,6 @@
 //! its `message.role` says). A cut last line, a line that is not JSON and a shape we do not know are skipped.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -37,7 +36,7 @@ pub struct Page {
 /// `limit` items unless the start of the file (or the page's read budget) comes first. Bytes past `end` are never
 /// read.
 pub fn read(path: &Path, end: u64, limit: usize) -> std::io::Result<Page> {
-    let mut file = File::open(path)?;
+    let mut file = super::read::open(path)?;
     let end = end.min(file.metadata()?.len());
     let mut items = Reverse::default();
     // The bytes of the line being assembled, newest block first: [pos, line_end).
@@ -301,6 +300,21 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_session_file_swapped_for_a_symlink_is_not_read() {
+        let (dir, path, size) = write(
+            &[
+                r#"{"type":"user","message":{"role":"user","content":"hi"},"timestamp":"t"}"#
+                    .into(),
+            ],
+            "",
+        );
+        assert_eq!(read(&path, size, 10).unwrap().items.len(), 1);
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(read(&link, size, 10).is_err(), "read through a symlink");
     }
 
     #[test]

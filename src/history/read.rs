@@ -247,6 +247,16 @@ fn last_time(lines: &[&str]) -> Option<i64> {
         })
 }
 
+/// Opens a session file for reading, never through a symlink in its last component: a file the CLI wrote is a
+/// plain file, and a link in its place would lead the phone to read whatever it names.
+pub(super) fn open(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
 /// Reads the summary of the session file at `path` (of `size` bytes, modified at `mtime`), or `None` when it is
 /// not a session: its stem is not a UUID, or no line in its head names a working directory.
 pub fn summarize(path: &Path, size: u64, mtime: SystemTime) -> std::io::Result<Option<Summary>> {
@@ -256,7 +266,7 @@ pub fn summarize(path: &Path, size: u64, mtime: SystemTime) -> std::io::Result<O
     if uuid::Uuid::try_parse(id).is_err() {
         return Ok(None);
     }
-    let mut file = File::open(path)?;
+    let mut file = open(path)?;
     // Two short reads far apart: the kernel's read-ahead would only fetch pages nobody reads.
     let _ = nix::fcntl::posix_fadvise(
         &file,
