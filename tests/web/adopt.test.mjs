@@ -3,21 +3,15 @@
 // opens it, its history from the session file above (thinking collapsed, tool calls as cards, earlier pages on
 // scrolling up), and a message sent there gets the reply of the resumed session. Env as app.test.mjs, plus
 // RA_SESSION (the long session's id) and RA_TITLE (the other session's title).
-import { serverFromEnv, launch, phonePage, send, ended } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 const { RA_SESSION, RA_TITLE } = process.env;
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 
 const browser = await launch();
 try {
   const { context, page, errors } = await phonePage(browser, {}, () => false);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   const early = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
   check(!early.some((n) => n.endsWith('/computer.js')), 'computer.js was loaded before it was asked for');
 

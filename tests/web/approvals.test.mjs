@@ -7,7 +7,7 @@
 //   RA_URL=… RA_USER=… RA_PASS=… RA_PROJECT=<the server's project dir> RA_SHOTS=<dir> node tests/web/approvals.test.mjs
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 const PROJECT = process.env.RA_PROJECT;
@@ -19,7 +19,6 @@ console.log(`screenshots in ${SHOTS}`);
 
 const started = Date.now();
 const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-function check(ok, msg) { if (!ok) throw new Error(msg); }
 
 const browser = await launch();
 let current = null;
@@ -56,11 +55,7 @@ const answered = (page) => page.waitForRequest((r) => r.method() === 'POST' && /
 async function main() {
   const { context, page, errors } = await phonePage(browser, {}, () => false);
   current = page;
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   await draft(page);
 
   // 1. Claude asks to run a command: the card, its buttons, the marks; Allow runs it.

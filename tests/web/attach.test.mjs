@@ -3,11 +3,9 @@
 // limit is refused with a note before any upload, the message goes as multipart, Claude (the fake) gets both
 // images, and the transcript shows the thumbnails, a tap opening the full image. Env as app.test.mjs.
 import { deflateSync } from 'node:zlib';
-import { serverFromEnv, launch, phonePage, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, ended, draft, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 
 // A PNG of w x h: colour blocks of 16 px (so a photo-sized image is megabytes, as a phone's is).
 function png(w, h, seed) {
@@ -51,11 +49,7 @@ function png(w, h, seed) {
 const browser = await launch();
 try {
   const { context, page, errors } = await phonePage(browser, {}, () => false);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   await draft(page);
   const early = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
   check(!early.some((n) => n.endsWith('/attach.js')), 'attach.js was loaded before anything was attached');

@@ -1,20 +1,14 @@
 // Browser test of reviewing changes on the phone (390x844): a turn that writes and edits files shows a
 // "Changes" strip under it; a tap lists the files (status, +/−); a file opens a one-column diff with line numbers
 // and syntax colours; the header's "All changes" lists the conversation's. Env as app.test.mjs.
-import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 
 const browser = await launch();
 try {
   const { context, page, errors } = await phonePage(browser, {}, () => false);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   await draft(page);
   const first = await send(page, 'hello');
   await ended(first);

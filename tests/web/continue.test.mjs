@@ -2,21 +2,15 @@
 // (a lazily imported module) gives `cd '<dir>' && claude --resume <session>` after a reply (before one, says a
 // session comes with it), and with conversations in two projects the list's filter narrows the list. Env as
 // app.test.mjs, plus RA_PROJECT2 (the second allowed project's path).
-import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 const { RA_PROJECT2 } = process.env;
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 
 const browser = await launch();
 try {
   const { context, page, errors } = await phonePage(browser, {}, () => false);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   const early = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
   check(!early.some((n) => n.endsWith('/continue.js')), 'continue.js was loaded before it was asked for');
 

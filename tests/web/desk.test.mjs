@@ -5,11 +5,9 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 async function until(what, f, ms = 10000) {
   const end = Date.now() + ms;
   while (!(await f())) {
@@ -23,11 +21,7 @@ let terminal = null;
 const browser = await launch();
 try {
   const { page, errors } = await phonePage(browser, {}, () => false);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   await draft(page);
   await ended(await send(page, 'from the phone'));
   const conv = await page.evaluate(async () => {

@@ -2,20 +2,14 @@
 // imported module) whose Markdown link downloads the conversation and whose JSON link answers 200 with the
 // cookie alone. Env as app.test.mjs.
 import { readFileSync } from 'node:fs';
-import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 
 const browser = await launch();
 try {
   const { context, page, errors } = await phonePage(browser, {}, () => false, { acceptDownloads: true });
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   // The export module is not part of the first load.
   const early = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
   check(!early.some((n) => n.endsWith('/export.js')), 'export.js was loaded before it was asked for');

@@ -4,7 +4,7 @@
 // while offline, markdown in lists and in the header, the signed-out first load and the manifest's colours.
 //   RA_URL=http://127.0.0.1:PORT RA_USER=me RA_PASS=secret-pass RA_SHOTS=/tmp/shots node tests/web/hardening.test.mjs
 import { join } from 'node:path';
-import { serverFromEnv, launch, phonePage, send, ended, draft } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 
@@ -12,7 +12,6 @@ const started = Date.now();
 const RUN = Date.now().toString(36);
 let current = null;
 const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-function check(ok, msg) { if (!ok) throw new Error(msg); }
 const norm = (s) => s.replace(/\s+/g, ' ').trim();
 
 const browser = await launch();

@@ -68,3 +68,18 @@ export async function draft(page) {
   await page.click('#new-conv');
   await page.locator('#chat-title', { hasText: 'New conversation' }).waitFor();
 }
+
+/** Throws `msg` unless `ok`. */
+export function check(ok, msg) { if (!ok) throw new Error(msg); }
+
+/** Says a step passed, so a failure's log shows how far the test got. */
+export function step(what) { console.log(`ok: ${what}`); }
+
+/** Opens the app and signs in with the server's credentials; returns once the shell shows. */
+export async function signIn(page, { RA_URL, RA_USER, RA_PASS }) {
+  await page.goto(RA_URL);
+  await page.fill('#login-user', RA_USER);
+  await page.fill('#login-pass', RA_PASS);
+  await page.click('#login-submit');
+  await page.locator('#shell').waitFor();
+}

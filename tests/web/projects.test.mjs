@@ -3,7 +3,7 @@
 // breadcrumb and Up), and "Start here" in a nested git directory starts a draft there; the first message creates
 // the conversation in that directory and the header names it. Env as app.test.mjs, plus RA_ROOT (the root's path;
 // it holds app/.git and app/nested/.git) and RA_RECENT (the path of a recent project inside it).
-import { serverFromEnv, launch, phonePage, send, ended } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, check, step, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 const { RA_ROOT, RA_RECENT } = process.env;
@@ -11,17 +11,11 @@ if (!RA_ROOT || !RA_RECENT) {
   console.error('set RA_ROOT and RA_RECENT');
   process.exit(2);
 }
-function check(ok, msg) { if (!ok) throw new Error(msg); }
-function step(what) { console.log(`ok: ${what}`); }
 
 const browser = await launch();
 try {
   const { context, page, errors } = await phonePage(browser, {}, () => false);
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
   const loaded = () => page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
   check(!(await loaded()).some((n) => n.endsWith('/projects.js')), 'projects.js was loaded before it was asked for');
 

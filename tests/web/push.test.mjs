@@ -14,7 +14,7 @@ import { createDecipheriv, createECDH, hkdfSync, randomBytes } from 'node:crypto
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { launch, phonePage, serverFromEnv } from './lib.mjs';
+import { launch, phonePage, serverFromEnv, check, signIn } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 const PROJECT = process.env.RA_PROJECT;
@@ -26,7 +26,6 @@ console.log(`screenshots in ${SHOTS}`);
 
 const started = Date.now();
 const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-function check(ok, msg) { if (!ok) throw new Error(msg); }
 const b64u = (buf) => Buffer.from(buf).toString('base64url');
 
 /** Polls `f` until it returns something truthy; throws `what` after `ms`. */
@@ -142,14 +141,6 @@ function fakePush(sub) {
   };
 }
 
-async function signIn(page) {
-  await page.goto(RA_URL);
-  await page.fill('#login-user', RA_USER);
-  await page.fill('#login-pass', RA_PASS);
-  await page.click('#login-submit');
-  await page.locator('#shell').waitFor();
-}
-
 async function openSheet(page) {
   if (await page.locator('#back').isVisible()) await page.click('#back');
   await page.click('#settings-open');
@@ -178,7 +169,7 @@ async function main() {
       userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) '
         + 'Version/18.1 Mobile/15E148 Safari/604.1',
     });
-    await signIn(page);
+    await signIn(page, { RA_URL, RA_USER, RA_PASS });
     await openSheet(page);
     check(await sheetState(page) === 'ios', `an iPhone's Safari shows state ${await sheetState(page)}`);
     const text = await page.locator('#settings-body').innerText();
@@ -196,7 +187,7 @@ async function main() {
   //    plainly, with where to allow it.
   {
     const { context, page, errors } = await phonePage(browser, {}, () => false);
-    await signIn(page);
+    await signIn(page, { RA_URL, RA_USER, RA_PASS });
     await openSheet(page);
     check(await sheetState(page) === 'off', `a new browser shows state ${await sheetState(page)}`);
     await page.click('#push-on');
@@ -217,7 +208,7 @@ async function main() {
   page.on('request', (r) => {
     if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/presence') presence.push(r.postDataJSON().conversation_id);
   });
-  await signIn(page);
+  await signIn(page, { RA_URL, RA_USER, RA_PASS });
 
   // 3. The sheet: off; one tap turns it on (the server's key, the subscription posted); on.
   await openSheet(page);
