@@ -258,6 +258,22 @@ async function newConv() {
   }
 }
 
+// The header's "⋯" menu: opened by its button, closed by a choice in it, a tap elsewhere or Escape.
+function showMenu(open) {
+  $('more-menu').hidden = !open;
+  $('more').setAttribute('aria-expanded', String(open));
+}
+$('more').addEventListener('click', (e) => {
+  e.stopPropagation();
+  showMenu($('more-menu').hidden);
+  if (!$('more-menu').hidden) $('more-menu').querySelector('button:enabled')?.focus();
+});
+$('more-menu').addEventListener('click', () => showMenu(false));
+document.addEventListener('click', (e) => { if (!$('more-menu').contains(e.target)) showMenu(false); });
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && !$('more-menu').hidden) { showMenu(false); $('more').focus(); }
+});
+
 $('rename').addEventListener('click', async () => {
   const conv = state.conv;
   if (!conv) return;

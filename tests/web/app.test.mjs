@@ -4,6 +4,7 @@
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fromMenu } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS } = process.env;
 const SHOTS = process.env.RA_SHOTS || '/tmp/ra-shots';
@@ -222,12 +223,19 @@ async function light() {
   // Rename: cancelling sends nothing; Enter in the field renames.
   let patches = 0;
   page.on('request', (r) => { if (r.method() === 'PATCH') patches += 1; });
+  // The rarer actions wait behind "⋯", so the title keeps room to be read on a phone.
+  const titleBox = await page.locator('#chat-title').boundingBox();
+  check(titleBox.width >= 120, `the header leaves the title ${titleBox.width} px`);
+  await page.click('#more');
+  await page.locator('#more-menu').waitFor();
+  await page.screenshot({ path: join(SHOTS, '07-menu.png') });
   await page.click('#rename');
+  await page.locator('#more-menu').waitFor({ state: 'hidden' });
   await page.locator('#ask-input').waitFor();
   await page.fill('#ask-input', 'not this');
   await page.click('#ask-cancel');
   await page.locator('#ask').waitFor({ state: 'hidden' });
-  await page.click('#rename');
+  await fromMenu(page, '#rename');
   await page.fill('#ask-input', TITLE);
   await page.screenshot({ path: join(SHOTS, '07-rename.png') });
   await page.press('#ask-input', 'Enter');
@@ -297,14 +305,14 @@ async function light() {
   check(await failed.locator('.error-card').count() === 1, 'the API error is not one error card');
   check(/API Error/.test(await failed.locator('.error-card').innerText()), 'the error card lacks the error');
   await failed.locator('.error-card button', { hasText: 'Retry' }).waitFor();
-  await page.click('#delete');
+  await fromMenu(page, '#delete');
   await page.locator('#ask-ok', { hasText: 'Delete' }).waitFor();
   check(await page.evaluate(() => document.activeElement.id) === 'ask-cancel', 'delete does not start on Cancel');
   // Escape cancels: the conversation is still there.
   await page.keyboard.press('Escape');
   await page.locator('#ask').waitFor({ state: 'hidden' });
   check((await page.innerText('#chat-title')).includes('to be deleted'), 'Escape did not keep the conversation');
-  await page.click('#delete');
+  await fromMenu(page, '#delete');
   await page.locator('#ask-ok', { hasText: 'Delete' }).waitFor();
   check(await page.locator('#ask-input').isHidden(), 'the delete question shows a text field');
   await page.screenshot({ path: join(SHOTS, '08-delete.png') });
@@ -329,7 +337,7 @@ async function dark() {
   await page.evaluate(() => { const m = document.getElementById('messages'); m.scrollTop = m.scrollHeight; });
   await page.screenshot({ path: join(SHOTS, '05-dark-chat.png') });
   await phoneChecks(page, 'dark chat');
-  await page.click('#rename');
+  await fromMenu(page, '#rename');
   await page.locator('#ask-input').waitFor();
   await page.screenshot({ path: join(SHOTS, '10-dark-rename.png') });
   await page.keyboard.press('Escape');

@@ -2,7 +2,7 @@
 // imported module) whose Markdown link downloads the conversation and whose JSON link answers 200 with the
 // cookie alone. Env as app.test.mjs.
 import { readFileSync } from 'node:fs';
-import { serverFromEnv, launch, phonePage, send, ended, draft, check, step, signIn } from './lib.mjs';
+import { serverFromEnv, launch, phonePage, send, ended, draft, check, step, signIn, fromMenu } from './lib.mjs';
 
 const { RA_URL, RA_USER, RA_PASS, SHOTS } = serverFromEnv();
 
@@ -15,7 +15,7 @@ try {
   check(!early.some((n) => n.endsWith('/export.js')), 'export.js was loaded before it was asked for');
   await draft(page);
   await ended(await send(page, 'export me'));
-  await page.click('#export-open');
+  await fromMenu(page, '#export-open');
   const sheet = page.locator('dialog#export');
   await sheet.waitFor();
   await page.screenshot({ path: `${SHOTS}/export-sheet.png` });

@@ -152,12 +152,12 @@ async function main() {
   const layout = await page.evaluate(() => {
     const banner = document.getElementById('offline').getBoundingClientRect();
     const bar = document.querySelector('#chat-view .bar').getBoundingClientRect();
-    const rename = document.getElementById('rename').getBoundingClientRect();
-    const hit = document.elementFromPoint(rename.x + rename.width / 2, rename.y + rename.height / 2);
+    const more = document.getElementById('more').getBoundingClientRect();
+    const hit = document.elementFromPoint(more.x + more.width / 2, more.y + more.height / 2);
     const composer = document.getElementById('composer').getBoundingClientRect();
     return { over: bar.top < banner.bottom - 0.5, hit: hit && hit.id, bottom: composer.bottom, h: innerHeight };
   });
-  check(!layout.over && layout.hit === 'rename', `the offline banner covers the header: ${JSON.stringify(layout)}`);
+  check(!layout.over && layout.hit === 'more', `the offline banner covers the header: ${JSON.stringify(layout)}`);
   check(layout.bottom <= layout.h + 0.5, `the composer is pushed off screen: ${JSON.stringify(layout)}`);
   await page.fill('#input', `never send ${RUN}`);
   await page.click('#send');

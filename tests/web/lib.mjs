@@ -83,3 +83,9 @@ export async function signIn(page, { RA_URL, RA_USER, RA_PASS }) {
   await page.click('#login-submit');
   await page.locator('#shell').waitFor();
 }
+
+/** Picks `item` (a selector) from the chat header's "⋯" menu. */
+export async function fromMenu(page, item) {
+  await page.click('#more');
+  await page.click(item);
+}

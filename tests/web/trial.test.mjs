@@ -181,7 +181,7 @@ async function main() {
   await context.setOffline(false);
   // The app's requests that failed while offline (a presence report at the reload, a turn's changes) may be
   // logged a moment later: offline errors count as expected until the app says it is back.
-  await page.locator('#rename:enabled').waitFor();
+  await page.locator('#rename:enabled').waitFor({ state: 'attached' });
   phase.offline = false;
   await ended(page.locator('#messages .turn', { hasText: new RegExp(`echo\\[\\d+\\]: ${lost}`) }));
   const lostShown = await page.locator('#messages .bubble.user', { hasText: lost }).count();
