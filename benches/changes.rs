@@ -113,4 +113,20 @@ fn main() {
         "one file changed before each turn (median of 10, before + after): {}",
         ms(median(changed))
     );
+
+    // The sweep (at start and daily): all 31 records kept, then none (the conversation deleted).
+    let t = Instant::now();
+    let kept = rt.block_on(remote_agent::changes::sweep(&store, &data, Duration::ZERO));
+    let kept_took = t.elapsed();
+    assert_eq!(kept.removed, 0, "a sweep removed what stored turns need");
+    store.delete_conversation("c").unwrap();
+    let t = Instant::now();
+    let gone = rt.block_on(remote_agent::changes::sweep(&store, &data, Duration::ZERO));
+    println!(
+        "sweep, 31 turns' trees kept: {}; after the conversation is deleted: {} ({} objects, {} KB removed)",
+        ms(kept_took),
+        ms(t.elapsed()),
+        gone.removed,
+        gone.bytes / 1024
+    );
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -93,6 +93,7 @@ async fn serve_until(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = crate::shutdown::channel();
+    let sweeper = tokio::spawn(sweep_changes(app.clone(), stop_rx.clone()));
     let server = tokio::spawn(server::run(listeners, app.clone(), async move {
         stop_rx.signalled().await;
     }));
@@ -101,11 +102,44 @@ async fn serve_until(
     stop_tx.fire();
     app.turns.shutdown().await;
     server.await.context("server task")?;
+    let _ = sweeper.await;
     // The session listing's watcher and its thread.
     app.history.stop();
     app.store.truncate_wal();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often our object stores of turns' changes are swept (crate::changes): at start, then daily.
+const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// Sweeps the object stores of turns' changes at start and every [`SWEEP_EVERY`] until `stop`. What is swept must
+/// have been written more than an hour ago (`REMOTE_AGENT_CHANGES_GRACE_SECS`, undocumented: it lets the tests
+/// sweep what they just made).
+async fn sweep_changes(app: Arc<App>, mut stop: crate::shutdown::Shutdown) {
+    let grace = std::env::var("REMOTE_AGENT_CHANGES_GRACE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(3600), Duration::from_secs);
+    loop {
+        let data_dir = app.settings.get().data_dir.clone();
+        let swept = tokio::select! {
+            swept = crate::changes::sweep(&app.store, &data_dir, grace) => swept,
+            () = stop.signalled() => return,
+        };
+        if swept.removed > 0 {
+            tracing::info!(
+                "changes: swept {} objects ({} KB) no stored turn needs from {} stores",
+                swept.removed,
+                swept.bytes / 1024,
+                swept.stores
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = stop.signalled() => return,
+        }
+    }
 }
 
 /// `remote-agent serve`: resolve settings, open the store, bind, print `listening on http://ADDR` (and `tunnel

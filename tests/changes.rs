@@ -344,3 +344,108 @@ fn a_project_in_a_subdirectory_of_a_repository_sees_only_its_own_files() {
     );
     assert_eq!(resp.status, 400);
 }
+
+/// The loose object file of `id` in any of the server's object stores, if there is one.
+fn stored_object(server: &Server, id: &str) -> Option<std::path::PathBuf> {
+    let stores = std::fs::read_dir(server.path("data/changes")).ok()?;
+    stores
+        .flatten()
+        .map(|s| s.path().join("objects").join(&id[..2]).join(&id[2..]))
+        .find(|p| p.exists())
+}
+
+/// Our object stores do not grow for ever: once a conversation is deleted, the contents only its turns recorded
+/// are swept (here at the next start, with no grace period); every other turn's changes still read, and the next
+/// turn records as before.
+#[test]
+fn what_no_stored_turn_needs_is_swept_and_the_rest_still_reads() {
+    if !have_git() {
+        common::skip("changes", "no git on this machine");
+        return;
+    }
+    let mut server = Server::builder()
+        .env("REMOTE_AGENT_CHANGES_GRACE_SECS", "0")
+        .start();
+    let project = server.path("project");
+    git(&project, &["init", "-q"]);
+    std::fs::write(project.join("base.txt"), "base\n").unwrap();
+    git(&project, &["add", "-A"]);
+    git(
+        &project,
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    );
+
+    server.create(json!({"id": "a", "permission_mode": "acceptEdits"}));
+    let turn = server.send(
+        "a",
+        json!({"message": "[[writefile:gone.txt:only conversation a had this]]"}),
+    );
+    assert_eq!(changes_of(&server, &turn)["files"][0]["path"], "gone.txt");
+    let gone = git(&project, &["hash-object", "gone.txt"])
+        .trim()
+        .to_string();
+    assert!(
+        stored_object(&server, &gone).is_some(),
+        "the new file's content is not in our store"
+    );
+    std::fs::remove_file(project.join("gone.txt")).unwrap();
+
+    server.create(json!({"id": "b", "permission_mode": "acceptEdits"}));
+    let kept_turn = server.send("b", json!({"message": "[[writefile:kept.txt:stays here]]"}));
+    changes_of(&server, &kept_turn);
+    let kept = git(&project, &["hash-object", "kept.txt"])
+        .trim()
+        .to_string();
+    assert!(stored_object(&server, &kept).is_some());
+
+    let resp = server.authed("DELETE", "/api/conversations/a", b"");
+    assert!(resp.status < 300, "{}", resp.text());
+    server.stop(15);
+    server.restart();
+    wait_for("conversation a's content swept", 20, || {
+        stored_object(&server, &gone).is_none().then_some(())
+    });
+    server.wait_log("changes: swept", 10);
+    assert!(
+        stored_object(&server, &kept).is_some(),
+        "a stored turn's content was swept"
+    );
+
+    // Conversation b's turn still shows its diff, and its next turn records from a fresh index.
+    let d = server
+        .authed(
+            "GET",
+            &format!("/api/turns/{kept_turn}/changes/kept.txt"),
+            b"",
+        )
+        .json();
+    assert!(
+        d["diff"]
+            .as_str()
+            .is_some_and(|t| t.contains("+stays here")),
+        "{d}"
+    );
+    let next = server.send("b", json!({"message": "[[edit:kept.txt:stays=>still]]"}));
+    let set = changes_of(&server, &next);
+    assert_eq!(
+        (&set["files"][0]["path"], &set["files"][0]["status"]),
+        (&json!("kept.txt"), &json!("modified")),
+        "{set}"
+    );
+    let d = server
+        .authed("GET", &format!("/api/turns/{next}/changes/kept.txt"), b"")
+        .json();
+    let lines: Vec<&str> = d["diff"].as_str().unwrap_or("").lines().collect();
+    assert!(
+        lines.contains(&"-stays here") && lines.contains(&"+still here"),
+        "{d}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Git, run as a child: the working tree's state as a tree written with an index and an object store of our own
 //! (the user's index, stash and objects are never written), and the difference of two such trees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -165,7 +165,7 @@ pub(super) async fn repo(cwd: &Path) -> Option<Repo> {
 }
 
 /// Our own index and object store for a working tree, under the data dir, named by its git dir's path.
-fn ours(data_dir: &Path, git_dir: &Path) -> PathBuf {
+pub(super) fn ours(data_dir: &Path, git_dir: &Path) -> PathBuf {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(git_dir.as_os_str().as_encoded_bytes());
     let name: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
@@ -173,7 +173,7 @@ fn ours(data_dir: &Path, git_dir: &Path) -> PathBuf {
 }
 
 /// One snapshot at a time per working tree (two conversations may share one): our index is not shared.
-fn lock_for(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+pub(super) fn lock_for(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
     static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
     let mut locks = LOCKS
         .get_or_init(Default::default)
@@ -248,6 +248,19 @@ impl Trees<'_> {
             Path::new("/")
         };
         run(cwd, &env, args, limit).await
+    }
+
+    /// Every object the trees `trees` reach, ours and the user's: what a sweep keeps.
+    pub async fn reachable(&self, trees: &[String]) -> Result<HashSet<String>, GitError> {
+        let mut args = vec![os("rev-list"), os("--objects")];
+        args.extend(trees.iter().map(|t| os(t)));
+        let out = self.git(&args, 256 << 20).await?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split(' ').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     fn relative(&self) -> String {

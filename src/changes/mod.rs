@@ -6,6 +6,7 @@
 
 mod git;
 mod plain;
+mod sweep;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::store::{ChangeRecord, EventKind, Store, TurnStatus};
+
+pub use sweep::{Swept, sweep};
 
 /// A diff longer than this many bytes is named, not shown.
 pub const MAX_DIFF_BYTES: usize = 1 << 20;

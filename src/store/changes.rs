@@ -75,6 +75,18 @@ impl Store {
             .optional()
     }
 
+    /// Every tree a stored record names, with its repository's git dir: what a sweep of our object stores keeps.
+    pub fn change_trees(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT git_dir, before_tree FROM turn_changes WHERE git_dir IS NOT NULL AND before_tree IS NOT NULL
+             UNION
+             SELECT git_dir, after_tree FROM turn_changes WHERE git_dir IS NOT NULL AND after_tree IS NOT NULL",
+        )?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
     /// The records of a conversation's turns, oldest first.
     pub fn conversation_changes(&self, conversation_id: &str) -> Result<Vec<ChangeRecord>> {
         let conn = self.conn();
