@@ -75,20 +75,24 @@ pub fn allowed(rule: Rule<'_>, path: &Path) -> Result<PathBuf, Refusal> {
     if !real.is_dir() {
         return Err(Refusal::Missing);
     }
-    if rule.allow.contains(&real) {
-        return Ok(real);
+    if permits(rule, &real) {
+        Ok(real)
+    } else if holds(rule.allow, rule.roots, &real) {
+        Err(Refusal::Guarded(real))
+    } else {
+        Err(Refusal::Outside(real))
     }
-    if !holds(rule.allow, rule.roots, &real) {
-        return Err(Refusal::Outside(real));
-    }
-    if rule
-        .guarded
-        .iter()
-        .any(|g| inside(&real, g) || inside(g, &real))
-    {
-        return Err(Refusal::Guarded(real));
-    }
-    Ok(real)
+}
+
+/// Whether the real path `real` may be a project under `rule` (no file system access): named in `allow`, or
+/// inside an allowed project or a root and clear of the guarded dirs.
+pub fn permits(rule: Rule<'_>, real: &Path) -> bool {
+    rule.allow.iter().any(|a| a == real)
+        || (holds(rule.allow, rule.roots, real)
+            && !rule
+                .guarded
+                .iter()
+                .any(|g| inside(real, g) || inside(g, real)))
 }
 
 /// Whether the real path `real` is an allowed project, lies inside one, or lies inside a root (no file system

@@ -219,12 +219,20 @@ fn a_conversation_starts_anywhere_inside_a_root_and_nowhere_else() {
 }
 
 /// Claude Code's config dir inside a root: neither it nor the root that holds it may be a project (Claude there could
-/// add a hook that runs commands); the root's other directories still may, and browsing the root still works.
+/// add a hook that runs commands), and a terminal session there is neither listed nor adopted; the root's other
+/// directories still may be projects, and browsing the root still works.
 #[test]
 fn no_conversation_runs_in_or_above_claudes_own_config_dir() {
     let tree = Tree::new();
     let cc = tree.p("work/cc");
     std::fs::create_dir_all(cc.join("projects")).unwrap();
+    // Terminal sessions in the root that holds it and in one of its other directories.
+    let (above, beside) = (
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+    );
+    cli_session(&cc, &tree.p("work"), above);
+    cli_session(&cc, &tree.p("work/zeta"), beside);
     let server = tree.server(Some(&cc));
     for dir in [tree.p("work"), cc.clone(), cc.join("projects")] {
         let (status, body) = create(&server, &dir.display().to_string());
@@ -241,6 +249,17 @@ fn no_conversation_runs_in_or_above_claudes_own_config_dir() {
         create(&server, &tree.p("work/zeta").display().to_string()).0,
         201
     );
+    // Only the session that could be adopted is listed; the other is refused by id too.
+    let listed = server.authed("GET", "/api/claude-sessions", b"").json();
+    let ids: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [beside], "{listed}");
+    let resp = server.authed("POST", &format!("/api/claude-sessions/{above}/adopt"), b"");
+    assert_eq!(resp.status, 403, "{}", resp.text());
     let (status, work) = browse(&server, Some(&tree.p("work")));
     assert_eq!(status, 200, "{work}");
     assert!(names(&work).contains(&"zeta".to_string()), "{work}");

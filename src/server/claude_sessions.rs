@@ -77,10 +77,16 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
     };
     let cache = app.history.clone();
     // Reading files blocks: off the async workers.
-    let listed = match tokio::task::spawn_blocking(move || cache.list(&dir, &projects)).await {
+    let mut listed = match tokio::task::spawn_blocking(move || cache.list(&dir, &projects)).await {
         Ok(l) => l,
         Err(e) => return internal(format!("listing sessions: {e}")),
     };
+    // Not one that could not be adopted: a session in a guarded dir (crate::projects).
+    listed.retain(|l| {
+        l.real_cwd
+            .as_deref()
+            .is_some_and(|c| crate::projects::permits(settings.project_rule(), c))
+    });
     let (page, next) = history::page(&listed, cursor.as_ref(), limit);
     let sessions: Vec<Value> = page
         .iter()
