@@ -83,6 +83,14 @@ fn fresh_in(mode: &str, poll: Option<&str>) {
     // No `projects` yet: the first listing is empty and starts the watch.
     assert_eq!(titles(&server), vec![]);
     server.wait_log(&format!("session listing: {mode}"), 10);
+    let status = server.authed("GET", "/api/status", b"").json();
+    assert_eq!(status["session_listing"]["mode"], mode, "{status}");
+    let every = poll.map(|s| json!(s.parse::<f64>().unwrap()));
+    assert_eq!(
+        status["session_listing"]["every_secs"],
+        every.unwrap_or(Value::Null),
+        "{status}"
+    );
 
     let a = write_session(config.path(), &cwd, A, "first prompt");
     wait_listing(&server, "a session in a new folder", &[(A, "first prompt")]);

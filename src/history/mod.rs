@@ -101,6 +101,11 @@ impl History {
         listed
     }
 
+    /// How the listing is kept fresh (see [`Freshness::mode`]), for `/api/status` and `doctor`.
+    pub fn freshness(&self) -> (&'static str, Option<f64>) {
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).mode()
+    }
+
     /// Stops keeping the listing fresh (the watcher's thread ends); a later listing starts again.
     pub fn stop(&self) {
         self.fresh.lock().unwrap_or_else(|e| e.into_inner()).stop();

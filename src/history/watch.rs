@@ -120,6 +120,15 @@ impl Freshness {
         }
     }
 
+    /// How the listing is kept fresh now: `idle` (no listing yet), `watching`, or `polling` with its period.
+    pub fn mode(&self) -> (&'static str, Option<f64>) {
+        match &self.mode {
+            Mode::Idle => ("idle", None),
+            Mode::Watching { .. } => ("watching", None),
+            Mode::Polling { every, .. } => ("polling", Some(every.as_secs_f64())),
+        }
+    }
+
     /// Stops watching; the next listing walks and starts again.
     pub fn stop(&mut self) {
         self.mode = Mode::Idle;

@@ -22,6 +22,7 @@ const MAX_PAGE: usize = 200;
 pub(super) fn status(app: &App) -> Response<Body> {
     let (running, queued) = app.turns.counts();
     let settings = app.settings.get();
+    let listing = app.history.freshness();
     // What the phone may offer for a conversation's mode: the allowed ones up to the ceiling, and the default.
     let modes: Vec<&String> = settings
         .allowed_permission_modes
@@ -47,6 +48,8 @@ pub(super) fn status(app: &App) -> Response<Body> {
             // Directories under which any directory may be a project (the picker browses them).
             "project_roots": settings.project_roots,
             "permission_modes": {"allowed": modes, "default": settings.default_permission_mode},
+            // How the computer's session list is kept fresh: idle until first listed, then watching or polling.
+            "session_listing": {"mode": listing.0, "every_secs": listing.1},
             "supervisor": supervisor.map(|s| json!({"pid": s.pid, "children": s.children})),
         }),
     )
