@@ -9,10 +9,7 @@ mod file;
 mod flags;
 mod watch;
 
-pub use dirs::{
-    absolute_bin, claude_config_dir, config_path, data_dir, default_config_path, launch_dir,
-    state_dir,
-};
+pub use dirs::{absolute_bin, config_path, data_dir, default_config_path, launch_dir, state_dir};
 pub use dotenv::{DotEnv, dotenv, parse_dotenv};
 pub use file::{file_has_credentials, save_credentials, tunnel_section};
 pub use flags::{Flags, is_own_env};
@@ -21,7 +18,7 @@ pub use watch::watch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dirs::{absolute, dirs};
+use dirs::{absolute, claude_config_dir, dirs};
 use dotenv::process_env;
 use file::read_config_file;
 
@@ -94,6 +91,8 @@ pub struct Settings {
     pub projects: Vec<PathBuf>,
     /// Directories under which any directory may be a project, canonical (`[projects] roots`, `--project-root`).
     pub project_roots: Vec<PathBuf>,
+    /// Claude Code's config dir (`$CLAUDE_CONFIG_DIR`, else `~/.claude`): where its sessions are listed from.
+    pub claude_dir: Option<PathBuf>,
     /// What no project reached through a root may be, hold or lie inside: the config file, the data and state
     /// dirs, Claude Code's config dir (crate::projects).
     pub guarded: Vec<PathBuf>,
@@ -454,6 +453,7 @@ impl Settings {
             allowed_tools,
             projects,
             project_roots,
+            claude_dir,
             guarded,
             sse_keepalive: Duration::from_secs(sse_keepalive),
             push_subject,

@@ -72,7 +72,7 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
             vec![real]
         }
     };
-    let Some(dir) = crate::config::claude_config_dir(|k| std::env::var_os(k)) else {
+    let Some(dir) = settings.claude_dir.clone() else {
         return json(StatusCode::OK, &json!({"sessions": [], "next": null}));
     };
     let cache = app.history.clone();
@@ -133,7 +133,7 @@ pub(super) async fn adopt(app: &App, id: &str) -> Response<Body> {
     if !is_uuid(id) {
         return missing();
     }
-    let Some(dir) = crate::config::claude_config_dir(|k| std::env::var_os(k)) else {
+    let Some(dir) = app.settings.get().claude_dir.clone() else {
         return missing();
     };
     let session = id.to_string();

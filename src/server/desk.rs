@@ -24,11 +24,11 @@ pub(super) async fn desk(app: &App, id: &str) -> Response<Body> {
         );
     };
     let project = PathBuf::from(&conversation.project);
+    let claude_dir = app.settings.get().claude_dir.clone();
     // Reading /proc blocks: off the async workers.
     let found = tokio::task::spawn_blocking(move || {
         let cwd = std::fs::canonicalize(&project).unwrap_or(project);
-        let file = crate::config::claude_config_dir(|k| std::env::var_os(k))
-            .and_then(|dir| desk::session_file(&dir, &cwd, &session));
+        let file = claude_dir.and_then(|dir| desk::session_file(&dir, &cwd, &session));
         desk::holding(&desk::terminals(), &session, &cwd, file.as_deref())
     })
     .await;

@@ -38,7 +38,7 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
     }
     let cache = app.history.clone();
-    let config_dir = crate::config::claude_config_dir(|k| std::env::var_os(k));
+    let config_dir = settings.claude_dir.clone();
     // Resolving paths and reading session files block: off the async workers.
     let found = tokio::task::spawn_blocking(move || {
         let mut recent: HashMap<PathBuf, String> = HashMap::new();
