@@ -15,6 +15,7 @@ use std::time::SystemTime;
 pub use self::read::{HEAD, Summary, TAIL, format_time, parse_time, summarize};
 pub use self::watch::POLL_ENV;
 use self::watch::{Freshness, Plan};
+use crate::projects::inside;
 
 /// One cached file: what its stat said when it was read, and what was read (`None`: not a session).
 struct Cached {
@@ -43,11 +44,6 @@ pub struct History {
 
 /// A file found: its path, size and modification time.
 type Found = (PathBuf, u64, SystemTime);
-
-/// Whether `dir` is `project` or lies inside it (both already canonical).
-pub fn inside(dir: &Path, project: &Path) -> bool {
-    dir.starts_with(project)
-}
 
 fn real_cwd(cwd: &Path) -> Option<PathBuf> {
     if let Ok(real) = std::fs::canonicalize(cwd) {

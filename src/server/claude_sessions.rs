@@ -63,7 +63,7 @@ pub(super) async fn list<B>(app: &App, req: &Request<B>) -> Response<Body> {
                     format!("project {p:?} is not a directory on this computer"),
                 );
             };
-            if !allowed.iter().any(|a| history::inside(&real, a)) {
+            if !allowed.iter().any(|a| crate::projects::inside(&real, a)) {
                 return error(
                     StatusCode::FORBIDDEN,
                     format!("project {p:?} is not inside an allowed project or project root"),
