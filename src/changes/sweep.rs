@@ -72,7 +72,12 @@ pub async fn sweep(store: &Store, data_dir: &Path, grace: Duration) -> Swept {
         // One snapshot or sweep of a store at a time.
         let lock = git::lock_for(&dir);
         let _held = lock.lock().await;
-        let (removed, bytes) = remove_unreached(&dir, &keep, grace);
+        // Walking the store's files blocks: off the async workers.
+        let walked = dir.clone();
+        let (removed, bytes) =
+            tokio::task::spawn_blocking(move || remove_unreached(&walked, &keep, grace))
+                .await
+                .unwrap_or_default();
         if removed > 0 {
             // Our index may name what was removed, and git trusts its index for a file it sees unchanged: the
             // next turn starts from a fresh copy of the user's index instead.
