@@ -167,8 +167,11 @@ fn the_clis_sessions_inside_the_project_are_listed_newest_first_with_titles_and_
         .unwrap();
     writeln!(file, "\n{}", user(&project, D, 30, json!("and more"))).unwrap();
     drop(file);
-    let again = list(&server, "");
-    assert_eq!(find(&again, D)["last_activity"], ts(30));
+    // The watcher hears of the append on its own thread, a moment after the write: wait for it, within a deadline.
+    common::wait_for("the grown file listed again", 10, || {
+        let again = list(&server, "");
+        (find(&again, D)["last_activity"] == ts(30)).then_some(())
+    });
 }
 
 #[test]
