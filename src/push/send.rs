@@ -108,7 +108,8 @@ async fn sleep_or_wake(core: &Core, wait: Duration) {
     }
 }
 
-/// Sends one outbox row and records what came of it.
+/// Sends one outbox row and records what came of it; the log line follows the store's change, so a line read
+/// from the log is already true of the outbox.
 async fn deliver(store: &Store, core: &Core, row: Outgoing) {
     let result = try_deliver(store, core, &row).await;
     let sub = &row.subscription_id;
@@ -120,20 +121,20 @@ async fn deliver(store: &Store, core: &Core, row: Outgoing) {
     match result {
         Ok(Outcome::Delivered) => logged(store.push_delivered(row.id)),
         Ok(Outcome::Gone) => {
-            tracing::info!("push subscription {sub} is gone (404/410): removed");
             logged(store.delete_push_subscription(sub).map(|_| ()));
+            tracing::info!("push subscription {sub} is gone (404/410): removed");
         }
         Ok(Outcome::Refused(status)) => {
-            tracing::warn!("push to subscription {sub} refused with {status}: message dropped");
             logged(store.delete_push(row.id));
+            tracing::warn!("push to subscription {sub} refused with {status}: message dropped");
         }
         Ok(Outcome::Retry(after)) | Err(Failure::Retry(after)) => {
             if row.attempts + 1 >= MAX_ATTEMPTS {
+                logged(store.delete_push(row.id));
                 tracing::warn!(
                     "push to subscription {sub} failed {} times: message dropped",
                     row.attempts + 1
                 );
-                logged(store.delete_push(row.id));
             } else {
                 let backoff = 2u64.pow(row.attempts.clamp(0, 10) as u32 + 1);
                 let delay = after.unwrap_or(backoff).clamp(1, MAX_DELAY);
@@ -142,8 +143,8 @@ async fn deliver(store: &Store, core: &Core, row: Outgoing) {
             }
         }
         Err(Failure::Drop(why)) => {
-            tracing::warn!("push to subscription {sub} cannot be sent ({why}): message dropped");
             logged(store.delete_push(row.id));
+            tracing::warn!("push to subscription {sub} cannot be sent ({why}): message dropped");
         }
     }
 }
