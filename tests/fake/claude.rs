@@ -736,6 +736,7 @@ impl Out {
     }
 
     fn result(&mut self, result: Value) {
+        time_turn();
         match self.format {
             Format::StreamJson => write_line(&result),
             Format::Json if self.verbose => {
@@ -1229,12 +1230,30 @@ fn fail(message: &str) -> ! {
 /// Set in the long-lived mode, which times each turn rather than the process.
 static LIVE_MODE: AtomicBool = AtomicBool::new(false);
 
-/// Exits with `code`, appending `start_ns end_ns` to `$FAKE_CLAUDE_TIMING` first (one-shot mode).
+/// Whether the current turn's timing line is written (a turn ends once: its result, or the process's exit).
+static TIMED: AtomicBool = AtomicBool::new(false);
+
+/// Exits with `code`, appending `start_ns end_ns` to `$FAKE_CLAUDE_TIMING` first unless a result already did
+/// (one-shot mode).
 fn finish(code: i32) -> ! {
     if !LIVE_MODE.load(Ordering::SeqCst) {
-        append_timing(START_NS.load(Ordering::Relaxed));
+        time_turn();
     }
     std::process::exit(code);
+}
+
+/// Starts timing a turn of the long-lived mode (a one-shot process's turn starts with the process).
+fn start_turn_timing() {
+    START_NS.store(now_ns(), Ordering::Relaxed);
+    TIMED.store(false, Ordering::SeqCst);
+}
+
+/// Ends the current turn's timing, once; called before its result is printed, so that a test which has read the
+/// result finds the line.
+fn time_turn() {
+    if !TIMED.swap(true, Ordering::SeqCst) {
+        append_timing(START_NS.load(Ordering::Relaxed));
+    }
 }
 
 /// Appends `start_ns now_ns` to `$FAKE_CLAUDE_TIMING`, if set.

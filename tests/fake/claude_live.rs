@@ -204,7 +204,7 @@ fn run_turn(
     session: &mut Option<String>,
     text: &str,
 ) -> Box<Live> {
-    let started_ns = now_ns();
+    start_turn_timing();
     live.turns += 1;
     record("prompt", text.as_bytes());
     record(&format!("prompt.{}", live.turns), text.as_bytes());
@@ -235,7 +235,7 @@ fn run_turn(
         panic::resume_unwind(payload);
     }
     let mut live = turn.live.take().expect("the turn hands its state back");
-    append_timing(started_ns);
+    time_turn();
     live.denials.clear();
     live.current_tool = None;
     live.waiting_for = None;
