@@ -101,6 +101,15 @@ pub async fn run(store: Weak<Store>, core: Arc<Core>) {
     }
 }
 
+/// The first whole second (the outbox's unit) at least `delay` seconds from now: a service that said "retry after 1 s"
+/// is not asked again a moment later because a second boundary fell in between.
+fn not_before(delay: u64) -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    since.as_secs() + u64::from(since.subsec_nanos() > 0) + delay
+}
+
 async fn sleep_or_wake(core: &Core, wait: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
@@ -139,7 +148,7 @@ async fn deliver(store: &Store, core: &Core, row: Outgoing) {
                 let backoff = 2u64.pow(row.attempts.clamp(0, 10) as u32 + 1);
                 let delay = after.unwrap_or(backoff).clamp(1, MAX_DELAY);
                 tracing::info!("push to subscription {sub} will be retried in {delay} s");
-                logged(store.push_attempted(row.id, (now() + delay) as i64));
+                logged(store.push_attempted(row.id, not_before(delay) as i64));
             }
         }
         Err(Failure::Drop(why)) => {
