@@ -121,16 +121,22 @@ impl Push {
         Ok(self.core.vapid()?.public_key().to_string())
     }
 
-    /// Queues `notice` for every subscription (none for a conversation someone is watching); returns at once.
-    pub fn notify(&self, notice: Notice) {
-        let conversation = match &notice {
+    /// Whether `notice` is about a conversation someone is watching in a visible app, so nothing is sent. Callers
+    /// that queue `notify` on another thread ask first, so that the presence of the moment decides.
+    pub fn held_back(&self, notice: &Notice) -> bool {
+        let conversation = match notice {
             Notice::TurnEnded {
                 conversation_id, ..
             } => Some(conversation_id.as_str()),
             Notice::Waiting { request, .. } => Some(request.conversation_id.as_str()),
             Notice::AddressChanged { .. } => None,
         };
-        if conversation.is_some_and(|c| self.core.watched(c)) {
+        conversation.is_some_and(|c| self.core.watched(c))
+    }
+
+    /// Queues `notice` for every subscription (none for a conversation someone is watching); returns at once.
+    pub fn notify(&self, notice: Notice) {
+        if self.held_back(&notice) {
             return;
         }
         let subs = match self.store.push_subscriptions() {

@@ -54,6 +54,10 @@ pub(super) fn waiting(stream: &Stream, request: &PendingRequest) {
 }
 
 fn queue(stream: &Stream, notice: Notice) {
+    // Decided now, not when the blocking pool gets to it: the app may leave in between.
+    if stream.push.held_back(&notice) {
+        return;
+    }
     let push = stream.push.clone();
     tokio::task::spawn_blocking(move || push.notify(notice));
 }
