@@ -332,13 +332,12 @@ fn a_dotenv_outside_the_projects_gives_settings_but_never_credentials_or_executa
         401
     );
     assert_eq!(server.get(USER, PASSWORD, "/api/sessions").status, 200);
-    let log = server.log();
-    assert!(
-        log.contains("AUTH_PASSWORD")
-            && log.contains("CLAUDE_BIN")
-            && !log.contains("evil-password"),
-        "{log}"
-    );
+    // The warnings go through the log's writer thread: wait for them.
+    let log = wait_for("the .env warnings in the log", 10, || {
+        let log = server.log();
+        (log.contains("AUTH_PASSWORD") && log.contains("CLAUDE_BIN")).then_some(log)
+    });
+    assert!(!log.contains("evil-password"), "{log}");
     // claude is looked up on PATH (not found there): the .env's program never runs.
     let _ = server.chat(USER, PASSWORD, "hi");
     assert!(!mark.exists(), "the .env's CLAUDE_BIN ran");
@@ -395,14 +394,16 @@ fn a_dotenv_outside_the_projects_cannot_widen_claudes_permissions_or_move_the_da
         "{argv:?}"
     );
     assert!(!evil_data.exists(), "the .env moved the data dir");
-    let log = server.log();
-    for key in [
+    let keys = [
         "CLAUDE_PERMISSION_MODE",
         "CLAUDE_ALLOWED_TOOLS",
         "REMOTE_AGENT_DATA_DIR",
-    ] {
-        assert!(log.contains(key), "the refusal names {key}: {log}");
-    }
+    ];
+    // The refusal goes through the log's writer thread: wait for it to name every key.
+    wait_for("the refusal to name every key", 10, || {
+        let log = server.log();
+        keys.iter().all(|key| log.contains(key)).then_some(())
+    });
 }
 
 #[test]

@@ -203,10 +203,12 @@ fn cloudflareds_log_stays_bounded_across_runs() {
     std::fs::write(&log, vec![b'x'; 4 * 1024 * 1024 + 1]).unwrap();
     let up = Up::builder().in_dir(root).start();
     up.wait_line("tunnel connected", 0, 20);
-    wait_for("the old log to be rotated", 10, || {
-        state.join("cloudflared.log.1").exists().then_some(())
-    });
-    let size = std::fs::metadata(&log).unwrap().len();
+    // Rotation renames the log, then opens a new one: wait for both.
+    let size = wait_for("the old log to be rotated", 10, || {
+        let rotated = state.join("cloudflared.log.1").exists();
+        rotated.then(|| std::fs::metadata(&log).ok()).flatten()
+    })
+    .len();
     assert!(size < 1024 * 1024, "cloudflared.log is {size} bytes");
 }
 
