@@ -83,11 +83,20 @@ impl Supervisor {
             Some(Kind::Named(named)) if self.public_url.is_none() => Some(named_url(named)),
             _ => None,
         };
-        if let Some(url) = url
-            && self.public_url.as_ref() != Some(&url)
-        {
-            let again = self.public_url.is_some() || self.announced;
+        // What changed is recorded first (state.json, which `status` and the tests read), then printed: a line on
+        // the console is already true of the state file.
+        let new_url = url.filter(|u| self.public_url.as_ref() != Some(u));
+        let again = self.public_url.is_some() || self.announced;
+        if let Some(url) = &new_url {
             self.public_url = Some(url.clone());
+        }
+        let connected = ready && !self.ready;
+        self.ready = ready;
+        // A late answer from the run that just ended: its URL ended with it.
+        self.forget_stale_url();
+        self.write_state();
+
+        if let Some(url) = new_url {
             if again {
                 println!("cloudflared restarted; the public URL is now:");
                 super::console::notify_desktop(&url);
@@ -100,21 +109,15 @@ impl Supervisor {
                 );
             }
             self.offer_pairing(&url);
-            if !self.ready {
+            if !ready {
                 println!("waiting for the Cloudflare edge…");
             }
             self.announced = true;
         }
-        if ready != self.ready {
-            self.ready = ready;
-            if ready {
-                println!("tunnel connected to the Cloudflare edge");
-            }
+        if connected {
+            println!("tunnel connected to the Cloudflare edge");
         }
         let _ = std::io::stdout().flush();
-        // A late answer from the run that just ended: its URL ended with it.
-        self.forget_stale_url();
-        self.write_state();
     }
 }
 
