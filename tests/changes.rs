@@ -25,6 +25,22 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Commits everything staged in `dir` under a throwaway identity (the machine may have none configured).
+fn commit(dir: &Path, message: &str) {
+    git(
+        dir,
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            message,
+        ],
+    );
+}
+
 fn have_git() -> bool {
     Command::new("git")
         .arg("--version")
@@ -299,18 +315,7 @@ fn a_project_in_a_subdirectory_of_a_repository_sees_only_its_own_files() {
     std::fs::write(sub.join("x.txt"), "a\nb\nc\n").unwrap();
     std::fs::write(top.join("elsewhere.txt"), "one\n").unwrap();
     git(&top, &["add", "-A"]);
-    git(
-        &top,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@x",
-            "commit",
-            "-qm",
-            "one",
-        ],
-    );
+    commit(&top, "one");
     let project = sub.canonicalize().unwrap();
     server.create(json!({"id": "s", "project": project, "permission_mode": "acceptEdits"}));
     let turn = server.send("s", json!({"message": "[[slow:1]] [[edit:x.txt:b=>B]]"}));
@@ -370,18 +375,7 @@ fn what_no_stored_turn_needs_is_swept_and_the_rest_still_reads() {
     git(&project, &["init", "-q"]);
     std::fs::write(project.join("base.txt"), "base\n").unwrap();
     git(&project, &["add", "-A"]);
-    git(
-        &project,
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-qm",
-            "one",
-        ],
-    );
+    commit(&project, "one");
 
     server.create(json!({"id": "a", "permission_mode": "acceptEdits"}));
     let turn = server.send(
