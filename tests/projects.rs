@@ -91,13 +91,18 @@ fn browse(server: &Server, path: Option<&Path>) -> (u16, Value) {
     (r.status, r.json())
 }
 
-fn names(listing: &Value) -> Vec<String> {
-    listing["dirs"]
+/// The string `field` of every item in the array `list` of `v`.
+fn pluck(v: &Value, list: &str, field: &str) -> Vec<String> {
+    v[list]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d["name"].as_str().unwrap().to_string())
+        .map(|item| item[field].as_str().unwrap().to_string())
         .collect()
+}
+
+fn names(listing: &Value) -> Vec<String> {
+    pluck(listing, "dirs", "name")
 }
 
 fn create(server: &Server, project: &str) -> (u16, Value) {
@@ -251,13 +256,7 @@ fn no_conversation_runs_in_or_above_claudes_own_config_dir() {
     );
     // Only the session that could be adopted is listed; the other is refused by id too.
     let listed = server.authed("GET", "/api/claude-sessions", b"").json();
-    let ids: Vec<&str> = listed["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [beside], "{listed}");
+    assert_eq!(pluck(&listed, "sessions", "id"), [beside], "{listed}");
     let resp = server.authed("POST", &format!("/api/claude-sessions/{above}/adopt"), b"");
     assert_eq!(resp.status, 403, "{}", resp.text());
     let (status, work) = browse(&server, Some(&tree.p("work")));
@@ -367,18 +366,14 @@ fn recent_projects_come_from_conversations_and_the_clis_sessions_inside_the_root
 
     let all = server.authed("GET", "/api/projects", b"").json();
     let projects = all["projects"].as_array().unwrap();
-    let paths: Vec<&str> = projects
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let paths = pluck(&all, "projects", "path");
     let project = server.path("project").canonicalize().unwrap();
     // The allow-list first, then the recent ones, newest first; nothing outside the roots.
     assert_eq!(paths[0], project.display().to_string(), "{all}");
     assert_eq!(projects[0]["source"], "allow");
-    let recent: Vec<&str> = paths[1..].to_vec();
     let want = |p: &str| tree.p(p).display().to_string();
     assert_eq!(
-        recent,
+        paths[1..],
         [want("more/m1"), want("work/app"), want("work/zeta")],
         "{all}"
     );
@@ -398,23 +393,15 @@ fn recent_projects_come_from_conversations_and_the_clis_sessions_inside_the_root
         "{all}"
     );
     assert!(!all.to_string().contains("secret"), "{all}");
-    let roots: Vec<&str> = all["roots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(roots, ["more", "work"]);
+    assert_eq!(pluck(&all, "roots", "name"), ["more", "work"]);
 
     // Searched: a case-insensitive part of the path.
     let found = server.authed("GET", "/api/projects?q=ZET", b"").json();
-    let paths: Vec<&str> = found["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, [want("work/zeta")], "{found}");
+    assert_eq!(
+        pluck(&found, "projects", "path"),
+        [want("work/zeta")],
+        "{found}"
+    );
     assert_eq!(server.request("GET", "/api/projects", &[], b"").status, 401);
 }
 
