@@ -251,7 +251,7 @@ impl Trees<'_> {
     }
 
     /// Every object the trees `trees` reach, ours and the user's: what a sweep keeps.
-    pub async fn reachable(&self, trees: &[String]) -> Result<HashSet<String>, GitError> {
+    pub async fn reachable(&self, trees: &HashSet<String>) -> Result<HashSet<String>, GitError> {
         let mut args = vec![os("rev-list"), os("--objects")];
         args.extend(trees.iter().map(|t| os(t)));
         let out = self.git(&args, 256 << 20).await?;

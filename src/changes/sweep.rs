@@ -34,15 +34,14 @@ pub async fn sweep(store: &Store, data_dir: &Path, grace: Duration) -> Swept {
         }
     };
     // Our store's directory → (its repository's git dir, the trees that must stay readable).
-    let mut needed: HashMap<PathBuf, (PathBuf, Vec<String>)> = HashMap::new();
+    let mut needed: HashMap<PathBuf, (PathBuf, HashSet<String>)> = HashMap::new();
     for (git_dir, tree) in rows {
         let git_dir = PathBuf::from(git_dir);
-        let entry = needed
+        needed
             .entry(git::ours(data_dir, &git_dir))
-            .or_insert_with(|| (git_dir, Vec::new()));
-        if !entry.1.contains(&tree) {
-            entry.1.push(tree);
-        }
+            .or_insert_with(|| (git_dir, HashSet::new()))
+            .1
+            .insert(tree);
     }
     let Ok(dirs) = std::fs::read_dir(data_dir.join("changes")) else {
         return Swept::default();
